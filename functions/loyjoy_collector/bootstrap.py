@@ -1,0 +1,76 @@
+"""Create or update the dataset, tables and views, idempotently, in whatever BigQuery the settings name.
+
+Terraform does the same from the same files in a real project; this is for local runs, tests and users
+who deploy without Terraform. Existing tables only ever gain columns: nothing is dropped or retyped.
+"""
+
+from __future__ import annotations
+
+from string import Template
+from typing import Any
+
+from .schema import tables, views
+from .settings import Settings
+from .sink import BigQuerySink
+
+
+def _schema(fields: list[dict[str, Any]]) -> list[Any]:
+    from google.cloud import bigquery
+
+    return [bigquery.SchemaField.from_api_repr(spec) for spec in fields]
+
+
+def bootstrap(settings: Settings, sink: BigQuerySink | None = None) -> list[str]:
+    """Returns what it did, one line per object, for the command line."""
+    from google.api_core.exceptions import NotFound
+    from google.cloud import bigquery
+
+    client = (sink or BigQuerySink(settings)).client
+    done: list[str] = []
+    dataset_id = f"{client.project}.{settings.bq_dataset}"
+    dataset = bigquery.Dataset(dataset_id)
+    dataset.location = settings.bq_location
+    client.create_dataset(dataset, exists_ok=True)
+    done.append(f"dataset {dataset_id}")
+
+    for name, spec in tables().items():
+        table_id = f"{dataset_id}.{name}"
+        try:
+            existing = client.get_table(table_id)
+        except NotFound:
+            table = bigquery.Table(table_id, schema=_schema(spec.fields))
+            table.description = spec.description
+            table.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY, field=spec.partition_field
+            )
+            table.clustering_fields = spec.clustering
+            client.create_table(table)
+            done.append(f"table {table_id}: created")
+            continue
+        have = {field.name for field in existing.schema}
+        missing = [field for field in spec.fields if field["name"] not in have]
+        if missing:
+            existing.schema = [*existing.schema, *_schema(missing)]
+            client.update_table(existing, ["schema"])
+            done.append(f"table {table_id}: added {', '.join(f['name'] for f in missing)}")
+        else:
+            done.append(f"table {table_id}: up to date")
+
+    for name, template in views().items():
+        view_id = f"{dataset_id}.{name}"
+        query = Template(template).substitute(project=client.project, dataset=settings.bq_dataset)
+        view = bigquery.Table(view_id)
+        view.view_query = query
+        try:
+            existing = client.get_table(view_id)
+        except NotFound:
+            client.create_table(view)
+            done.append(f"view {view_id}: created")
+            continue
+        if existing.view_query != query:
+            existing.view_query = query
+            client.update_table(existing, ["view_query"])
+            done.append(f"view {view_id}: updated")
+        else:
+            done.append(f"view {view_id}: up to date")
+    return done

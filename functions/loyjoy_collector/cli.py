@@ -1,0 +1,186 @@
+"""`loyjoy-collector`: bootstrap a BigQuery, run the whole thing locally, look at the rows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+FUNCTION_SOURCE = Path(__file__).resolve().parent.parent / "main.py"
+DEV_ORIGINS = "http://127.0.0.1:8081,http://localhost:8081,http://127.0.0.1:8080,http://localhost:8080"
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from .bootstrap import bootstrap
+    from .settings import Settings
+
+    for line in bootstrap(Settings()):
+        print(line)
+    return 0
+
+
+def wait_for(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"{url}: the process exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+
+
+def start_local_bigquery(port: int, data_dir: Path | None, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """bqemulator on loopback; persistent under `data_dir`, in memory without one."""
+    command = [sys.executable, "-m", "loyjoy_collector.local_bigquery", "start", "--rest-port", str(port),
+               "--grpc-port", "0", "--project", "loyjoy-local", "--log-level", "warning"]  # fmt: skip
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        command += ["--persistent", "--data-dir", str(data_dir)]
+    out = log.open("ab") if log else subprocess.DEVNULL
+    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    wait_for(f"http://127.0.0.1:{port}/bigquery/v2/projects/loyjoy-local/datasets", 60, process)
+    return process
+
+
+def start_function(port: int, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    """Exactly what Cloud Functions runs: functions-framework on functions/main.py, target `collect`."""
+    command = [sys.executable, "-m", "functions_framework", "--source", str(FUNCTION_SOURCE),
+               "--target", "collect", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    out = log.open("ab") if log else None
+    process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT if log else None)
+    wait_for(f"http://127.0.0.1:{port}/healthy", 30, process)
+    return process
+
+
+def local_env(bq_port: int, origins: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env.update(
+        BIGQUERY_API_ENDPOINT=f"http://127.0.0.1:{bq_port}",
+        BQ_PROJECT="loyjoy-local",
+        BQ_DATASET=env.get("BQ_DATASET", "loyjoy"),
+        ALLOWED_ORIGINS=env.get("ALLOWED_ORIGINS", origins),
+        PII_HASH_KEY=env.get("PII_HASH_KEY", "dev-only-" + secrets.token_hex(8)),
+    )
+    return env
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from .bootstrap import bootstrap
+    from .settings import Settings
+
+    state = Path(args.state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    key_file = state / "pii_hash_key"
+    if not key_file.exists():
+        key_file.write_text("dev-only-" + secrets.token_hex(16))
+    os.environ.setdefault("PII_HASH_KEY", key_file.read_text().strip())
+    env = local_env(args.bigquery_port, DEV_ORIGINS)
+    children: list[subprocess.Popen[bytes]] = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the finally below stops the children
+    try:
+        print(f"local BigQuery (bqemulator) on http://127.0.0.1:{args.bigquery_port}, data in {state / 'bigquery'}")
+        children.append(start_local_bigquery(args.bigquery_port, state / "bigquery", state / "bigquery.log"))
+        os.environ.update(env)
+        for line in bootstrap(Settings()):
+            print("  " + line)
+        children.append(start_function(args.port, env))
+        demo = Path(__file__).resolve().parent / "static"
+        if (demo / "demo.html").exists():
+            children.append(start_demo(args.demo_port, demo, f"http://127.0.0.1:{args.port}/"))
+        print(DEV_HELP.format(port=args.port, demo_port=args.demo_port))
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        print("a child process exited; stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+
+def start_demo(port: int, directory: Path, collector: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "loyjoy_collector.demo_server", "--port", str(port),
+               "--directory", str(directory), "--collector", collector]  # fmt: skip
+    process = subprocess.Popen(command)
+    wait_for(f"http://127.0.0.1:{port}/", 15, process)
+    return process
+
+
+DEV_HELP = """
+The collector runs on http://127.0.0.1:{port}/ (Ctrl-C stops everything).
+
+  Demo page with a stand-in LoyJoy chat:  http://127.0.0.1:{demo_port}/
+  Send an event:
+    curl -s http://127.0.0.1:{port}/ -H 'Content-Type: application/json' \\
+      -d '{{"event": "signin", "detail": {{"bot_id": "b1", "process_name": "Demo", "email": "a@b.co"}}}}'
+  See the rows:
+    loyjoy-collector rows            # latest events
+    loyjoy-collector rows --rejected # latest refusals, with reasons
+"""
+
+
+def cmd_rows(args: argparse.Namespace) -> int:
+    from .settings import Settings
+    from .sink import BigQuerySink
+
+    settings = Settings()
+    if not settings.bigquery_api_endpoint and not args.cloud:
+        os.environ.update(local_env(args.bigquery_port, DEV_ORIGINS))
+        settings = Settings()
+    sink = BigQuerySink(settings)
+    table = "events_rejected" if args.rejected else "events"
+    columns = (
+        "received_at, reason, reason_detail, http_status, raw_payload"
+        if args.rejected
+        else "event_ts, event_name, event_name_raw, bot_id, process_name, label, client_id, email_hash, detail"
+    )
+    query = f"SELECT {columns} FROM `{sink.table_id(table)}` ORDER BY received_at DESC LIMIT {int(args.limit)}"
+    for row in sink.client.query(query).result():
+        print(json.dumps({key: row[key] for key in row.keys()}, default=str, ensure_ascii=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="loyjoy-collector", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("bootstrap", help="create or update the dataset, tables and views").set_defaults(
+        run=cmd_bootstrap
+    )
+
+    dev = commands.add_parser("dev", help="local BigQuery + the function + the demo page, on loopback")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--bigquery-port", type=int, default=9050)
+    dev.add_argument("--demo-port", type=int, default=8081)
+    dev.add_argument("--state-dir", default=".local", help="git-ignored folder for the local BigQuery's data")
+    dev.set_defaults(run=cmd_dev)
+
+    rows = commands.add_parser("rows", help="print the latest rows (of the local BigQuery by default)")
+    rows.add_argument("--rejected", action="store_true")
+    rows.add_argument("--limit", type=int, default=10)
+    rows.add_argument("--bigquery-port", type=int, default=9050)
+    rows.add_argument("--cloud", action="store_true", help="read the BigQuery the environment names")
+    rows.set_defaults(run=cmd_rows)
+
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""What the collector adds to an event: device from the user agent, traffic source, a trustworthy time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from urllib.parse import parse_qs, urlsplit
+
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+
+
+@dataclass(frozen=True)
+class Device:
+    browser: str | None = None
+    browser_version: str | None = None
+    os: str | None = None
+    os_version: str | None = None
+    device_type: str | None = None
+
+
+def _version(major: str | None, minor: str | None) -> str | None:
+    if not major:
+        return None
+    return f"{major}.{minor}" if minor else major
+
+
+@lru_cache(maxsize=4096)
+def parse_user_agent(user_agent: str) -> Device:
+    """ua-parser (with its native backend) behind a cache: a site's visitors share few user agents."""
+    if not user_agent:
+        return Device()
+    import ua_parser  # first use builds the matchers (~0.2 s): keep it off the cold-start import
+
+    result = ua_parser.parse(user_agent[:1024])
+    agent, system, device = result.user_agent, result.os, result.device
+    family = device.family if device else ""
+    os_family = system.family if system else None
+    if family == "Spider" or (agent and agent.family.lower().endswith("bot")):
+        kind = "bot"
+    elif "iPad" in family or "Tablet" in family or (os_family == "Android" and "Mobile" not in user_agent):
+        kind = "tablet"
+    elif os_family in {"iOS", "Android", "Windows Phone", "BlackBerry OS"} or "Mobile" in user_agent:
+        kind = "mobile"
+    else:
+        kind = "desktop"
+    return Device(
+        browser=agent.family if agent else None,
+        browser_version=_version(agent.major, agent.minor) if agent else None,
+        os=os_family,
+        os_version=_version(system.major, system.minor) if system else None,
+        device_type=kind,
+    )
+
+
+@dataclass(frozen=True)
+class PageParts:
+    hostname: str | None
+    path: str | None
+    utm: dict[str, str]
+    gclid: str | None
+
+
+def page_parts(url: str | None) -> PageParts:
+    if not url:
+        return PageParts(None, None, {}, None)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return PageParts(None, None, {}, None)
+    query = parse_qs(parts.query, max_num_fields=100) if parts.query else {}
+    utm = {key: query[key][0][:256] for key in UTM_KEYS if query.get(key)}
+    gclid = query["gclid"][0][:256] if query.get("gclid") else None
+    return PageParts(parts.hostname, parts.path or None, utm, gclid)
+
+
+@dataclass(frozen=True)
+class Clock:
+    event_ts: datetime
+    client_ts: datetime | None
+    client_sent_at: datetime | None
+    skew_ms: int | None
+    flags: tuple[str, ...]
+
+
+def reconcile_clock(
+    received_at: datetime,
+    client_ts: datetime | None,
+    sent_at: datetime | None,
+    *,
+    max_age: timedelta,
+    max_future: timedelta,
+) -> Clock:
+    """Snowplow's derived timestamp: the client's event time, moved by the client clock's skew.
+
+    A client whose clock is wrong by hours still gets its events ordered right; an absurd result (in the
+    future, or older than BigQuery lets us stream into a partition) falls back to the server's time.
+    """
+    flags: list[str] = []
+    skew: timedelta | None = received_at - sent_at if sent_at else None
+    if client_ts is None:
+        event_ts = received_at
+    else:
+        try:
+            event_ts = client_ts + skew if skew is not None else client_ts
+        except OverflowError:  # year 1 or 9999 on a broken clock
+            event_ts = datetime.max.replace(tzinfo=received_at.tzinfo)
+        if event_ts > received_at + max_future:
+            flags.append("client_ts_future")
+            event_ts = received_at
+        elif event_ts > received_at:
+            event_ts = received_at
+        elif event_ts < received_at - max_age:
+            flags.append("client_ts_too_old")
+            event_ts = received_at
+    if skew is not None and abs(skew) > timedelta(hours=1):
+        flags.append("client_clock_skewed")
+    skew_ms = int(skew.total_seconds() * 1000) if skew is not None else None
+    return Clock(event_ts, client_ts, sent_at, skew_ms, tuple(flags))

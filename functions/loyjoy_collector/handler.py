@@ -1,0 +1,361 @@
+"""The request path, top to bottom: origin, route, body, events, BigQuery, answer.
+
+Every refusal has a machine-readable reason and, except a foreign origin's 403, leaves its scrubbed payload
+in `events_rejected`; every acknowledgement means BigQuery has the row. Nothing here builds a client or
+reads configuration per request: `runtime()` does that once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import flask
+from pydantic import ValidationError
+
+from .cors import cors_headers, origin_allowed, preflight_headers
+from .privacy import Scrubber
+from .protocol import LoyJoyEvent, explain
+from .schema import EVENTS, REJECTED
+from .rows import RequestContext, event_row, rejected_row
+from .settings import Settings, get_settings
+from .sink import BigQuerySink, StorageUnavailable
+
+log = logging.getLogger("loyjoy_collector")
+
+JSON_TYPES = frozenset({"", "application/json", "text/plain"})
+DRAIN_LIMIT = 32 * 1024 * 1024  # Cloud Run's own request limit: past it the platform answers.
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    scrubber: Scrubber
+    sink: BigQuerySink
+
+
+@cache
+def runtime() -> Runtime:
+    settings = get_settings()
+    key = settings.pii_hash_key.get_secret_value().encode() if settings.pii_hash_key else None
+    if key is None:
+        log.warning("PII_HASH_KEY is not set: e-mail addresses are dropped instead of hashed")
+    scrubber = Scrubber(key, frozenset(settings.pii_allowed_keys))
+    return Runtime(settings, scrubber, BigQuerySink(settings))
+
+
+class Refusal(Exception):
+    """The whole request is refused; raised anywhere on the path, answered and recorded in one place."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        detail: str,
+        payload: Any = None,
+        *,
+        raw_bytes: int | None = None,
+        truncated: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.detail, self.payload = status, reason, detail, payload
+        self.raw_bytes, self.truncated, self.headers = raw_bytes, truncated, headers or {}
+
+
+@dataclass(frozen=True)
+class Route:
+    methods: tuple[str, ...]
+    handle: Callable[[flask.Request, RequestContext, Runtime], flask.Response]
+    protocol: str
+
+
+# --------------------------------------------------------------------------------------------- entry
+
+
+def collect(request: flask.Request) -> flask.Response:
+    """Cloud Functions entry point (`--target collect`)."""
+    rt = runtime()
+    ctx = request_context(request)
+    if ctx.origin and not origin_allowed(ctx.origin, rt.settings.allowed_origins):
+        return answer(403, error_body("origin_not_allowed", f"origin {ctx.origin} is not in ALLOWED_ORIGINS"))
+    route = ROUTES.get(ctx.path)
+    if request.method == "OPTIONS" and route is not None:
+        return flask.Response(status=204, headers=preflight_headers(ctx.origin, ", ".join(route.methods)))
+    try:
+        if route is None:
+            raise Refusal(404, "unknown_path", f"no endpoint at {ctx.path}; events go to POST /")
+        if ctx.method not in route.methods:
+            allow = ", ".join((*route.methods, "OPTIONS"))
+            raise Refusal(405, "method_not_allowed", f"{ctx.method} {ctx.path}; allowed: {allow}",
+                          headers={"Allow": allow})  # fmt: skip
+        return route.handle(request, ctx, rt)
+    except Refusal as refusal:
+        return refuse(request, ctx, rt, refusal, route.protocol if route else None)
+    except StorageUnavailable as exc:
+        return unavailable(ctx, rt, exc)
+
+
+def request_context(request: flask.Request) -> RequestContext:
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    path = request.path.rstrip("/") or "/"
+    return RequestContext(
+        received_at=datetime.now(UTC),
+        method=request.method,
+        path=path,
+        query=request.query_string.decode("latin-1"),
+        content_type=request.headers.get("Content-Type"),
+        origin=request.headers.get("Origin"),
+        user_agent=request.headers.get("User-Agent", ""),
+        ip=forwarded.split(",", 1)[0].strip() or request.remote_addr,
+        accept_language=request.headers.get("Accept-Language"),
+    )
+
+
+# ------------------------------------------------------------------------------------ the snippet's
+
+
+def loyjoy_events(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:
+    """POST / : one event, or {"events": [...], <shared context>}, as JSON or text/plain."""
+    text, size = read_text(request, rt.settings, JSON_TYPES)
+    payload = parse_json(text, size, rt.settings)
+    events = split_batch(payload, size, rt.settings)
+    outcome = ingest(events, ctx, rt, "loyjoy")
+    return answer(outcome.status, outcome.body(), cors_headers(ctx.origin))
+
+
+def read_text(request: flask.Request, settings: Settings, accepted: frozenset[str]) -> tuple[str, int]:
+    """The body as text, within the size limit, in an accepted media type, as valid UTF-8."""
+    limit = settings.max_body_bytes
+    data = request.stream.read(limit + 1)
+    declared = request.content_length
+    if len(data) > limit or (declared is not None and declared > limit):
+        size = declared if declared is not None else len(data) + drain(request)
+        raise Refusal(413, "body_too_large", f"{size} bytes; the limit is {limit}",
+                      data[:limit].decode("utf-8", "replace"), raw_bytes=size, truncated=True)  # fmt: skip
+    mimetype = request.mimetype or ""
+    if mimetype not in accepted:
+        raise Refusal(415, "unsupported_media_type", f"{mimetype}; send {' or '.join(sorted(accepted - {''}))}",
+                      data.decode("utf-8", "replace"), raw_bytes=len(data))  # fmt: skip
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Refusal(400, "invalid_utf8", f"invalid UTF-8 at byte {exc.start}",
+                      data.decode("utf-8", "replace"), raw_bytes=len(data)) from None  # fmt: skip
+    return text.removeprefix("\ufeff"), len(data)
+
+
+def drain(request: flask.Request) -> int:
+    """Read and discard an oversized body so that the sender sees our 413 rather than a reset."""
+    total = 0
+    while total < DRAIN_LIMIT and (chunk := request.stream.read(65536)):
+        total += len(chunk)
+    return total
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str, size: int, settings: Settings) -> Any:
+    if not text.strip():
+        raise Refusal(400, "empty_body", "the body is empty; send an event as JSON", text, raw_bytes=size)
+    try:
+        payload = json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise Refusal(400, "nesting_too_deep", f"more than {settings.max_nesting_depth} levels",
+                      text, raw_bytes=size) from None  # fmt: skip
+    except ValueError as exc:
+        raise Refusal(400, "invalid_json", str(exc), text, raw_bytes=size) from None
+    if nesting_depth(payload, settings.max_nesting_depth) > settings.max_nesting_depth:
+        raise Refusal(400, "nesting_too_deep", f"more than {settings.max_nesting_depth} levels", text,
+                      raw_bytes=size)  # fmt: skip
+    return payload
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """Depth of a JSON value, without recursion, giving up just past `limit`."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def split_batch(payload: Any, size: int, settings: Settings) -> list[Any]:
+    """A batch's other top-level fields are context shared by its events (an event's own fields win)."""
+    if isinstance(payload, list):
+        events, shared = payload, {}
+    elif isinstance(payload, dict) and "events" in payload:
+        events = payload["events"]
+        shared = {key: value for key, value in payload.items() if key != "events"}
+        if not isinstance(events, list):
+            raise Refusal(400, "invalid_shape", "'events' must be an array of events", payload, raw_bytes=size)
+    elif isinstance(payload, dict):
+        return [payload]
+    else:
+        raise Refusal(400, "invalid_shape", "send an event object, or {\"events\": [...]}", payload,
+                      raw_bytes=size)  # fmt: skip
+    if not events:
+        raise Refusal(400, "empty_batch", "'events' is empty", payload, raw_bytes=size)
+    if len(events) > settings.max_events_per_request:
+        raise Refusal(413, "too_many_events", f"{len(events)} events; the limit is "
+                      f"{settings.max_events_per_request} a request", payload, raw_bytes=size)  # fmt: skip
+    return [{**shared, **event} if shared and isinstance(event, dict) else event for event in events]
+
+
+# --------------------------------------------------------------------------------------- the ingest
+
+
+@dataclass
+class Result:
+    index: int
+    stored: bool
+    event_id: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    rejected_id: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Outcome:
+    results: list[Result] = field(default_factory=list)
+
+    @property
+    def stored(self) -> int:
+        return sum(result.stored for result in self.results)
+
+    @property
+    def status(self) -> int:
+        if self.stored == len(self.results):
+            return 200
+        return 207 if self.stored else 400
+
+    def body(self) -> dict[str, Any]:
+        state = {200: "ok", 207: "partial", 400: "rejected"}[self.status]
+        return {
+            "status": state,
+            "received": len(self.results),
+            "stored": self.stored,
+            "results": [result.as_json() for result in self.results],
+        }
+
+
+def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str) -> Outcome:
+    """Validate each event on its own, store the good ones, keep the refused ones with their reason."""
+    outcome = Outcome()
+    rows: list[dict[str, Any]] = []
+    row_results: list[Result] = []
+    refused: list[tuple[Result, dict[str, Any]]] = []
+
+    def refuse_event(index: int, reason: str, detail: str, raw: Any) -> None:
+        result = Result(index, False, reason=reason, detail=detail)
+        fields = raw if isinstance(raw, dict) else {}
+        row = rejected_row(ctx, rt.scrubber, reason=reason, detail=detail, status=400, protocol=protocol,
+                           payload=raw, raw_bytes=None, event_index=index, event_id=fields.get("event_id"),
+                           event_name=fields.get("event"))  # fmt: skip
+        result.rejected_id = row["rejected_id"]
+        outcome.results.append(result)
+        refused.append((result, row))
+
+    for index, raw in enumerate(events):
+        if not isinstance(raw, dict):
+            refuse_event(index, "invalid_shape", "an event is a JSON object", raw)
+            continue
+        try:
+            event = LoyJoyEvent.model_validate(raw)
+        except ValidationError as exc:
+            refuse_event(index, *explain(exc), raw)
+            continue
+        row = event_row(event, raw, ctx, rt.settings, rt.scrubber, protocol)
+        result = Result(index, True, event_id=row["event_id"])
+        outcome.results.append(result)
+        rows.append(row)
+        row_results.append(result)
+
+    for error in rt.sink.insert_until_stored(EVENTS, rows, "event_id"):
+        result = row_results[error.index]
+        result.stored = False
+        refuse_event(result.index, "bigquery_refused", error.message, rows[error.index])
+        outcome.results.remove(result)
+
+    outcome.results.sort(key=lambda result: result.index)
+    for _, row in refused:
+        row["http_status"] = outcome.status
+    rt.sink.insert_until_stored(REJECTED, [row for _, row in refused], "rejected_id")
+    if refused:
+        log.info("refused %d of %d events: %s", len(refused), len(events), refused[0][0].reason)
+    return outcome
+
+
+# -------------------------------------------------------------------------------------- the answers
+
+
+def error_body(reason: str, detail: str, rejected_id: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": "rejected", "error": {"reason": reason, "detail": detail}}
+    if rejected_id:
+        body["rejected_id"] = rejected_id
+    return body
+
+
+def answer(status: int, body: dict[str, Any] | list[Any], headers: dict[str, str] | None = None) -> flask.Response:
+    response = flask.Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        status=status,
+        mimetype="application/json",
+        headers=headers,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def refuse(
+    request: flask.Request, ctx: RequestContext, rt: Runtime, refusal: Refusal, protocol: str | None
+) -> flask.Response:
+    payload, raw_bytes, truncated = refusal.payload, refusal.raw_bytes, refusal.truncated
+    if payload is None and request.method not in ("GET", "HEAD"):
+        data = request.stream.read(rt.settings.max_body_bytes + 1)
+        if data:
+            truncated = len(data) > rt.settings.max_body_bytes
+            payload = data[: rt.settings.max_body_bytes].decode("utf-8", "replace")
+            raw_bytes = request.content_length or len(data)
+    row = rejected_row(ctx, rt.scrubber, reason=refusal.reason, detail=refusal.detail, status=refusal.status,
+                       protocol=protocol, payload=payload, raw_bytes=raw_bytes, truncated=truncated)  # fmt: skip
+    try:
+        rt.sink.insert_until_stored(REJECTED, [row], "rejected_id")
+    except StorageUnavailable as exc:
+        return unavailable(ctx, rt, exc)
+    headers = cors_headers(ctx.origin) | refusal.headers
+    return answer(refusal.status, error_body(refusal.reason, refusal.detail, row["rejected_id"]), headers)
+
+
+def unavailable(ctx: RequestContext, rt: Runtime, exc: StorageUnavailable) -> flask.Response:
+    log.error("storage unavailable, answering 503: %s", exc)
+    headers = cors_headers(ctx.origin) | {"Retry-After": str(rt.settings.retry_after_seconds)}
+    return answer(503, {"status": "unavailable", "error": {"reason": "storage_unavailable",
+                  "detail": "BigQuery is unavailable; nothing was stored, send again later"}}, headers)  # fmt: skip
+
+
+def healthy(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:
+    """sGTM containers answer their health check here; load balancers and uptime checks expect it."""
+    return flask.Response("ok", status=200, mimetype="text/plain", headers={"Cache-Control": "no-store"})
+
+
+ROUTES: dict[str, Route] = {
+    "/": Route(("POST",), loyjoy_events, "loyjoy"),
+    "/healthy": Route(("GET", "HEAD"), healthy, "health"),
+}

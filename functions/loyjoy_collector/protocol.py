@@ -1,0 +1,103 @@
+"""The snippet's ingest protocol: what one event may carry (documented in openapi.yaml).
+
+The minimal valid event is what LoyJoy's listener receives, `{"event": evt, "detail": obj}`; everything
+else is optional context. Types are strict (a number is no name), sizes are bounded, and errors are turned
+into the machine-readable reasons the sender and the rejected-events table see.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError
+
+from .catalog import EVENT_NAME_PATTERN
+
+
+def _to_datetime(value: object) -> datetime:
+    """RFC 3339 strings or epoch milliseconds; what JavaScript's Date gives most easily."""
+    if isinstance(value, bool):
+        raise ValueError("a timestamp is an RFC 3339 string or epoch milliseconds")
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError("epoch milliseconds out of range") from exc
+    if isinstance(value, str) and len(value) <= 40:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError("not an RFC 3339 timestamp") from exc
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    raise ValueError("a timestamp is an RFC 3339 string or epoch milliseconds")
+
+
+def _to_session_number(value: object) -> object:
+    """GA4 session ids are digits; gtag keeps them as strings in cookies."""
+    if isinstance(value, str) and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_to_datetime)]
+Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+Text = Annotated[StrictStr, Field(max_length=8192)]
+
+
+class Consent(BaseModel):
+    """Google Consent Mode v2 names."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    analytics_storage: Literal["granted", "denied"] | None = None
+    ad_storage: Literal["granted", "denied"] | None = None
+
+
+class Utm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    source: Annotated[StrictStr, Field(max_length=256)] | None = None
+    medium: Annotated[StrictStr, Field(max_length=256)] | None = None
+    campaign: Annotated[StrictStr, Field(max_length=256)] | None = None
+    term: Annotated[StrictStr, Field(max_length=256)] | None = None
+    content: Annotated[StrictStr, Field(max_length=256)] | None = None
+
+
+class LoyJoyEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    event: Annotated[StrictStr, Field(pattern=EVENT_NAME_PATTERN.pattern)]
+    detail: dict[str, Any] | None = None
+    event_id: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.:\-]{8,64}$")] | None = None
+    ts: Timestamp | None = None
+    sent_at: Timestamp | None = None
+    tenant_id: Id | None = None
+    bot_id: Id | None = None
+    process_id: Id | None = None
+    client_id: Id | None = None
+    session_id: Id | None = None
+    ga_client_id: Annotated[StrictStr, Field(max_length=64)] | None = None
+    ga_session_id: Annotated[int, BeforeValidator(_to_session_number), Field(ge=0, strict=True)] | None = None
+    page_location: Text | None = None
+    page_referrer: Text | None = None
+    page_title: Text | None = None
+    language: Annotated[StrictStr, Field(max_length=35)] | None = None
+    utm: Utm | None = None
+    consent: Consent | None = None
+    sdk: Annotated[StrictStr, Field(max_length=64)] | None = None
+
+
+KNOWN_FIELDS = frozenset(LoyJoyEvent.model_fields)
+
+
+def explain(error: ValidationError) -> tuple[str, str]:
+    """(reason, detail) for the first problem, named as the sender will understand it."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "event"
+    if first["loc"][:1] == ("event",):
+        if first["type"] == "missing":
+            return "missing_event", "the field 'event' is required"
+        if first["type"] == "string_pattern_mismatch":
+            return "invalid_event_name", f"event must match {EVENT_NAME_PATTERN.pattern} (snake_case)"
+    return "invalid_field", f"{where}: {first['msg']}"

@@ -1,0 +1,193 @@
+"""Rows exactly as `schema/events.json` and `schema/events_rejected.json` describe them.
+
+Timestamps are RFC 3339 strings: BigQuery (and its local stand-in) reads float epochs unreliably.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import __version__
+from .catalog import normalise
+from .enrich import page_parts, parse_user_agent, reconcile_clock
+from .privacy import Scrubber, truncate_ip
+from .protocol import KNOWN_FIELDS, LoyJoyEvent
+from .settings import Settings
+
+URL_MAX = 2048
+TITLE_MAX = 512
+RAW_MAX = 256 * 1024
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What the HTTP request says about every event it carries."""
+
+    received_at: datetime
+    method: str
+    path: str
+    query: str
+    content_type: str | None
+    origin: str | None
+    user_agent: str
+    ip: str | None
+    accept_language: str | None
+
+
+def _clip(value: str | None, limit: int, flag: str, flags: list[str]) -> str | None:
+    if value is not None and len(value) > limit:
+        flags.append(flag)
+        return value[:limit]
+    return value
+
+
+def _first_language(header: str | None) -> str | None:
+    if not header:
+        return None
+    return header.split(",", 1)[0].split(";", 1)[0].strip()[:35] or None
+
+
+def event_row(
+    event: LoyJoyEvent,
+    raw: dict[str, Any],
+    ctx: RequestContext,
+    settings: Settings,
+    scrubber: Scrubber,
+    protocol: str = "loyjoy",
+) -> dict[str, Any]:
+    flags: list[str] = []
+    name, known = normalise(event.event)
+    clock = reconcile_clock(
+        ctx.received_at,
+        event.ts,
+        event.sent_at,
+        max_age=timedelta(days=settings.max_event_age_days),
+        max_future=timedelta(seconds=settings.max_future_skew_seconds),
+    )
+    flags.extend(clock.flags)
+    if not raw.keys() <= KNOWN_FIELDS:
+        flags.append("unknown_fields_ignored")
+
+    detail = scrubber.scrub(event.detail) if event.detail is not None else None
+    email_hash = detail.pop("email_hash", None) if detail else None
+
+    def from_detail(key: str) -> str | None:
+        value = detail.get(key) if detail else None
+        return str(value)[:1024] if isinstance(value, str | int | float) and not isinstance(value, bool) else None
+
+    consent = event.consent.analytics_storage if event.consent and event.consent.analytics_storage else None
+    identified = consent != "denied"
+    if not identified:
+        flags.append("ids_dropped_no_consent")
+
+    location = _clip(scrubber.scrub_text(event.page_location or "") or None, URL_MAX, "truncated_page_location", flags)
+    referrer = _clip(scrubber.scrub_text(event.page_referrer or "") or None, URL_MAX, "truncated_page_referrer", flags)
+    title = _clip(scrubber.scrub_text(event.page_title or "") or None, TITLE_MAX, "truncated_page_title", flags)
+    page = page_parts(location)
+    utm = dict(page.utm)
+    if event.utm:
+        utm.update({f"utm_{k}": v for k, v in event.utm.model_dump(exclude_none=True).items()})
+    device = parse_user_agent(ctx.user_agent)
+
+    return {
+        "event_id": event.event_id or str(uuid.uuid4()),
+        "event_name": name,
+        "event_name_raw": event.event,
+        "event_known": known,
+        "event_ts": rfc3339(clock.event_ts),
+        "received_at": rfc3339(ctx.received_at),
+        "client_ts": rfc3339(clock.client_ts) if clock.client_ts else None,
+        "client_sent_at": rfc3339(clock.client_sent_at) if clock.client_sent_at else None,
+        "clock_skew_ms": clock.skew_ms,
+        "protocol": protocol,
+        "tenant_id": event.tenant_id or from_detail("tenant_id"),
+        "bot_id": event.bot_id or from_detail("bot_id"),
+        "process_id": event.process_id or from_detail("process_id"),
+        "process_name": from_detail("process_name"),
+        "sub_process_name": from_detail("sub_process_name"),
+        "label": from_detail("label"),
+        "client_id": event.client_id if identified else None,
+        "session_id": event.session_id if identified else None,
+        "ga_client_id": event.ga_client_id if identified else None,
+        "ga_session_id": event.ga_session_id if identified else None,
+        "email_hash": email_hash,
+        "consent_analytics": consent or "unknown",
+        "page_location": location,
+        "page_hostname": page.hostname,
+        "page_path": page.path,
+        "page_referrer": referrer,
+        "page_title": title,
+        "language": event.language or _first_language(ctx.accept_language),
+        "utm_source": utm.get("utm_source"),
+        "utm_medium": utm.get("utm_medium"),
+        "utm_campaign": utm.get("utm_campaign"),
+        "utm_term": utm.get("utm_term"),
+        "utm_content": utm.get("utm_content"),
+        "gclid": page.gclid,
+        "browser": device.browser,
+        "browser_version": device.browser_version,
+        "os": device.os,
+        "os_version": device.os_version,
+        "device_type": device.device_type,
+        "ip_truncated": truncate_ip(ctx.ip) if settings.ip_mode == "truncate" else None,
+        "detail": json.dumps(detail, ensure_ascii=False, separators=(",", ":")) if detail is not None else None,
+        "quality_flags": flags,
+        "sdk": event.sdk,
+        "collector_version": __version__,
+    }
+
+
+def scrubbed_payload(payload: Any, scrubber: Scrubber) -> str:
+    """The replayable form of a refused payload: parsed JSON is scrubbed structurally, anything else as text."""
+    if isinstance(payload, str):
+        return scrubber.scrub_text(payload)
+    return json.dumps(scrubber.scrub(payload), ensure_ascii=False, separators=(",", ":"))
+
+
+def rejected_row(
+    ctx: RequestContext,
+    scrubber: Scrubber,
+    *,
+    reason: str,
+    detail: str,
+    status: int,
+    protocol: str | None,
+    payload: Any,
+    raw_bytes: int | None,
+    truncated: bool = False,
+    event_index: int | None = None,
+    event_id: str | None = None,
+    event_name: str | None = None,
+) -> dict[str, Any]:
+    text = scrubbed_payload(payload, scrubber) if payload is not None else None
+    if text is not None and len(text) > RAW_MAX:
+        text, truncated = text[:RAW_MAX], True
+    return {
+        "rejected_id": str(uuid.uuid4()),
+        "received_at": rfc3339(ctx.received_at),
+        "reason": reason,
+        "reason_detail": scrubber.scrub_text(detail)[:1024],
+        "http_status": status,
+        "protocol": protocol,
+        "method": ctx.method[:16],
+        "path": scrubber.scrub_text(ctx.path)[:1024],
+        "query": scrubber.scrub_text(ctx.query)[:URL_MAX] or None,
+        "content_type": (ctx.content_type or "")[:256] or None,
+        "origin": (ctx.origin or "")[:256] or None,
+        "user_agent": ctx.user_agent[:1024] or None,
+        "event_index": event_index,
+        "event_id": event_id[:64] if isinstance(event_id, str) else None,
+        "event_name": scrubber.scrub_text(event_name)[:100] if isinstance(event_name, str) else None,
+        "raw_payload": text,
+        "raw_bytes": raw_bytes,
+        "raw_truncated": truncated,
+        "collector_version": __version__,
+    }

@@ -1,0 +1,71 @@
+"""The collector's whole configuration, read once from the environment.
+
+The variable names are a contract with Terraform (`infra/`) and the dev command: change one here and there.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    bq_project: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "BQ_PROJECT", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "GCP_PROJECT", "CLOUDSDK_CORE_PROJECT"
+        ),
+        description="Project of the dataset; None lets the client library infer it from the credentials.",
+    )
+    bq_dataset: str = Field(default="loyjoy", pattern=r"^[A-Za-z0-9_]{1,1024}$")
+    bigquery_api_endpoint: str | None = Field(
+        default=None, description="A local BigQuery's URL; anonymous credentials are used with it."
+    )
+    bq_location: str = "EU"
+
+    allowed_origins: CommaList = Field(
+        default=(), description="Exact origins, '*', or 'https://*.example.com' patterns allowed to send."
+    )
+    pii_hash_key: SecretStr | None = Field(
+        default=None, description="Key of the e-mail HMAC. Without it e-mails are dropped, not hashed."
+    )
+    pii_allowed_keys: CommaList = Field(
+        default=(), description="Personal keys of `detail` to keep after all, e.g. 'firstname,city'."
+    )
+    ip_mode: Literal["drop", "truncate"] = "drop"
+
+    max_body_bytes: int = Field(default=512 * 1024, ge=1024)
+    max_events_per_request: int = Field(default=100, ge=1)
+    max_nesting_depth: int = Field(default=16, ge=2)
+    max_event_age_days: int = Field(default=28, ge=1, le=30, description="Older client times are clamped.")
+    max_future_skew_seconds: int = Field(default=300, ge=0)
+
+    bq_timeout_seconds: float = Field(default=5.0, gt=0, description="One insertAll HTTP call.")
+    bq_retry_deadline_seconds: float = Field(default=10.0, gt=0, description="All retries of one insert.")
+    retry_after_seconds: int = Field(default=30, ge=1, description="Retry-After sent with a 503.")
+
+    @field_validator("allowed_origins", "pii_allowed_keys", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def project(self) -> str | None:
+        """A local BigQuery needs some project id; a real one can infer it."""
+        if self.bq_project:
+            return self.bq_project
+        return "loyjoy-local" if self.bigquery_api_endpoint else None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

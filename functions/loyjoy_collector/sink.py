@@ -1,0 +1,139 @@
+"""Streaming rows into BigQuery, and knowing for each row whether it is stored.
+
+insertAll answers 200 even when it refused rows (per-row `insertErrors`), so every answer is read row by
+row. Transient failures are retried with bounded backoff inside a deadline that fits a request; past it
+the caller answers 503 and the sender retries: an event is never acknowledged unless BigQuery took it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from google.cloud.bigquery import Client
+
+
+class StorageUnavailable(Exception):
+    """BigQuery could not be reached or kept failing for the whole retry deadline."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    index: int
+    reason: str
+    message: str
+
+
+class BigQuerySink:
+    """One per process: the client (and its connection pool) is built on first use, never per request."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+        self._retry: Any = None
+
+    def table_id(self, table: str) -> str:
+        return f"{self.client.project}.{self._settings.bq_dataset}.{table}"
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client, self._retry = self._build()
+        return self._client
+
+    def _build(self) -> tuple[Client, Any]:
+        # Imported here: google-cloud-bigquery costs most of a cold start and is only needed to write.
+        from google.api_core import exceptions, retry
+        from google.cloud import bigquery
+
+        settings = self._settings
+        if settings.bigquery_api_endpoint:
+            from google.auth.credentials import AnonymousCredentials
+
+            client = bigquery.Client(
+                project=settings.project,
+                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                client_options={"api_endpoint": settings.bigquery_api_endpoint},
+            )
+        else:
+            client = bigquery.Client(project=settings.project)
+        import requests
+
+        transient = (
+            exceptions.TooManyRequests,
+            exceptions.InternalServerError,
+            exceptions.BadGateway,
+            exceptions.ServiceUnavailable,
+            exceptions.GatewayTimeout,
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+        )
+        policy = retry.Retry(
+            predicate=retry.if_exception_type(*transient),
+            initial=0.1,
+            maximum=2.0,
+            multiplier=2.0,
+            timeout=settings.bq_retry_deadline_seconds,
+        )
+        return client, policy
+
+    def insert(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
+        """Stream `rows`; return the rows BigQuery refused. Raises StorageUnavailable."""
+        if not rows:
+            return []
+        from google.api_core import exceptions
+
+        client = self.client
+        try:
+            errors = client.insert_rows_json(
+                self.table_id(table),
+                rows,
+                row_ids=row_ids,
+                skip_invalid_rows=True,
+                retry=self._retry,
+                timeout=self._settings.bq_timeout_seconds,
+            )
+        except exceptions.RetryError as exc:
+            raise StorageUnavailable(f"BigQuery kept failing: {exc.cause or exc}") from exc
+        except exceptions.GoogleAPICallError as exc:
+            if exc.code is not None and 400 <= exc.code < 500 and exc.code != 429:
+                # A whole-request refusal (no table, no permission): a deployment problem, not bad input.
+                raise StorageUnavailable(f"BigQuery refused the insert: {exc.message}") from exc
+            raise StorageUnavailable(f"BigQuery failed: {exc.message}") from exc
+        except Exception as exc:  # timeouts and connection errors surface as several types
+            raise StorageUnavailable(f"BigQuery unreachable: {type(exc).__name__}: {exc}") from exc
+        return _row_errors(errors)
+
+    def insert_until_stored(self, table: str, rows: list[dict[str, Any]], id_field: str) -> list[RowError]:
+        """Insert, then insert again the rows BigQuery only 'stopped' because of a neighbour's error."""
+        pending = list(range(len(rows)))
+        refused: list[RowError] = []
+        for _ in range(3):
+            batch = [rows[i] for i in pending]
+            errors = self.insert(table, batch, [row[id_field] for row in batch])
+            stopped = [pending[e.index] for e in errors if e.reason == "stopped"]
+            refused.extend(RowError(pending[e.index], e.reason, e.message) for e in errors if e.reason != "stopped")
+            if not stopped:
+                return refused
+            pending = stopped
+        raise StorageUnavailable("BigQuery kept stopping valid rows")
+
+
+def _row_errors(errors: list[dict[str, Any]]) -> list[RowError]:
+    found: list[RowError] = []
+    for entry in errors:
+        details = entry.get("errors") or [{}]
+        real = [d for d in details if d.get("reason") != "stopped"] or details
+        message = "; ".join(
+            f"{d.get('location') or ''}: {d.get('message') or d.get('reason') or 'refused'}".lstrip(": ")
+            for d in real
+        )
+        found.append(RowError(int(entry.get("index", 0)), real[0].get("reason") or "invalid", message))
+    return found
