@@ -28,24 +28,48 @@ _CONSENT_STEPS = ("single_opt_in", "double_opt_in", "opt_out", "asked", "rejecte
 CURRENT_NAMES: frozenset[str] = frozenset(
     {
         # widget
-        "hide", "load", "open", "show", "close",
+        "hide",
+        "load",
+        "open",
+        "show",
+        "close",
         # session
-        "session_started", "session_interacted", "interaction", "start", "end", "screen_time",
-        "sub_process_visited", "participation",
+        "session_started",
+        "session_interacted",
+        "interaction",
+        "start",
+        "end",
+        "screen_time",
+        "sub_process_visited",
+        "participation",
         # clicks
         "link_clicked",
         # account
-        "sign_in", "sign_up", "sign_out", "customer_created", "customer_updated",
+        "sign_in",
+        "sign_up",
+        "sign_out",
+        "customer_created",
+        "customer_updated",
         # data entry
-        "firstname_entered", "lastname_entered", "phone_number_entered", "birthdate_entered",
-        "postal_address_updated", "email_entered",
+        "firstname_entered",
+        "lastname_entered",
+        "phone_number_entered",
+        "birthdate_entered",
+        "postal_address_updated",
+        "email_entered",
         # other
-        "intent_matched", "message_received", "appointment_created", "advent_calendar_door_asked",
-        "advent_calendar_door_opened", "api_exception", "api_http_connect_timeout_exception",
-        "api_http_status_code", "api_http_timeout_exception",
+        "intent_matched",
+        "message_received",
+        "appointment_created",
+        "advent_calendar_door_asked",
+        "advent_calendar_door_opened",
+        "api_exception",
+        "api_http_connect_timeout_exception",
+        "api_http_status_code",
+        "api_http_timeout_exception",
         *(f"{topic}_{step}" for topic in _CONSENT_TOPICS for step in _CONSENT_STEPS),
     }
-)  # fmt: skip
+)
 
 # Families whose members are numbered or open-ended in LoyJoy's docs.
 _CURRENT_FAMILIES = re.compile(

@@ -41,8 +41,20 @@ def wait_for(url: str, timeout: float, process: subprocess.Popen[bytes] | None =
 
 def start_local_bigquery(port: int, data_dir: Path | None, log: Path | None = None) -> subprocess.Popen[bytes]:
     """bqemulator on loopback; persistent under `data_dir`, in memory without one."""
-    command = [sys.executable, "-m", "loyjoy_collector.local_bigquery", "start", "--rest-port", str(port),
-               "--grpc-port", "0", "--project", "loyjoy-local", "--log-level", "warning"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "loyjoy_collector.local_bigquery",
+        "start",
+        "--rest-port",
+        str(port),
+        "--grpc-port",
+        "0",
+        "--project",
+        "loyjoy-local",
+        "--log-level",
+        "warning",
+    ]
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         command += ["--persistent", "--data-dir", str(data_dir)]
@@ -54,8 +66,19 @@ def start_local_bigquery(port: int, data_dir: Path | None, log: Path | None = No
 
 def start_function(port: int, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
     """Exactly what Cloud Functions runs: functions-framework on functions/main.py, target `collect`."""
-    command = [sys.executable, "-m", "functions_framework", "--source", str(FUNCTION_SOURCE),
-               "--target", "collect", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "functions_framework",
+        "--source",
+        str(FUNCTION_SOURCE),
+        "--target",
+        "collect",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     out = log.open("ab") if log else None
     process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT if log else None)
     wait_for(f"http://127.0.0.1:{port}/healthy", 30, process)
@@ -115,8 +138,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def start_demo(port: int, directory: Path, collector: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "loyjoy_collector.demo_server", "--port", str(port),
-               "--directory", str(directory), "--collector", collector]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "loyjoy_collector.demo_server",
+        "--port",
+        str(port),
+        "--directory",
+        str(directory),
+        "--collector",
+        collector,
+    ]
     process = subprocess.Popen(command)
     wait_for(f"http://127.0.0.1:{port}/", 15, process)
     return process
@@ -152,7 +184,7 @@ def cmd_rows(args: argparse.Namespace) -> int:
     )
     query = f"SELECT {columns} FROM `{sink.table_id(table)}` ORDER BY received_at DESC LIMIT {int(args.limit)}"
     for row in sink.client.query(query).result():
-        print(json.dumps({key: row[key] for key in row.keys()}, default=str, ensure_ascii=False))
+        print(json.dumps(dict(row.items()), default=str, ensure_ascii=False))
     return 0
 
 

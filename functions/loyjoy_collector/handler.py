@@ -21,8 +21,8 @@ from pydantic import ValidationError
 from .cors import cors_headers, origin_allowed, preflight_headers
 from .privacy import Scrubber
 from .protocol import LoyJoyEvent, explain
-from .schema import EVENTS, REJECTED
 from .rows import RequestContext, event_row, rejected_row
+from .schema import EVENTS, REJECTED
 from .settings import Settings, get_settings
 from .sink import BigQuerySink, StorageUnavailable
 
@@ -92,8 +92,9 @@ def collect(request: flask.Request) -> flask.Response:
             raise Refusal(404, "unknown_path", f"no endpoint at {ctx.path}; events go to POST /")
         if ctx.method not in route.methods:
             allow = ", ".join((*route.methods, "OPTIONS"))
-            raise Refusal(405, "method_not_allowed", f"{ctx.method} {ctx.path}; allowed: {allow}",
-                          headers={"Allow": allow})  # fmt: skip
+            raise Refusal(
+                405, "method_not_allowed", f"{ctx.method} {ctx.path}; allowed: {allow}", headers={"Allow": allow}
+            )
         return route.handle(request, ctx, rt)
     except Refusal as refusal:
         return refuse(request, ctx, rt, refusal, route.protocol if route else None)
@@ -125,7 +126,7 @@ def loyjoy_events(request: flask.Request, ctx: RequestContext, rt: Runtime) -> f
     text, size = read_text(request, rt.settings, JSON_TYPES)
     payload = parse_json(text, size, rt.settings)
     events = split_batch(payload, size, rt.settings)
-    outcome = ingest(events, ctx, rt, "loyjoy")
+    outcome = ingest(events, ctx, rt, "loyjoy", size)
     return answer(outcome.status, outcome.body(), cors_headers(ctx.origin))
 
 
@@ -136,17 +137,33 @@ def read_text(request: flask.Request, settings: Settings, accepted: frozenset[st
     declared = request.content_length
     if len(data) > limit or (declared is not None and declared > limit):
         size = declared if declared is not None else len(data) + drain(request)
-        raise Refusal(413, "body_too_large", f"{size} bytes; the limit is {limit}",
-                      data[:limit].decode("utf-8", "replace"), raw_bytes=size, truncated=True)  # fmt: skip
+        raise Refusal(
+            413,
+            "body_too_large",
+            f"{size} bytes; the limit is {limit}",
+            data[:limit].decode("utf-8", "replace"),
+            raw_bytes=size,
+            truncated=True,
+        )
     mimetype = request.mimetype or ""
     if mimetype not in accepted:
-        raise Refusal(415, "unsupported_media_type", f"{mimetype}; send {' or '.join(sorted(accepted - {''}))}",
-                      data.decode("utf-8", "replace"), raw_bytes=len(data))  # fmt: skip
+        raise Refusal(
+            415,
+            "unsupported_media_type",
+            f"{mimetype}; send {' or '.join(sorted(accepted - {''}))}",
+            data.decode("utf-8", "replace"),
+            raw_bytes=len(data),
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise Refusal(400, "invalid_utf8", f"invalid UTF-8 at byte {exc.start}",
-                      data.decode("utf-8", "replace"), raw_bytes=len(data)) from None  # fmt: skip
+        raise Refusal(
+            400,
+            "invalid_utf8",
+            f"invalid UTF-8 at byte {exc.start}",
+            data.decode("utf-8", "replace"),
+            raw_bytes=len(data),
+        ) from None
     return text.removeprefix("\ufeff"), len(data)
 
 
@@ -168,13 +185,13 @@ def parse_json(text: str, size: int, settings: Settings) -> Any:
     try:
         payload = json.loads(text, parse_constant=_no_constants)
     except RecursionError:
-        raise Refusal(400, "nesting_too_deep", f"more than {settings.max_nesting_depth} levels",
-                      text, raw_bytes=size) from None  # fmt: skip
+        raise Refusal(
+            400, "nesting_too_deep", f"more than {settings.max_nesting_depth} levels", text, raw_bytes=size
+        ) from None
     except ValueError as exc:
         raise Refusal(400, "invalid_json", str(exc), text, raw_bytes=size) from None
     if nesting_depth(payload, settings.max_nesting_depth) > settings.max_nesting_depth:
-        raise Refusal(400, "nesting_too_deep", f"more than {settings.max_nesting_depth} levels", text,
-                      raw_bytes=size)  # fmt: skip
+        raise Refusal(400, "nesting_too_deep", f"more than {settings.max_nesting_depth} levels", text, raw_bytes=size)
     return payload
 
 
@@ -204,13 +221,17 @@ def split_batch(payload: Any, size: int, settings: Settings) -> list[Any]:
     elif isinstance(payload, dict):
         return [payload]
     else:
-        raise Refusal(400, "invalid_shape", "send an event object, or {\"events\": [...]}", payload,
-                      raw_bytes=size)  # fmt: skip
+        raise Refusal(400, "invalid_shape", 'send an event object, or {"events": [...]}', payload, raw_bytes=size)
     if not events:
         raise Refusal(400, "empty_batch", "'events' is empty", payload, raw_bytes=size)
     if len(events) > settings.max_events_per_request:
-        raise Refusal(413, "too_many_events", f"{len(events)} events; the limit is "
-                      f"{settings.max_events_per_request} a request", payload, raw_bytes=size)  # fmt: skip
+        raise Refusal(
+            413,
+            "too_many_events",
+            f"{len(events)} events; the limit is {settings.max_events_per_request} a request",
+            payload,
+            raw_bytes=size,
+        )
     return [{**shared, **event} if shared and isinstance(event, dict) else event for event in events]
 
 
@@ -246,15 +267,19 @@ class Outcome:
 
     def body(self) -> dict[str, Any]:
         state = {200: "ok", 207: "partial", 400: "rejected"}[self.status]
-        return {
+        body: dict[str, Any] = {
             "status": state,
             "received": len(self.results),
             "stored": self.stored,
             "results": [result.as_json() for result in self.results],
         }
+        if state == "rejected" and len(self.results) == 1:  # a lone event: the same shape as any refusal
+            only = self.results[0]
+            body |= error_body(only.reason or "invalid_event", only.detail or "", only.rejected_id)
+        return body
 
 
-def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str) -> Outcome:
+def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, body_bytes: int | None) -> Outcome:
     """Validate each event on its own, store the good ones, keep the refused ones with their reason."""
     outcome = Outcome()
     rows: list[dict[str, Any]] = []
@@ -264,9 +289,20 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str) -
     def refuse_event(index: int, reason: str, detail: str, raw: Any) -> None:
         result = Result(index, False, reason=reason, detail=detail)
         fields = raw if isinstance(raw, dict) else {}
-        row = rejected_row(ctx, rt.scrubber, reason=reason, detail=detail, status=400, protocol=protocol,
-                           payload=raw, raw_bytes=None, event_index=index, event_id=fields.get("event_id"),
-                           event_name=fields.get("event"))  # fmt: skip
+        size = body_bytes if len(events) == 1 else len(json.dumps(raw, ensure_ascii=False).encode())
+        row = rejected_row(
+            ctx,
+            rt.scrubber,
+            reason=reason,
+            detail=detail,
+            status=400,
+            protocol=protocol,
+            payload=raw,
+            raw_bytes=size,
+            event_index=index,
+            event_id=fields.get("event_id"),
+            event_name=fields.get("event"),
+        )
         result.rejected_id = row["rejected_id"]
         outcome.results.append(result)
         refused.append((result, row))
@@ -333,8 +369,17 @@ def refuse(
             truncated = len(data) > rt.settings.max_body_bytes
             payload = data[: rt.settings.max_body_bytes].decode("utf-8", "replace")
             raw_bytes = request.content_length or len(data)
-    row = rejected_row(ctx, rt.scrubber, reason=refusal.reason, detail=refusal.detail, status=refusal.status,
-                       protocol=protocol, payload=payload, raw_bytes=raw_bytes, truncated=truncated)  # fmt: skip
+    row = rejected_row(
+        ctx,
+        rt.scrubber,
+        reason=refusal.reason,
+        detail=refusal.detail,
+        status=refusal.status,
+        protocol=protocol,
+        payload=payload,
+        raw_bytes=raw_bytes,
+        truncated=truncated,
+    )
     try:
         rt.sink.insert_until_stored(REJECTED, [row], "rejected_id")
     except StorageUnavailable as exc:
@@ -346,8 +391,17 @@ def refuse(
 def unavailable(ctx: RequestContext, rt: Runtime, exc: StorageUnavailable) -> flask.Response:
     log.error("storage unavailable, answering 503: %s", exc)
     headers = cors_headers(ctx.origin) | {"Retry-After": str(rt.settings.retry_after_seconds)}
-    return answer(503, {"status": "unavailable", "error": {"reason": "storage_unavailable",
-                  "detail": "BigQuery is unavailable; nothing was stored, send again later"}}, headers)  # fmt: skip
+    return answer(
+        503,
+        {
+            "status": "unavailable",
+            "error": {
+                "reason": "storage_unavailable",
+                "detail": "BigQuery is unavailable; nothing was stored, send again later",
+            },
+        },
+        headers,
+    )
 
 
 def healthy(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:

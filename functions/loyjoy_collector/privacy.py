@@ -32,30 +32,70 @@ def _key(name: str) -> str:
 SECRET_KEYS = frozenset(
     _key(k)
     for k in (
-        "token", "jwt", "id_token", "access_token", "refresh_token", "authorization", "password",
-        "secret", "api_key", "session_token",
+        "token",
+        "jwt",
+        "id_token",
+        "access_token",
+        "refresh_token",
+        "authorization",
+        "password",
+        "secret",
+        "api_key",
+        "session_token",
     )
-)  # fmt: skip
+)
 EMAIL_KEYS = frozenset(_key(k) for k in ("email", "e_mail", "email_address", "mail"))
 PERSONAL_KEYS = frozenset(
     _key(k)
     for k in (
         # names
-        "name", "firstname", "first_name", "lastname", "last_name", "fullname", "full_name", "surname",
-        "given_name", "family_name", "salutation",
+        "name",
+        "firstname",
+        "first_name",
+        "lastname",
+        "last_name",
+        "fullname",
+        "full_name",
+        "surname",
+        "given_name",
+        "family_name",
+        "salutation",
         # contact
-        "phone", "phone_number", "phonenumber", "mobile", "mobile_number", "telephone", "fax",
+        "phone",
+        "phone_number",
+        "phonenumber",
+        "mobile",
+        "mobile_number",
+        "telephone",
+        "fax",
         # dates
-        "birthdate", "birthday", "date_of_birth", "dob", "age",
+        "birthdate",
+        "birthday",
+        "date_of_birth",
+        "dob",
+        "age",
         # address
-        "address", "postal_address", "street", "street_address", "house_number", "zip", "zipcode",
-        "postal_code", "postcode", "city",
+        "address",
+        "postal_address",
+        "street",
+        "street_address",
+        "house_number",
+        "zip",
+        "zipcode",
+        "postal_code",
+        "postcode",
+        "city",
         # free text the user typed
-        "text", "message", "comment", "payload", "free_text",
+        "text",
+        "message",
+        "comment",
+        "payload",
+        "free_text",
         # network identity
-        "ip", "ip_address",
+        "ip",
+        "ip_address",
     )
-)  # fmt: skip
+)
 
 
 @dataclass

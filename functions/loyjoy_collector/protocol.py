@@ -98,6 +98,5 @@ def explain(error: ValidationError) -> tuple[str, str]:
     if first["loc"][:1] == ("event",):
         if first["type"] == "missing":
             return "missing_event", "the field 'event' is required"
-        if first["type"] == "string_pattern_mismatch":
-            return "invalid_event_name", f"event must match {EVENT_NAME_PATTERN.pattern} (snake_case)"
+        return "invalid_event_name", f"event must be a string matching {EVENT_NAME_PATTERN.pattern} (snake_case)"
     return "invalid_field", f"{where}: {first['msg']}"

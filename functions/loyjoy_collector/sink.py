@@ -132,8 +132,7 @@ def _row_errors(errors: list[dict[str, Any]]) -> list[RowError]:
         details = entry.get("errors") or [{}]
         real = [d for d in details if d.get("reason") != "stopped"] or details
         message = "; ".join(
-            f"{d.get('location') or ''}: {d.get('message') or d.get('reason') or 'refused'}".lstrip(": ")
-            for d in real
+            f"{d.get('location') or ''}: {d.get('message') or d.get('reason') or 'refused'}".lstrip(": ") for d in real
         )
         found.append(RowError(int(entry.get("index", 0)), real[0].get("reason") or "invalid", message))
     return found

@@ -1,0 +1,151 @@
+"""Real parts: a local BigQuery (bqemulator) and the function under functions-framework, on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+from loyjoy_collector.cli import local_env, start_function, start_local_bigquery
+
+from .fault_bigquery import FaultyBigQuery
+
+PROJECT = "loyjoy-local"
+DATASET = "loyjoy"
+ORIGIN = "https://shop.example.com"
+HASH_KEY = "test-hash-key"
+LOGS = Path(os.environ.get("TEST_LOG_DIR", "/tmp/loyjoy-collector-tests"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@dataclass
+class LocalBigQuery:
+    url: str
+    port: int
+    client: bigquery.Client
+
+    def table(self, name: str) -> str:
+        return f"{PROJECT}.{DATASET}.{name}"
+
+    def query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        config = bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter(k, "STRING", v) for k, v in params.items()]
+        )
+        return [dict(row.items()) for row in self.client.query(sql, job_config=config).result()]
+
+    def events(self, where: str = "TRUE", **params: Any) -> list[dict[str, Any]]:
+        return self.query(f"SELECT * FROM `{self.table('events')}` WHERE {where} ORDER BY event_ts", **params)
+
+    def rejected(self, where: str = "TRUE", **params: Any) -> list[dict[str, Any]]:
+        return self.query(f"SELECT * FROM `{self.table('events_rejected')}` WHERE {where}", **params)
+
+
+@pytest.fixture(scope="session")
+def local_bigquery() -> Iterator[LocalBigQuery]:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = start_local_bigquery(port, None, LOGS / "bigquery.log")
+    url = f"http://127.0.0.1:{port}"
+    client = bigquery.Client(
+        project=PROJECT, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=url)
+    )
+    env = local_env(port, ORIGIN)
+    subprocess.run(["loyjoy-collector", "bootstrap"], env=env, check=True, capture_output=True)
+    try:
+        yield LocalBigQuery(url, port, client)
+    finally:
+        stop(process)
+
+
+@dataclass
+class Collector:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def post(self, body: Any, *, path: str = "/", origin: str | None = ORIGIN, **kwargs: Any) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if origin:
+            headers.setdefault("Origin", origin)
+        if isinstance(body, bytes | str):
+            headers.setdefault("Content-Type", "text/plain")
+            return requests.post(self.url + path, data=body, headers=headers, timeout=30, **kwargs)
+        return requests.post(self.url + path, json=body, headers=headers, timeout=30, **kwargs)
+
+
+def start_collector(bigquery_url: str, name: str, **extra_env: str) -> Collector:
+    port = free_port()
+    env = local_env(0, ORIGIN)
+    env.update(BIGQUERY_API_ENDPOINT=bigquery_url, PII_HASH_KEY=HASH_KEY, **extra_env)
+    process = start_function(port, env, LOGS / f"{name}.log")
+    return Collector(f"http://127.0.0.1:{port}", process)
+
+
+@pytest.fixture(scope="session")
+def collector(local_bigquery: LocalBigQuery) -> Iterator[Collector]:
+    running = start_collector(local_bigquery.url, "collector", IP_MODE="truncate")
+    try:
+        yield running
+    finally:
+        stop(running.process)
+
+
+@pytest.fixture(scope="session")
+def fault_injector(local_bigquery: LocalBigQuery) -> Iterator[FaultyBigQuery]:
+    proxy = FaultyBigQuery(local_bigquery.url)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def faulty_collector(fault_injector: FaultyBigQuery) -> Iterator[Collector]:
+    """A collector whose BigQuery is behind the fault injector, with short deadlines so tests stay fast."""
+    running = start_collector(
+        fault_injector.url,
+        "faulty-collector",
+        BQ_TIMEOUT_SECONDS="0.5",
+        BQ_RETRY_DEADLINE_SECONDS="2",
+        RETRY_AFTER_SECONDS="7",
+    )
+    try:
+        yield running
+    finally:
+        stop(running.process)
+
+
+@pytest.fixture(autouse=True)
+def _healthy_bigquery(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "fault_injector" in request.fixturenames:
+        request.getfixturevalue("fault_injector").reset()
+
+
+@pytest.fixture
+def tag() -> str:
+    """A unique marker per test, so that assertions only see that test's rows."""
+    return "t" + uuid.uuid4().hex[:12]

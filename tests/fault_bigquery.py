@@ -1,0 +1,154 @@
+"""A BigQuery that fails on demand: a loopback proxy in front of the local BigQuery.
+
+The local BigQuery never answers 503, never times out and never refuses a row, so this proxy produces those
+answers in BigQuery's own REST format (google.rpc error bodies, `insertErrors` with per-row reasons) and
+passes everything else through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import requests
+
+STATUS_NAMES = {
+    429: ("RESOURCE_EXHAUSTED", "rateLimitExceeded"),
+    500: ("INTERNAL", "internalError"),
+    503: ("UNAVAILABLE", "backendError"),
+    502: ("UNAVAILABLE", "badGateway"),
+}
+
+
+def error_body(status: int) -> bytes:
+    state, reason = STATUS_NAMES.get(status, ("UNKNOWN", "backendError"))
+    message = "Error encountered during execution. Retrying may solve the problem."
+    return json.dumps(
+        {
+            "error": {
+                "code": status,
+                "message": message,
+                "errors": [{"message": message, "domain": "global", "reason": reason}],
+                "status": state,
+            }
+        }
+    ).encode()
+
+
+class FaultyBigQuery:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.insert_calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self.reset()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                owner.handle(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    # ------------------------------------------------------------------------------- test controls
+
+    def reset(self) -> None:
+        with self._lock:
+            self._fail_status: int | None = None
+            self._fail_times: int | None = None
+            self._delay = 0.0
+            self._refuse: Callable[[dict[str, Any]], str | None] | None = None
+            self._stop_others = False
+            self.insert_calls = []
+
+    def fail(self, status: int = 503, times: int | None = None) -> None:
+        """Answer the next `times` insertAll calls (all, if None) with `status`."""
+        with self._lock:
+            self._fail_status, self._fail_times = status, times
+
+    def delay(self, seconds: float) -> None:
+        with self._lock:
+            self._delay = seconds
+
+    def refuse_rows(self, predicate: Callable[[dict[str, Any]], str | None], stop_others: bool = False) -> None:
+        """Refuse rows for which `predicate` returns a message. With `stop_others`, behave like insertAll
+        without skipInvalidRows: the other rows are not stored either and come back as 'stopped'."""
+        with self._lock:
+            self._refuse, self._stop_others = predicate, stop_others
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # ---------------------------------------------------------------------------------- the proxy
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        body = request.rfile.read(length) if length else b""
+        if request.path.split("?")[0].endswith("/insertAll"):
+            status, payload = self._insert_all(request, body)
+        else:
+            status, payload = self._forward(request, body)
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json; charset=UTF-8")
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        request.wfile.write(payload)
+
+    def _forward(self, request: BaseHTTPRequestHandler, body: bytes) -> tuple[int, bytes]:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in {"host", "content-length"}}
+        answer = requests.request(request.command, self.upstream + request.path, data=body, headers=headers, timeout=60)
+        return answer.status_code, answer.content
+
+    def _insert_all(self, request: BaseHTTPRequestHandler, body: bytes) -> tuple[int, bytes]:
+        document = json.loads(body)
+        with self._lock:
+            self.insert_calls.append(document)
+            delay, status = self._delay, self._fail_status
+            if status is not None and self._fail_times is not None:
+                self._fail_times -= 1
+                if self._fail_times <= 0:
+                    self._fail_status = None
+            refuse, stop_others = self._refuse, self._stop_others
+        if delay:
+            time.sleep(delay)
+        if status is not None:
+            return status, error_body(status)
+        if refuse is None:
+            return self._forward(request, body)
+        rows = document["rows"]
+        verdicts = [refuse(row["json"]) for row in rows]
+        errors = [
+            {"index": i, "errors": [{"reason": "invalid", "location": "", "debugInfo": "", "message": msg}]}
+            for i, msg in enumerate(verdicts)
+            if msg
+        ]
+        if not errors:
+            return self._forward(request, body)
+        if stop_others:
+            errors += [
+                {"index": i, "errors": [{"reason": "stopped", "location": "", "debugInfo": "", "message": ""}]}
+                for i, msg in enumerate(verdicts)
+                if not msg
+            ]
+        else:
+            good = [row for row, msg in zip(rows, verdicts, strict=True) if not msg]
+            if good:
+                self._forward(request, json.dumps({**document, "rows": good}).encode())
+        errors.sort(key=lambda entry: entry["index"])
+        return 200, json.dumps({"kind": "bigquery#tableDataInsertAllResponse", "insertErrors": errors}).encode()

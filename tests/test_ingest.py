@@ -1,0 +1,471 @@
+"""The snippet's protocol, end to end: functions-framework on loopback writing into the local BigQuery."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from .conftest import HASH_KEY, ORIGIN
+
+SEED_EVENTS = [
+    "hide",
+    "load",
+    "open",
+    "show",
+    "start",
+    "participation",
+    "signin",
+    "close",
+    "signup",
+    "customer",
+    "signout",
+    "newsletter_opt_in",
+    "profiling_opt_in",
+    "reminder_opt_in",
+]
+EMAIL = "Jane.Doe@Example.com"
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJlbWFpbCI6ImphbmUuZG9lQGV4YW1wbGUuY29tIiwiZmlyc3RuYW1lIjoiSmFuZSJ9."
+    "c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+)
+CHROME_ANDROID = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.6367.82 Mobile Safari/537.36"
+)
+
+
+def seed_detail(tag: str) -> dict:
+    """The listener's second argument as LoyJoy documents it."""
+    return {"bot_id": tag, "process_id": "p-1", "process_name": "Test-Name", "email": EMAIL, "token": JWT}
+
+
+def test_seed_events_all_land_with_current_names(collector, local_bigquery, tag):
+    body = {"events": [{"event": name, "detail": seed_detail(tag)} for name in SEED_EVENTS]}
+    answer = collector.post(body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["stored"] == 14
+
+    rows = local_bigquery.events("bot_id = @tag", tag=tag)
+    by_raw = {row["event_name_raw"]: row for row in rows}
+    assert sorted(by_raw) == sorted(SEED_EVENTS)
+    assert by_raw["signin"]["event_name"] == "sign_in"
+    assert by_raw["signup"]["event_name"] == "sign_up"
+    assert by_raw["signout"]["event_name"] == "sign_out"
+    assert by_raw["newsletter_opt_in"]["event_name"] == "newsletter_single_opt_in"
+    assert by_raw["customer"]["event_name"] == "customer_updated"
+    assert by_raw["open"]["event_name"] == "open"
+    assert all(row["event_known"] for row in rows)
+    assert {row["process_name"] for row in rows} == {"Test-Name"}
+    assert {row["protocol"] for row in rows} == {"loyjoy"}
+
+
+def test_current_and_custom_names_land_and_are_labelled(collector, local_bigquery, tag):
+    names = [
+        "session_started",
+        "jump_decision_3",
+        "nps_survey_score_10",
+        "newsletter_double_opt_in",
+        "link_clicked",
+        "my_flow_custom_step",
+    ]
+    answer = collector.post({"events": [{"event": n, "detail": {"bot_id": tag, "label": "Yes"}} for n in names]})
+    assert answer.status_code == 200, answer.text
+    rows = {row["event_name"]: row for row in local_bigquery.events("bot_id = @tag", tag=tag)}
+    assert set(rows) == set(names)
+    assert not rows["my_flow_custom_step"]["event_known"]
+    assert all(rows[n]["event_known"] for n in names[:-1])
+    assert rows["link_clicked"]["label"] == "Yes"
+
+
+def test_answer_names_each_event_id_and_client_ids_are_kept(collector, local_bigquery, tag):
+    ids = [f"{tag}-{i}" for i in range(3)]
+    answer = collector.post(
+        {
+            "client_id": "c-1",
+            "session_id": "s-1",
+            "bot_id": tag,
+            "events": [{"event": "open", "event_id": i} for i in ids],
+        }
+    )
+    assert answer.status_code == 200
+    assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert answer.headers["Access-Control-Allow-Credentials"] == "true"
+    assert [r["event_id"] for r in answer.json()["results"]] == ids
+    rows = local_bigquery.events("bot_id = @tag", tag=tag)
+    assert sorted(r["event_id"] for r in rows) == ids
+    assert {(r["client_id"], r["session_id"]) for r in rows} == {("c-1", "s-1")}
+
+
+def test_sendbeacon_text_plain_body_is_accepted(collector, local_bigquery, tag):
+    answer = collector.post(json.dumps({"event": "close", "bot_id": tag}))
+    assert answer.status_code == 200
+    assert len(local_bigquery.events("bot_id = @tag", tag=tag)) == 1
+
+
+def test_enrichment_device_traffic_language_ip(collector, local_bigquery, tag):
+    answer = collector.post(
+        {
+            "event": "open",
+            "bot_id": tag,
+            "page_location": "https://shop.example.com/sale?utm_source=news&utm_medium=email&utm_campaign=bf&gclid=G1",
+            "page_referrer": "https://www.google.com/",
+            "page_title": "Sale",
+        },
+        headers={
+            "User-Agent": CHROME_ANDROID,
+            "Accept-Language": "de-DE,de;q=0.9",
+            "X-Forwarded-For": "203.0.113.77, 10.0.0.1",
+        },
+    )
+    assert answer.status_code == 200
+    [row] = local_bigquery.events("bot_id = @tag", tag=tag)
+    assert (row["browser"], row["os"], row["device_type"]) == ("Chrome Mobile", "Android", "mobile")
+    assert row["browser_version"] == "124.0"
+    assert (row["utm_source"], row["utm_medium"], row["utm_campaign"], row["gclid"]) == ("news", "email", "bf", "G1")
+    assert (row["page_hostname"], row["page_path"], row["page_title"]) == ("shop.example.com", "/sale", "Sale")
+    assert row["language"] == "de-DE"
+    assert row["ip_truncated"] == "203.0.113.0"
+
+
+def test_privacy_token_and_plain_email_reach_no_table(collector, local_bigquery, tag):
+    detail = seed_detail(tag) | {
+        "firstname": "Jane",
+        "phone_number": "+49 170 1234567",
+        "payload": {"text": "my address is Main St 1"},
+        "nested": {"mail": EMAIL},
+    }
+    good = collector.post(
+        {
+            "event": "message_received",
+            "detail": detail,
+            "page_location": f"https://shop.example.com/?email={EMAIL}&t={JWT}",
+        }
+    )
+    assert good.status_code == 200
+    bad_event = collector.post({"event": "Not A Name", "detail": detail})
+    assert bad_event.status_code == 400
+    broken = collector.post(f'{{"event": "open", "detail": {{"email": "{EMAIL}", "token": "{JWT}"')
+    assert broken.status_code == 400
+
+    [row] = local_bigquery.events("bot_id = @tag", tag=tag)
+    expected = hmac.new(HASH_KEY.encode(), EMAIL.lower().encode(), hashlib.sha256).hexdigest()
+    assert row["email_hash"] == expected
+    assert row["detail"] == {
+        "bot_id": tag,
+        "process_id": "p-1",
+        "process_name": "Test-Name",
+        "nested": {"email_hash": expected},
+    }
+
+    everything = json.dumps(
+        local_bigquery.query(f"SELECT * FROM `{local_bigquery.table('events')}`")
+        + local_bigquery.query(f"SELECT * FROM `{local_bigquery.table('events_rejected')}`"),
+        default=str,
+    )
+    for secret in (EMAIL, EMAIL.lower(), JWT, JWT.split(".")[1], 'Jane"', "1234567", "Main St"):
+        assert secret not in everything, secret
+    rejected = local_bigquery.rejected("rejected_id = @id", id=broken.json()["rejected_id"])
+    assert "[email]" in rejected[0]["raw_payload"] and "[jwt]" in rejected[0]["raw_payload"]
+
+
+def test_absurd_client_clocks_are_corrected_or_clamped(collector, local_bigquery, tag):
+    now = datetime.now(UTC)
+    skewed_ts = (now - timedelta(hours=3) - timedelta(seconds=5)).isoformat()
+    skewed_sent = (now - timedelta(hours=3)).isoformat()
+    answer = collector.post(
+        {
+            "bot_id": tag,
+            "events": [
+                {
+                    "event": "open",
+                    "label": "skew",
+                    "ts": skewed_ts,
+                    "sent_at": skewed_sent,
+                    "detail": {"label": "skew"},
+                },
+                {"event": "open", "ts": "2999-01-01T00:00:00Z", "detail": {"label": "future"}},
+                {"event": "open", "ts": 0, "detail": {"label": "epoch"}},
+            ],
+        }
+    )
+    assert answer.status_code == 200, answer.text
+    rows = {row["label"]: row for row in local_bigquery.events("bot_id = @tag", tag=tag)}
+    skew = rows["skew"]
+    # Client clock 3 h behind: the event happened ~5 s before it was received.
+    lag = (skew["received_at"] - skew["event_ts"]).total_seconds()
+    assert 4 < lag < 7, lag
+    assert "client_clock_skewed" in skew["quality_flags"]
+    assert rows["future"]["event_ts"] == rows["future"]["received_at"]
+    assert rows["future"]["client_ts"].year == 2999
+    assert "client_ts_future" in rows["future"]["quality_flags"]
+    assert rows["epoch"]["event_ts"] == rows["epoch"]["received_at"]
+    assert "client_ts_too_old" in rows["epoch"]["quality_flags"]
+
+
+def test_denied_analytics_consent_drops_identifiers(collector, local_bigquery, tag):
+    answer = collector.post(
+        {
+            "event": "open",
+            "bot_id": tag,
+            "client_id": "c",
+            "session_id": "s",
+            "ga_client_id": "123.456",
+            "ga_session_id": "1700000000",
+            "consent": {"analytics_storage": "denied"},
+        }
+    )
+    assert answer.status_code == 200
+    [row] = local_bigquery.events("bot_id = @tag", tag=tag)
+    assert (row["client_id"], row["session_id"], row["ga_client_id"], row["ga_session_id"]) == (None,) * 4
+    assert row["consent_analytics"] == "denied"
+
+
+def test_ga4_ids_are_typed_for_the_join(collector, local_bigquery, tag):
+    answer = collector.post(
+        {
+            "event": "open",
+            "bot_id": tag,
+            "ga_client_id": "123.456",
+            "ga_session_id": "1700000000",
+            "consent": {"analytics_storage": "granted"},
+        }
+    )
+    assert answer.status_code == 200
+    [row] = local_bigquery.events("bot_id = @tag", tag=tag)
+    assert (row["ga_client_id"], row["ga_session_id"], row["consent_analytics"]) == ("123.456", 1700000000, "granted")
+
+
+def test_a_batch_with_bad_events_stores_the_good_and_keeps_the_bad(collector, local_bigquery, tag):
+    answer = collector.post(
+        {
+            "bot_id": tag,
+            "events": [
+                {"event": "open"},
+                {"event": "Sign In"},
+                {"detail": {}},
+                "oops",
+                {"event": "close", "ts": "yesterday"},
+            ],
+        }
+    )
+    assert answer.status_code == 207
+    results = answer.json()["results"]
+    assert [r["stored"] for r in results] == [True, False, False, False, False]
+    assert [r.get("reason") for r in results] == [
+        None,
+        "invalid_event_name",
+        "missing_event",
+        "invalid_shape",
+        "invalid_field",
+    ]
+    assert "ts" in results[4]["detail"]
+    assert len(local_bigquery.events("bot_id = @tag", tag=tag)) == 1
+    for result in results[1:]:
+        [kept] = local_bigquery.rejected("rejected_id = @id", id=result["rejected_id"])
+        assert kept["reason"] == result["reason"]
+        assert kept["event_index"] == result["index"]
+        assert kept["http_status"] == 207
+        assert kept["raw_payload"]
+
+
+BAD_REQUESTS = [
+    # (name, body, headers, method, path, status, reason)
+    ("not json", b"hello there", {}, "POST", "/", 400, "invalid_json"),
+    ("json NaN", b'{"event": NaN}', {}, "POST", "/", 400, "invalid_json"),
+    ("empty", b"", {}, "POST", "/", 400, "empty_body"),
+    ("wrong type", b'{"event": 42}', {}, "POST", "/", 400, "invalid_event_name"),
+    ("detail not object", b'{"event": "open", "detail": "x"}', {}, "POST", "/", 400, "invalid_field"),
+    ("missing event", b'{"detail": {"bot_id": "b"}}', {}, "POST", "/", 400, "missing_event"),
+    ("malformed name", b'{"event": "DROP TABLE"}', {}, "POST", "/", 400, "invalid_event_name"),
+    ("top-level string", b'"open"', {}, "POST", "/", 400, "invalid_shape"),
+    ("events not list", b'{"events": {"event": "open"}}', {}, "POST", "/", 400, "invalid_shape"),
+    ("empty batch", b'{"events": []}', {}, "POST", "/", 400, "empty_batch"),
+    ("too many", json.dumps({"events": [{"event": "open"}] * 101}).encode(), {}, "POST", "/", 413, "too_many_events"),
+    (
+        "oversized",
+        b'{"event": "open", "detail": {"x": "' + b"a" * 600_000 + b'"}}',
+        {},
+        "POST",
+        "/",
+        413,
+        "body_too_large",
+    ),
+    (
+        "deep",
+        b'{"event": "open", "detail": ' + b'{"a": ' * 40 + b"1" + b"}" * 41,
+        {},
+        "POST",
+        "/",
+        400,
+        "nesting_too_deep",
+    ),
+    ("very deep", b"[" * 100_000 + b"]" * 100_000, {}, "POST", "/", 400, "nesting_too_deep"),
+    ("invalid utf-8", b'{"event": "open", "detail": {"x": "\xff\xfe"}}', {}, "POST", "/", 400, "invalid_utf8"),
+    (
+        "media type",
+        b"a=1",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        "POST",
+        "/",
+        415,
+        "unsupported_media_type",
+    ),
+    ("method", b"", {}, "GET", "/", 405, "method_not_allowed"),
+    ("put", b'{"event": "open"}', {}, "PUT", "/", 405, "method_not_allowed"),
+    ("path", b'{"event": "open"}', {}, "POST", "/wp-login.php", 404, "unknown_path"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "headers", "method", "path", "status", "reason"),
+    BAD_REQUESTS,
+    ids=[case[0] for case in BAD_REQUESTS],
+)
+def test_bad_input_gets_a_precise_4xx_and_is_kept(
+    collector, local_bigquery, name, body, headers, method, path, status, reason
+):
+    import requests
+
+    headers = {"Origin": ORIGIN, "Content-Type": "text/plain", **headers}
+    answer = requests.request(method, collector.url + path, data=body, headers=headers, timeout=60)
+    assert answer.status_code == status, answer.text
+    error = answer.json()
+    assert error["error"]["reason"] == reason
+    assert error["error"]["detail"]
+    assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
+    [kept] = local_bigquery.rejected("rejected_id = @id", id=error["rejected_id"])
+    assert (kept["reason"], kept["http_status"], kept["method"]) == (reason, status, method)
+    if body:
+        assert kept["raw_payload"]
+        assert kept["raw_bytes"] == len(body)
+    if reason == "body_too_large":
+        assert kept["raw_truncated"] and len(kept["raw_payload"]) <= 512 * 1024
+
+
+def test_disallowed_origin_is_refused_and_not_stored(collector, local_bigquery, tag):
+    before = len(local_bigquery.rejected("reason = 'origin_not_allowed'"))
+    answer = collector.post({"event": "open", "bot_id": tag}, origin="https://evil.example.net")
+    assert answer.status_code == 403
+    assert answer.json()["error"]["reason"] == "origin_not_allowed"
+    assert "Access-Control-Allow-Origin" not in answer.headers
+    assert local_bigquery.events("bot_id = @tag", tag=tag) == []
+    assert len(local_bigquery.rejected("reason = 'origin_not_allowed'")) == before
+
+
+def test_preflight(collector):
+    import requests
+
+    ok = requests.options(
+        collector.url + "/",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert ok.status_code == 204
+    assert ok.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert ok.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "POST" in ok.headers["Access-Control-Allow-Methods"]
+    assert "content-type" in ok.headers["Access-Control-Allow-Headers"].lower()
+    assert ok.headers["Access-Control-Max-Age"] == "600"
+    refused = requests.options(collector.url + "/", headers={"Origin": "https://evil.example.net"})
+    assert refused.status_code == 403
+
+
+def test_health_check(collector):
+    import requests
+
+    answer = requests.get(collector.url + "/healthy", timeout=5)
+    assert (answer.status_code, answer.text) == (200, "ok")
+
+
+# ------------------------------------------------------------------------------------ BigQuery faults
+
+
+def test_transient_503s_are_retried_and_the_event_stored(faulty_collector, fault_injector, local_bigquery, tag):
+    fault_injector.fail(503, times=2)
+    answer = faulty_collector.post({"event": "open", "bot_id": tag})
+    assert answer.status_code == 200, answer.text
+    assert len(fault_injector.insert_calls) == 3
+    assert len(local_bigquery.events("bot_id = @tag", tag=tag)) == 1
+
+
+def test_bigquery_down_answers_503_with_retry_after_and_stores_nothing(
+    faulty_collector, fault_injector, local_bigquery, tag
+):
+    fault_injector.fail(503)
+    answer = faulty_collector.post({"event": "open", "bot_id": tag})
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "7"
+    assert answer.json()["error"]["reason"] == "storage_unavailable"
+    assert len(fault_injector.insert_calls) > 2
+    fault_injector.reset()
+    assert local_bigquery.events("bot_id = @tag", tag=tag) == []
+    again = faulty_collector.post({"event": "open", "bot_id": tag})
+    assert again.status_code == 200
+
+
+def test_bad_input_is_not_acknowledged_while_bigquery_is_down(faulty_collector, fault_injector):
+    fault_injector.fail(503)
+    answer = faulty_collector.post(b"not json")
+    assert answer.status_code == 503
+
+
+def test_429_then_success(faulty_collector, fault_injector, local_bigquery, tag):
+    fault_injector.fail(429, times=1)
+    assert faulty_collector.post({"event": "open", "bot_id": tag}).status_code == 200
+    assert len(local_bigquery.events("bot_id = @tag", tag=tag)) == 1
+
+
+def test_bigquery_timeout_answers_503(faulty_collector, fault_injector, local_bigquery, tag):
+    fault_injector.delay(1.0)  # longer than BQ_TIMEOUT_SECONDS=0.5
+    answer = faulty_collector.post({"event": "open", "bot_id": tag})
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "7"
+
+
+@pytest.mark.parametrize("stop_others", [False, True], ids=["skip-invalid", "stopped"])
+def test_rows_bigquery_refuses_go_to_rejected_with_its_reason(
+    faulty_collector, fault_injector, local_bigquery, tag, stop_others
+):
+    fault_injector.refuse_rows(
+        lambda row: "no such field: bad" if row.get("label") == "refuse-me" else None, stop_others=stop_others
+    )
+    answer = faulty_collector.post(
+        {
+            "bot_id": tag,
+            "events": [
+                {"event": "open"},
+                {"event": "close", "detail": {"label": "refuse-me", "email": EMAIL}},
+                {"event": "show"},
+            ],
+        }
+    )
+    assert answer.status_code == 207, answer.text
+    results = answer.json()["results"]
+    assert [r["stored"] for r in results] == [True, False, True]
+    assert results[1]["reason"] == "bigquery_refused"
+    assert "no such field" in results[1]["detail"]
+    fault_injector.reset()
+    assert sorted(r["event_name"] for r in local_bigquery.events("bot_id = @tag", tag=tag)) == ["open", "show"]
+    [kept] = local_bigquery.rejected("rejected_id = @id", id=results[1]["rejected_id"])
+    assert kept["reason"] == "bigquery_refused"
+    assert "no such field" in kept["reason_detail"]
+    assert EMAIL not in kept["raw_payload"]
+    assert json.loads(kept["raw_payload"])["event_name"] == "close"
+
+
+def test_event_ids_are_insert_ids(faulty_collector, fault_injector, tag):
+    event_id = f"{tag}-{uuid.uuid4().hex[:8]}"
+    assert faulty_collector.post({"event": "open", "bot_id": tag, "event_id": event_id}).status_code == 200
+    [call] = fault_injector.insert_calls
+    assert [row["insertId"] for row in call["rows"]] == [event_id]
+    timestamp = call["rows"][0]["json"]["received_at"]
+    assert timestamp.endswith("Z") and "T" in timestamp  # RFC 3339, not float epochs
