@@ -16,6 +16,7 @@ import requests
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+
 from loyjoy_collector.cli import local_env, start_function, start_local_bigquery
 
 from .fault_bigquery import FaultyBigQuery

@@ -1,0 +1,157 @@
+"""Throughput and latency of one function process writing to the local BigQuery, and cold import time.
+
+Every figure comes with a baseline measured in the same run, so the ratios survive a slower machine:
+- /healthy through the same server (the HTTP floor: functions-framework + gunicorn, no BigQuery);
+- insertAll straight from the official client to the local BigQuery (the storage floor, no collector);
+- `import flask` (what functions-framework imports anyway) and `import google.cloud.bigquery` (what the
+  lazy import keeps off the cold start).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+from loyjoy_collector.cli import local_env, start_function, start_local_bigquery
+
+ROOT = Path(__file__).resolve().parent.parent
+SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+EVENT = {
+    "event": "sign_up",
+    "detail": {"bot_id": "bench", "process_id": "p", "process_name": "Bench", "email": "a@b.co", "label": "Yes"},
+    "client_id": "c-1",
+    "session_id": "s-1",
+    "page_location": "https://shop.example.com/?utm_source=bench",
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wrk(url: str, body: str | None = None) -> dict[str, float]:
+    script = ""
+    if body is not None:
+        script = (
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["User-Agent"] = "{UA}"\nwrk.body = {json.dumps(body)}\n'
+        )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "-s", handle.name, url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    os.unlink(handle.name)
+
+    def millis(label: str) -> float:
+        value, unit = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": millis("50%"),
+        "p99": millis("99%"),
+        "non2xx": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def direct_inserts(endpoint: str, batch: int) -> float:
+    """Rows/s of insertAll from one client straight to the local BigQuery, CONNECTIONS threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = bigquery.Client(
+        project="loyjoy-local", credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint)
+    )
+    table = "loyjoy-local.loyjoy.events"
+    row = {"event_id": "x", "event_name": "sign_up", "event_name_raw": "sign_up", "event_known": True,
+           "event_ts": "2026-11-24T10:00:00Z", "received_at": "2026-11-24T10:00:00Z", "protocol": "bench",
+           "consent_analytics": "unknown", "collector_version": "bench"}  # fmt: skip
+    deadline = time.monotonic() + SECONDS
+
+    def loop(_: int) -> int:
+        done = 0
+        while time.monotonic() < deadline:
+            client.insert_rows_json(table, [row] * batch)
+            done += batch
+        return done
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(CONNECTIONS) as pool:
+        total = sum(pool.map(loop, range(CONNECTIONS)))
+    return total / (time.monotonic() - start)
+
+
+def import_seconds(statement: str, runs: int = 7) -> float:
+    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+    times = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], cwd=ROOT / "functions", capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(runs)
+    ]
+    return statistics.median(times)
+
+
+def main() -> None:
+    bq_port, fn_port = free_port(), free_port()
+    bq = start_local_bigquery(bq_port, None)
+    env = local_env(bq_port, "*")
+    env["THREADS"] = str(CONNECTIONS)
+    subprocess.run([sys.executable, "-m", "loyjoy_collector.cli", "bootstrap"], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    fn = start_function(fn_port, env, Path(tempfile.gettempdir()) / "bench-function.log")
+    url = f"http://127.0.0.1:{fn_port}"
+    try:
+        subprocess.run(["curl", "-s", "-o", "/dev/null", url + "/", "-d", json.dumps(EVENT)], check=True)  # warm up
+        health = wrk(url + "/healthy")
+        one = wrk(url + "/", json.dumps(EVENT))
+        ten = wrk(url + "/", json.dumps({"events": [EVENT] * 10}))
+        direct_one = direct_inserts(f"http://127.0.0.1:{bq_port}", 1)
+        direct_ten = direct_inserts(f"http://127.0.0.1:{bq_port}", 10)
+    finally:
+        fn.terminate()
+        bq.terminate()
+    cold_main = import_seconds("import main")
+    cold_flask = import_seconds("import flask")
+    cold_bq = import_seconds("import google.cloud.bigquery")
+
+    print(f"\nwrk: {SECONDS} s, 2 threads, {CONNECTIONS} connections; one function process (THREADS={CONNECTIONS})")
+    print(f"{'what':58} {'req/s':>8} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'GET /healthy (HTTP floor, no BigQuery)':58} {health['rps']:8.0f} {'':>9} {health['p50']:8.2f} "
+          f"{health['p99']:8.2f} {health['non2xx']:8.0f}")  # fmt: skip
+    for name, figures, per in (("POST / one event", one, 1), ("POST / batch of 10 events", ten, 10)):
+        print(f"{name:58} {figures['rps']:8.0f} {figures['rps'] * per:9.0f} {figures['p50']:8.2f} "
+              f"{figures['p99']:8.2f} {figures['non2xx']:8.0f}")  # fmt: skip
+    print(f"{'insertAll direct to local BigQuery, 1 row a call':58} {direct_one:8.0f} {direct_one:9.0f}")
+    print(f"{'insertAll direct to local BigQuery, 10 rows a call':58} {direct_ten / 10:8.0f} {direct_ten:9.0f}")
+    print("\nratios (collector / baseline):")
+    print(f"  one event vs direct insertAll of 1 row:     {one['rps'] / direct_one:.2f}")
+    print(f"  batch of 10 vs direct insertAll of 10 rows: {ten['rps'] * 10 / direct_ten:.2f}")
+    print(f"  one event vs /healthy (HTTP floor):         {one['rps'] / health['rps']:.2f}")
+    print(f"\ncold import (median of 7): main.py {cold_main * 1000:.0f} ms; import flask {cold_flask * 1000:.0f} ms; "
+          f"import google.cloud.bigquery {cold_bq * 1000:.0f} ms (deferred to the first write)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

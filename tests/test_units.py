@@ -1,0 +1,135 @@
+"""The pure parts, without servers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loyjoy_collector import catalog, schema
+from loyjoy_collector.cors import origin_allowed
+from loyjoy_collector.enrich import parse_user_agent, reconcile_clock
+from loyjoy_collector.privacy import Scrubber, truncate_ip
+from loyjoy_collector.protocol import LoyJoyEvent
+from loyjoy_collector.rows import RequestContext, event_row, rejected_row
+from loyjoy_collector.settings import Settings
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def test_legacy_names_map_to_current_ones():
+    assert catalog.normalise("signin") == ("sign_in", True)
+    assert catalog.normalise("newsletter_opt_in") == ("newsletter_single_opt_in", True)
+    assert catalog.normalise("reminder_opt_in") == ("reminder_single_opt_in", True)
+    assert catalog.normalise("jump_persistent_5") == ("jump_persistent_5", True)
+    assert catalog.normalise("jump_persistent_6") == ("jump_persistent_6", False)
+    assert catalog.normalise("my_custom") == ("my_custom", False)
+
+
+def test_scrubber_rules():
+    scrubber = Scrubber(b"k", frozenset({"city"}))
+    clean = scrubber.scrub(
+        {
+            "Token": "x",
+            "E-Mail": "A@B.de",
+            "firstName": "Jane",
+            "city": "Berlin",
+            "note": "write to jane@example.org or eyJhbGciOi.eyJzdWIiOjF9.sig123",
+            "list": [{"password": "p", "label": "ok"}],
+        }
+    )
+    assert clean == {
+        "email_hash": scrubber.hash_email("a@b.de"),
+        "city": "Berlin",
+        "note": "write to [email] or [jwt]",
+        "list": [{"label": "ok"}],
+    }
+    assert Scrubber(None).scrub({"email": "a@b.de"}) == {}
+    assert Scrubber(None).scrub_text("https://x.test/?e=jane%40example.org") == "https://x.test/?e=[email]"
+
+
+def test_ip_truncation():
+    assert truncate_ip("203.0.113.77") == "203.0.113.0"
+    assert truncate_ip("2001:db8:1234:5678::1") == "2001:db8:1234::"
+    assert truncate_ip("not an ip") is None
+
+
+def test_origin_patterns():
+    allowed = ("https://shop.example.com", "https://*.example.org")
+    assert origin_allowed("https://shop.example.com", allowed)
+    assert origin_allowed("https://a.b.example.org", allowed)
+    assert origin_allowed("https://example.org", allowed)
+    assert not origin_allowed("http://a.example.org", allowed)
+    assert not origin_allowed("https://evilexample.org", allowed)
+    assert origin_allowed("https://anything.test", ("*",))
+
+
+def test_clock_reconciliation():
+    max_age, max_future = timedelta(days=28), timedelta(minutes=5)
+    plain = reconcile_clock(NOW, NOW - timedelta(seconds=3), None, max_age=max_age, max_future=max_future)
+    assert plain.event_ts == NOW - timedelta(seconds=3) and plain.flags == ()
+    skewed = reconcile_clock(
+        NOW, NOW + timedelta(days=1), NOW + timedelta(days=1, seconds=2), max_age=max_age, max_future=max_future
+    )
+    assert skewed.event_ts == NOW - timedelta(seconds=2)
+    assert skewed.skew_ms == -(86_402_000) and skewed.flags == ("client_clock_skewed",)
+    ancient = reconcile_clock(NOW, datetime(1, 1, 1, tzinfo=UTC), NOW, max_age=max_age, max_future=max_future)
+    assert ancient.event_ts == NOW and "client_ts_too_old" in ancient.flags
+
+
+def test_user_agent_classes():
+    assert parse_user_agent("").device_type is None
+    ipad = parse_user_agent(
+        "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 "
+        "Mobile/15E148 Safari/604.1"
+    )
+    assert (ipad.os, ipad.device_type) == ("iOS", "tablet")
+    desktop = parse_user_agent(
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+    )
+    assert (desktop.browser, desktop.os, desktop.device_type) == ("Chrome", "Windows", "desktop")
+    bot = parse_user_agent("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+    assert bot.device_type == "bot"
+
+
+def test_settings_read_comma_lists(monkeypatch):
+    monkeypatch.setenv("ALLOWED_ORIGINS", "https://a.test, https://b.test")
+    monkeypatch.setenv("PII_ALLOWED_KEYS", "city")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "proj-1")
+    settings = Settings()
+    assert settings.allowed_origins == ("https://a.test", "https://b.test")
+    assert settings.pii_allowed_keys == ("city",)
+    assert settings.project == "proj-1" and settings.bq_dataset == "loyjoy"
+
+
+CTX = RequestContext(NOW, "POST", "/", "", "text/plain", None, "", "198.51.100.1", None)
+
+
+def test_rows_match_the_schema_files_exactly():
+    settings = Settings(_env_file=None)
+    row = event_row(LoyJoyEvent(event="open"), {"event": "open"}, CTX, settings, Scrubber(None))
+    assert list(row) == schema.tables()["events"].field_names
+    rejected = rejected_row(
+        CTX, Scrubber(None), reason="r", detail="d", status=400, protocol=None, payload="x", raw_bytes=1
+    )
+    assert list(rejected) == schema.tables()["events_rejected"].field_names
+    for spec in schema.tables().values():
+        names = spec.field_names
+        assert spec.partition_field in names and set(spec.clustering) <= set(names)
+        required = [f["name"] for f in spec.fields if f["mode"] == "REQUIRED"]
+        sample = row if spec.name == "events" else rejected
+        assert all(sample[name] is not None for name in required)
+
+
+def test_openapi_documents_every_event_field():
+    document = yaml.safe_load((Path(schema.__file__).parent / "openapi.yaml").read_text())
+    documented = set(document["components"]["schemas"]["Event"]["properties"])
+    assert documented == set(LoyJoyEvent.model_fields)
+
+
+@pytest.mark.parametrize("value", [True, "tomorrow", "2026-13-01T00:00:00Z", 1e30])
+def test_bad_timestamps_are_refused(value):
+    with pytest.raises(ValueError, match="ts"):
+        LoyJoyEvent.model_validate({"event": "open", "ts": value})
