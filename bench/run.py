@@ -57,8 +57,10 @@ def wrk(url: str, body: str | None = None) -> dict[str, float]:
         handle.write(script)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "-s", handle.name, url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     os.unlink(handle.name)
 
     def millis(label: str) -> float:
@@ -82,9 +84,17 @@ def direct_inserts(endpoint: str, batch: int) -> float:
         project="loyjoy-local", credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint)
     )
     table = "loyjoy-local.loyjoy.events"
-    row = {"event_id": "x", "event_name": "sign_up", "event_name_raw": "sign_up", "event_known": True,
-           "event_ts": "2026-11-24T10:00:00Z", "received_at": "2026-11-24T10:00:00Z", "protocol": "bench",
-           "consent_analytics": "unknown", "collector_version": "bench"}  # fmt: skip
+    row = {
+        "event_id": "x",
+        "event_name": "sign_up",
+        "event_name_raw": "sign_up",
+        "event_known": True,
+        "event_ts": "2026-11-24T10:00:00Z",
+        "received_at": "2026-11-24T10:00:00Z",
+        "protocol": "bench",
+        "consent_analytics": "unknown",
+        "collector_version": "bench",
+    }
     deadline = time.monotonic() + SECONDS
 
     def loop(_: int) -> int:
@@ -118,8 +128,9 @@ def main() -> None:
     bq = start_local_bigquery(bq_port, None)
     env = local_env(bq_port, "*")
     env["THREADS"] = str(CONNECTIONS)
-    subprocess.run([sys.executable, "-m", "loyjoy_collector.cli", "bootstrap"], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.cli", "bootstrap"], env=env, check=True, capture_output=True
+    )
     fn = start_function(fn_port, env, Path(tempfile.gettempdir()) / "bench-function.log")
     url = f"http://127.0.0.1:{fn_port}"
     try:
@@ -138,19 +149,25 @@ def main() -> None:
 
     print(f"\nwrk: {SECONDS} s, 2 threads, {CONNECTIONS} connections; one function process (THREADS={CONNECTIONS})")
     print(f"{'what':58} {'req/s':>8} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
-    print(f"{'GET /healthy (HTTP floor, no BigQuery)':58} {health['rps']:8.0f} {'':>9} {health['p50']:8.2f} "
-          f"{health['p99']:8.2f} {health['non2xx']:8.0f}")  # fmt: skip
+    print(
+        f"{'GET /healthy (HTTP floor, no BigQuery)':58} {health['rps']:8.0f} {'':>9} {health['p50']:8.2f} "
+        f"{health['p99']:8.2f} {health['non2xx']:8.0f}"
+    )
     for name, figures, per in (("POST / one event", one, 1), ("POST / batch of 10 events", ten, 10)):
-        print(f"{name:58} {figures['rps']:8.0f} {figures['rps'] * per:9.0f} {figures['p50']:8.2f} "
-              f"{figures['p99']:8.2f} {figures['non2xx']:8.0f}")  # fmt: skip
+        print(
+            f"{name:58} {figures['rps']:8.0f} {figures['rps'] * per:9.0f} {figures['p50']:8.2f} "
+            f"{figures['p99']:8.2f} {figures['non2xx']:8.0f}"
+        )
     print(f"{'insertAll direct to local BigQuery, 1 row a call':58} {direct_one:8.0f} {direct_one:9.0f}")
     print(f"{'insertAll direct to local BigQuery, 10 rows a call':58} {direct_ten / 10:8.0f} {direct_ten:9.0f}")
     print("\nratios (collector / baseline):")
     print(f"  one event vs direct insertAll of 1 row:     {one['rps'] / direct_one:.2f}")
     print(f"  batch of 10 vs direct insertAll of 10 rows: {ten['rps'] * 10 / direct_ten:.2f}")
     print(f"  one event vs /healthy (HTTP floor):         {one['rps'] / health['rps']:.2f}")
-    print(f"\ncold import (median of 7): main.py {cold_main * 1000:.0f} ms; import flask {cold_flask * 1000:.0f} ms; "
-          f"import google.cloud.bigquery {cold_bq * 1000:.0f} ms (deferred to the first write)")  # fmt: skip
+    print(
+        f"\ncold import (median of 7): main.py {cold_main * 1000:.0f} ms; import flask {cold_flask * 1000:.0f} ms; "
+        f"import google.cloud.bigquery {cold_bq * 1000:.0f} ms (deferred to the first write)"
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
+PAGE_PORT = free_port()  # the browser tests' page origin, which the collector must allow
+PAGE_ORIGIN = f"http://127.0.0.1:{PAGE_PORT}"
+
+
 @dataclass
 class LocalBigQuery:
     url: str
@@ -74,7 +79,9 @@ def local_bigquery() -> Iterator[LocalBigQuery]:
         project=PROJECT, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=url)
     )
     env = local_env(port, ORIGIN)
-    subprocess.run(["loyjoy-collector", "bootstrap"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.cli", "bootstrap"], env=env, check=True, capture_output=True
+    )
     try:
         yield LocalBigQuery(url, port, client)
     finally:
@@ -96,9 +103,9 @@ class Collector:
         return requests.post(self.url + path, json=body, headers=headers, timeout=30, **kwargs)
 
 
-def start_collector(bigquery_url: str, name: str, **extra_env: str) -> Collector:
-    port = free_port()
-    env = local_env(0, ORIGIN)
+def start_collector(bigquery_url: str, name: str, port: int | None = None, **extra_env: str) -> Collector:
+    port = port or free_port()
+    env = local_env(0, f"{ORIGIN},{PAGE_ORIGIN}")
     env.update(BIGQUERY_API_ENDPOINT=bigquery_url, PII_HASH_KEY=HASH_KEY, **extra_env)
     process = start_function(port, env, LOGS / f"{name}.log")
     return Collector(f"http://127.0.0.1:{port}", process)

@@ -117,9 +117,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         for line in bootstrap(Settings()):
             print("  " + line)
         children.append(start_function(args.port, env))
-        demo = Path(__file__).resolve().parent / "static"
-        if (demo / "demo.html").exists():
-            children.append(start_demo(args.demo_port, demo, f"http://127.0.0.1:{args.port}/"))
+        children.append(start_demo(args.demo_port, env, f"http://127.0.0.1:{args.port}/"))
         print(DEV_HELP.format(port=args.port, demo_port=args.demo_port))
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
@@ -137,19 +135,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
                     child.kill()
 
 
-def start_demo(port: int, directory: Path, collector: str) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "loyjoy_collector.demo_server",
-        "--port",
-        str(port),
-        "--directory",
-        str(directory),
-        "--collector",
-        collector,
-    ]
-    process = subprocess.Popen(command)
+def start_demo(port: int, env: dict[str, str], collector: str) -> subprocess.Popen[bytes]:
+    """The demo page (snippet + LoyJoy stand-in) on its own origin, reading rows from the same BigQuery."""
+    command = [sys.executable, "-m", "loyjoy_collector.devserver", "--port", str(port), "--collector", collector]
+    process = subprocess.Popen(command, env=env)
     wait_for(f"http://127.0.0.1:{port}/", 15, process)
     return process
 

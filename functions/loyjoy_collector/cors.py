@@ -34,6 +34,7 @@ def cors_headers(origin: str | None) -> dict[str, str]:
     if origin:
         headers["Access-Control-Allow-Origin"] = origin
         headers["Access-Control-Allow-Credentials"] = "true"
+        headers["Access-Control-Expose-Headers"] = "Retry-After"
     return headers
 
 

@@ -1,0 +1,82 @@
+"""The demo page for `loyjoy-collector dev`: the snippet and a LoyJoy stand-in, plus the latest rows.
+
+Serves `snippet/` of the checkout on its own origin (another port than the collector's), so the page talks
+to the collector across origins exactly as a real site does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+SNIPPET_DIR = Path(__file__).resolve().parents[2] / "snippet"
+
+
+class DemoHandler(SimpleHTTPRequestHandler):
+    collector = ""
+    rows: Any = None
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def end_headers(self) -> None:
+        if self.path.startswith("/test/"):  # the browser tests' page: prove the snippet needs no eval
+            self.send_header("Content-Security-Policy", "script-src 'self'; object-src 'none'")
+        super().end_headers()
+
+    def do_GET(self) -> None:
+        if self.path in ("/", "/index.html"):
+            self.path = "/demo/index.html"
+        elif self.path == "/config.js":
+            return self._send(
+                "application/javascript", f"window.DEMO_CONFIG = {json.dumps({'collector': self.collector})};"
+            )
+        elif self.path == "/rows":
+            return self._send("application/json", json.dumps(type(self).rows(), default=str))
+        return super().do_GET()
+
+    def _send(self, mimetype: str, text: str) -> None:
+        data = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", mimetype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def latest_rows() -> dict[str, list[dict[str, Any]]]:
+    from .settings import Settings
+    from .sink import BigQuerySink
+
+    sink = BigQuerySink(Settings())
+    out: dict[str, list[dict[str, Any]]] = {}
+    for table, columns in (
+        ("events", "event_ts, event_name, event_name_raw, process_name, label, email_hash, client_id, detail"),
+        ("events_rejected", "received_at, reason, reason_detail, raw_payload"),
+    ):
+        query = f"SELECT {columns} FROM `{sink.table_id(table)}` ORDER BY received_at DESC LIMIT 15"
+        out["events" if table == "events" else "rejected"] = [dict(r.items()) for r in sink.client.query(query)]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--collector", required=True)
+    parser.add_argument("--directory", default=str(SNIPPET_DIR))
+    args = parser.parse_args()
+    DemoHandler.collector = args.collector
+    DemoHandler.rows = staticmethod(latest_rows)
+    os.chdir(args.directory)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), partial(DemoHandler, directory=args.directory))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,559 @@
+/*! loyjoy-collector snippet v0.1.0 | Apache-2.0 */
+/*
+ * LoyJoy → BigQuery collector snippet. One global: window.LoyJoyCollector.
+ * Boots LoyJoy with a listener that keeps the classic GTM dataLayer push and delivers every chat event to
+ * the collector: a client-made event_id per event, small batches, a bounded localStorage queue that survives
+ * reloads, sendBeacon on page hide, retries with backoff (honouring Retry-After), one queue per tab.
+ * ES5 on purpose: GTM Custom HTML tags and old browsers run it as is. No eval, no dependencies.
+ */
+(function (window, document) {
+  'use strict';
+
+  if (window.LoyJoyCollector && window.LoyJoyCollector.version) return;
+
+  var VERSION = '0.1.0';
+  var PREFIX = 'ljc:';
+  var SESSION_TIMEOUT_MS = 30 * 60 * 1000;
+  var ORPHAN_AFTER_MS = 15 * 1000;
+  var BEACON_LIMIT = 60000;
+  var SECRET_KEY = /^(token|jwt|id_?token|access_?token|refresh_?token|password|secret|e_?mail|mail|email_?address)$/i;
+  var EMAIL = /[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}/g;
+  var JWT = /eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*/g;
+
+  var config = {
+    collector: '',
+    batchSize: 20,
+    flushInterval: 1000,
+    maxQueue: 500,
+    maxBackoff: 60000,
+    dataLayer: true,
+    dataLayerName: 'dataLayer',
+    consent: null, // null: not needed; a function returning true/false/undefined (pending); or 'consent-mode'
+    gaMeasurementId: null,
+    onError: null
+  };
+  var state = {
+    tab: null,
+    queue: [], // events not yet acknowledged, oldest first
+    inFlight: {}, // event_id -> true while a request carries it
+    timer: null,
+    backoff: 0,
+    retryAt: 0,
+    consent: undefined, // true, false or undefined (pending)
+    memoryIds: {},
+    started: false
+  };
+
+  // ----------------------------------------------------------------------------------------- utilities
+
+  function report(error) {
+    try {
+      if (typeof config.onError === 'function') config.onError(error);
+    } catch (ignored) {}
+  }
+
+  function guard(fn) {
+    return function () {
+      try {
+        return fn.apply(this, arguments);
+      } catch (error) {
+        report(error);
+      }
+    };
+  }
+
+  function uuid() {
+    var c = window.crypto;
+    if (c && c.randomUUID) return c.randomUUID();
+    var bytes = new Uint8Array(16);
+    if (c && c.getRandomValues) c.getRandomValues(bytes);
+    else for (var i = 0; i < 16; i++) bytes[i] = Math.floor(Math.random() * 256);
+    bytes[6] = (bytes[6] & 15) | 64;
+    bytes[8] = (bytes[8] & 63) | 128;
+    var hex = '';
+    for (var j = 0; j < 16; j++) hex += (bytes[j] + 256).toString(16).slice(1);
+    return hex.slice(0, 8) + '-' + hex.slice(8, 12) + '-' + hex.slice(12, 16) + '-' + hex.slice(16, 20) + '-' + hex.slice(20);
+  }
+
+  function storage(kind) {
+    try {
+      var s = window[kind];
+      s.setItem(PREFIX + 't', '1');
+      s.removeItem(PREFIX + 't');
+      return s;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function read(store, key) {
+    try {
+      var value = store && store.getItem(PREFIX + key);
+      return value ? JSON.parse(value) : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function write(store, key, value) {
+    try {
+      if (!store) return;
+      if (value === null) store.removeItem(PREFIX + key);
+      else store.setItem(PREFIX + key, JSON.stringify(value));
+    } catch (e) {
+      report(e); // quota: the in-memory queue still delivers
+    }
+  }
+
+  // Storage only once consent allows it (ePrivacy treats localStorage like cookies).
+  function persistent() {
+    return state.consent === true ? storage('localStorage') : null;
+  }
+
+  /** Drop secrets and e-mail addresses: the browser never sends a JWT or a plaintext e-mail. */
+  function scrub(value, depth) {
+    if (typeof value === 'string') return value.replace(JWT, '[jwt]').replace(EMAIL, '[email]');
+    if (!value || typeof value !== 'object' || depth > 12) return value;
+    if (Object.prototype.toString.call(value) === '[object Array]') {
+      var list = [];
+      for (var i = 0; i < value.length; i++) list.push(scrub(value[i], depth + 1));
+      return list;
+    }
+    var clean = {};
+    for (var key in value) {
+      if (!Object.prototype.hasOwnProperty.call(value, key) || SECRET_KEY.test(key)) continue;
+      var item = value[key];
+      if (typeof item === 'function' || item === undefined) continue;
+      clean[key] = scrub(item, depth + 1);
+    }
+    return clean;
+  }
+
+  function cookie(name) {
+    var parts = ('; ' + document.cookie).split('; ' + name + '=');
+    return parts.length > 1 ? decodeURIComponent(parts.pop().split(';')[0]) : null;
+  }
+
+  /** GA4's client id from `_ga` (GA1.1.<random>.<timestamp>). */
+  function gaClientId(value) {
+    var parts = (value || '').split('.');
+    return parts.length >= 4 ? parts.slice(-2).join('.') : null;
+  }
+
+  /** GA4's session id from `_ga_<ID>`: GS1.1.<sid>.<n>... or GS2.1.s<sid>$o<n>$... */
+  function gaSessionId(value) {
+    if (!value) return null;
+    var gs2 = /^GS2\.\d\.s(\d+)/.exec(value);
+    if (gs2) return gs2[1];
+    var parts = value.split('.');
+    return parts.length >= 3 && /^\d+$/.test(parts[2]) ? parts[2] : null;
+  }
+
+  function gaSessionCookie() {
+    if (config.gaMeasurementId) return cookie('_ga_' + config.gaMeasurementId.replace(/^G-/, ''));
+    var match = /(?:^|; )_ga_[A-Z0-9]+=([^;]*)/.exec(document.cookie);
+    return match ? decodeURIComponent(match[1]) : null;
+  }
+
+  function utm(search) {
+    var result = null;
+    var names = ['source', 'medium', 'campaign', 'term', 'content'];
+    for (var i = 0; i < names.length; i++) {
+      var match = new RegExp('[?&]utm_' + names[i] + '=([^&#]*)').exec(search || '');
+      if (match) {
+        result = result || {};
+        try {
+          result[names[i]] = decodeURIComponent(match[1].replace(/\+/g, ' '));
+        } catch (e) {
+          result[names[i]] = match[1];
+        }
+      }
+    }
+    return result;
+  }
+
+  /** Retry-After in seconds or as an HTTP date; our backoff otherwise. */
+  function retryDelay(header, attempt, maxBackoff) {
+    var seconds = header ? Number(header) : NaN;
+    if (header && isNaN(seconds)) seconds = (Date.parse(header) - Date.now()) / 1000;
+    if (seconds >= 0) return Math.min(seconds * 1000, 3600 * 1000);
+    var base = Math.min(maxBackoff, 1000 * Math.pow(2, attempt));
+    return base / 2 + Math.random() * (base / 2);
+  }
+
+  // ----------------------------------------------------------------------------------------- consent
+
+  /** Google Consent Mode: the last analytics_storage in the dataLayer's consent commands. */
+  function consentModeState() {
+    var layer = window[config.dataLayerName];
+    var found;
+    if (!layer || !layer.length) return undefined;
+    for (var i = 0; i < layer.length; i++) {
+      var entry = layer[i];
+      if (entry && entry[0] === 'consent' && entry[2] && entry[2].analytics_storage) {
+        found = entry[2].analytics_storage === 'granted';
+      }
+    }
+    return found;
+  }
+
+  function readConsent() {
+    if (state.explicitConsent !== undefined) return state.explicitConsent;
+    if (config.consent === null || config.consent === undefined) return true;
+    if (config.consent === 'consent-mode') return consentModeState();
+    if (typeof config.consent === 'function') {
+      var answer = config.consent();
+      return answer === true ? true : answer === false ? false : undefined;
+    }
+    return undefined;
+  }
+
+  function refreshConsent() {
+    var before = state.consent;
+    state.consent = readConsent();
+    if (state.consent === true && before !== true) {
+      adoptQueues();
+      save();
+    } else if (state.consent === false && before !== false) {
+      state.queue = []; // refused: nothing kept, nothing sent
+      write(storage('localStorage'), 'q:' + state.tab, null);
+    }
+    return state.consent;
+  }
+
+  // ---------------------------------------------------------------------------------------- identity
+
+  function clientId() {
+    var store = persistent();
+    var id = read(store, 'cid');
+    if (!id) {
+      id = state.memoryIds.cid || uuid();
+      write(store, 'cid', id);
+    }
+    state.memoryIds.cid = id;
+    return id;
+  }
+
+  function session() {
+    var store = persistent();
+    var now = Date.now();
+    var current = read(store, 'sid') || state.memoryIds.sid;
+    if (!current || now - current.last > SESSION_TIMEOUT_MS) {
+      current = { id: uuid(), last: now, utm: utm(window.location.search) };
+    }
+    var fresh = utm(window.location.search);
+    if (fresh) current.utm = fresh; // a new campaign click re-attributes the session
+    current.last = now;
+    state.memoryIds.sid = current;
+    write(store, 'sid', current);
+    return current;
+  }
+
+  // ------------------------------------------------------------------------------------------ events
+
+  function build(evt, obj) {
+    var detail = obj && typeof obj === 'object' ? scrub(obj, 0) : null;
+    // Widget events (show, hide) carry no object: they belong to the bot and process last seen.
+    if (detail && detail.bot_id) state.last = { bot: detail.bot_id, process: detail.process_id };
+    var s = session();
+    var event = {
+      event: String(evt),
+      event_id: uuid(),
+      ts: Date.now(),
+      detail: detail,
+      client_id: clientId(),
+      session_id: s.id,
+      page_location: window.location.href,
+      page_referrer: document.referrer || undefined,
+      page_title: document.title || undefined,
+      language: navigator.language || undefined,
+      sdk: 'loyjoy-snippet/' + VERSION
+    };
+    if (s.utm) event.utm = s.utm;
+    var gaId = gaClientId(cookie('_ga'));
+    if (gaId) event.ga_client_id = gaId;
+    var gaSession = gaSessionId(gaSessionCookie());
+    if (gaSession) event.ga_session_id = gaSession;
+    if (config.consent !== null) event.consent = { analytics_storage: 'granted' };
+    var last = state.last || {};
+    var bot = config.bot || last.bot;
+    var process = config.process || last.process;
+    if (bot && !(detail && detail.bot_id)) event.bot_id = String(bot);
+    if (process && !(detail && detail.process_id)) event.process_id = String(process);
+    if (config.tenant && !(detail && detail.tenant_id)) event.tenant_id = String(config.tenant);
+    return event;
+  }
+
+  /** The seed's dataLayer push, byte for byte: existing GTM triggers keep working. */
+  function pushDataLayer(evt, obj) {
+    var dataLayer = window[config.dataLayerName];
+    dataLayer &&
+      dataLayer.push({ event: 'loyjoy', gaEventCategory: 'loyjoy', gaEventAction: obj && obj.process_name, gaEventLabel: evt });
+  }
+
+  function track(evt, obj) {
+    if (config.dataLayer) {
+      try {
+        pushDataLayer(evt, obj);
+      } catch (error) {
+        report(error);
+      }
+    }
+    if (refreshConsent() === false) return;
+    var events = state.queue;
+    events.push(build(evt, obj));
+    if (events.length > config.maxQueue) events.splice(0, events.length - config.maxQueue);
+    save();
+    schedule(events.length >= config.batchSize ? 0 : config.flushInterval);
+  }
+
+  // ------------------------------------------------------------------------------------------- queue
+
+  function save() {
+    var store = persistent();
+    if (!store) return;
+    write(store, 'q:' + state.tab, { at: Date.now(), events: state.queue });
+  }
+
+  /** One tab at a time adopts orphans, or two tabs would send the same events. */
+  function adoptQueues() {
+    if (!persistent()) return;
+    var adopt = guard(function () {
+      var before = state.queue.length;
+      adoptOrphans();
+      if (state.queue.length > before) {
+        save();
+        schedule(0);
+      }
+    });
+    if (navigator.locks && navigator.locks.request) {
+      navigator.locks.request(PREFIX + 'adopt', { ifAvailable: true }, function (lock) {
+        if (lock) adopt();
+      });
+    } else adopt();
+  }
+
+  /** Take over the queues of tabs that are gone (closed, or this same tab before a reload). */
+  function adoptOrphans() {
+    var store = persistent();
+    if (!store) return;
+    var keys = [];
+    for (var i = 0; i < store.length; i++) {
+      var key = store.key(i);
+      if (key && key.indexOf(PREFIX + 'q:') === 0 && key !== PREFIX + 'q:' + state.tab) keys.push(key);
+    }
+    for (var k = 0; k < keys.length; k++) {
+      var saved = read(store, keys[k].slice(PREFIX.length));
+      var own = keys[k] === PREFIX + 'q:' + state.previousTab;
+      if (!saved || (!own && Date.now() - saved.at < ORPHAN_AFTER_MS)) continue; // a live tab's queue
+      store.removeItem(keys[k]);
+      var known = {};
+      for (var m = 0; m < state.queue.length; m++) known[state.queue[m].event_id] = true;
+      for (var n = 0; n < (saved.events || []).length; n++) {
+        if (!known[saved.events[n].event_id]) state.queue.push(saved.events[n]);
+      }
+    }
+    if (state.queue.length > config.maxQueue) state.queue.splice(0, state.queue.length - config.maxQueue);
+  }
+
+  function schedule(delay) {
+    if (state.timer && delay > 0) return;
+    clearTimeout(state.timer);
+    var wait = Math.max(delay, state.retryAt - Date.now(), 0);
+    state.timer = setTimeout(
+      guard(function () {
+        state.timer = null;
+        flush();
+      }),
+      wait
+    );
+  }
+
+  function pending() {
+    var batch = [];
+    for (var i = 0; i < state.queue.length && batch.length < config.batchSize; i++) {
+      if (!state.inFlight[state.queue[i].event_id]) batch.push(state.queue[i]);
+    }
+    return batch;
+  }
+
+  function acknowledge(batch) {
+    var done = {};
+    for (var i = 0; i < batch.length; i++) done[batch[i].event_id] = true;
+    var rest = [];
+    for (var j = 0; j < state.queue.length; j++) if (!done[state.queue[j].event_id]) rest.push(state.queue[j]);
+    state.queue = rest;
+    save();
+  }
+
+  function release(batch) {
+    for (var i = 0; i < batch.length; i++) delete state.inFlight[batch[i].event_id];
+  }
+
+  function body(batch) {
+    var sentAt = Date.now();
+    return JSON.stringify({ sent_at: sentAt, events: batch });
+  }
+
+  function flush() {
+    var consent = refreshConsent();
+    if (consent === undefined && state.queue.length) return schedule(config.flushInterval); // ask again soon
+    if (!config.collector || consent !== true) return;
+    if (Date.now() < state.retryAt) return schedule(0);
+    var batch = pending();
+    if (!batch.length) return;
+    for (var i = 0; i < batch.length; i++) state.inFlight[batch[i].event_id] = true;
+    var retry = function (response) {
+      release(batch);
+      state.backoff += 1;
+      var delay = retryDelay(response && response.headers.get('Retry-After'), state.backoff, config.maxBackoff);
+      state.retryAt = Date.now() + delay;
+      schedule(delay);
+    };
+    window
+      .fetch(config.collector, {
+        method: 'POST',
+        headers: { 'Content-Type': 'text/plain' }, // a simple request: no CORS preflight
+        body: body(batch),
+        credentials: 'omit',
+        keepalive: true
+      })
+      .then(
+        guard(function (response) {
+          if (response.status === 429 || response.status >= 500) return retry(response);
+          // 2xx: stored; other 4xx: refused and kept by the collector with its reason. Either way: done.
+          release(batch);
+          acknowledge(batch);
+          state.backoff = 0;
+          state.retryAt = 0;
+          if (pending().length) schedule(0);
+        }),
+        guard(function () {
+          retry(null);
+        })
+      );
+  }
+
+  /** Page is going away: hand what is left to the browser, which delivers beacons after unload. */
+  function flushOnHide() {
+    save();
+    // A beacon cannot report failure: while the collector is failing, the queue waits for the next page.
+    if (!config.collector || refreshConsent() !== true || !navigator.sendBeacon || state.backoff > 0) return;
+    var left = [];
+    for (var i = 0; i < state.queue.length; i++) if (!state.inFlight[state.queue[i].event_id]) left.push(state.queue[i]);
+    while (left.length) {
+      var batch = left.splice(0, config.batchSize);
+      var payload = body(batch);
+      while (payload.length > BEACON_LIMIT && batch.length > 1) {
+        left.unshift(batch.pop());
+        payload = body(batch);
+      }
+      if (!navigator.sendBeacon(config.collector, new Blob([payload], { type: 'text/plain' }))) break;
+      acknowledge(batch); // queued by the browser: remove it, or the next page would send it again
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------- listener
+
+  function listener(evt, obj) {
+    guard(track)(evt, obj);
+  }
+
+  /**
+   * LoyJoy's `eventListeners` with ours added: an array of catch-alls gets ours appended; a per-event map
+   * becomes one catch-all that calls the map's functions for their event, then ours.
+   */
+  function withListener(existing) {
+    if (!existing) return [listener];
+    if (Object.prototype.toString.call(existing) === '[object Array]') return existing.concat([listener]);
+    return [
+      function (evt, obj) {
+        var own = existing[evt] || [];
+        for (var i = 0; i < own.length; i++) {
+          try {
+            own[i](obj);
+          } catch (error) {
+            report(error);
+          }
+        }
+        listener(evt, obj);
+      }
+    ];
+  }
+
+  function configure(options) {
+    for (var key in options) {
+      if (Object.prototype.hasOwnProperty.call(options, key) && key !== 'loyjoy') config[key] = options[key];
+    }
+  }
+
+  function start() {
+    if (state.started) return;
+    state.started = true;
+    var tabStore = storage('sessionStorage');
+    state.previousTab = read(tabStore, 'tab');
+    state.tab = uuid();
+    write(tabStore, 'tab', state.tab);
+    refreshConsent();
+    var hide = guard(flushOnHide);
+    window.addEventListener('pagehide', hide);
+    document.addEventListener('visibilitychange', function () {
+      if (document.visibilityState === 'hidden') hide();
+    });
+    // Keep this tab's queue marked alive, so other tabs do not adopt it; adopt what closed tabs left.
+    setInterval(
+      guard(function () {
+        save();
+        adoptQueues();
+      }),
+      ORPHAN_AFTER_MS / 3
+    );
+    if (state.queue.length) schedule(0);
+  }
+
+  function boot(options) {
+    try {
+      options = options || {};
+      configure(options);
+      var loyjoy = options.loyjoy || {};
+      config.bot = loyjoy.bot;
+      config.tenant = loyjoy.tenant;
+      config.process = loyjoy.process;
+      start();
+      var bootOptions = {};
+      for (var key in loyjoy) if (Object.prototype.hasOwnProperty.call(loyjoy, key)) bootOptions[key] = loyjoy[key];
+      bootOptions.eventListeners = withListener(loyjoy.eventListeners);
+      var tries = 0;
+      (function callLoyJoy() {
+        if (typeof window.LoyJoy === 'function') return window.LoyJoy('boot', bootOptions);
+        if (tries++ < 100) setTimeout(guard(callLoyJoy), 100); // the widget loader may still be on its way
+      })();
+    } catch (error) {
+      report(error);
+    }
+  }
+
+  window.LoyJoyCollector = {
+    version: VERSION,
+    /** Boot LoyJoy with the collector's listener: { collector, loyjoy: {bot, ...}, consent, ... }. */
+    boot: boot,
+    /** For sites that boot LoyJoy themselves: add the returned function to their eventListeners. */
+    listener: function (options) {
+      configure(options || {});
+      start();
+      return listener;
+    },
+    /** Tell the snippet the visitor's choice (from a consent banner): true, false. */
+    consent: function (granted) {
+      state.explicitConsent = granted === true ? true : granted === false ? false : undefined;
+      if (refreshConsent() === true) schedule(0);
+    },
+    flush: guard(function () {
+      schedule(0);
+    }),
+    pending: function () {
+      return state.queue.length;
+    },
+    _: { scrub: scrub, gaClientId: gaClientId, gaSessionId: gaSessionId, utm: utm, retryDelay: retryDelay, withListener: withListener }
+  };
+})(window, document);

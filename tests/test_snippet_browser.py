@@ -1,0 +1,337 @@
+"""The snippet in a real Chromium, against the real collector and the local BigQuery."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from loyjoy_collector.cli import local_env, wait_for
+
+from .conftest import PAGE_PORT, LocalBigQuery, free_port, start_collector, stop
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+PAGE = f"http://127.0.0.1:{PAGE_PORT}/test/page.html"
+# LoyJoy's own GTM snippet (../shared/seed/), its listener verbatim, writing into a layer of its own.
+SEED_LISTENER = """function (evt, obj) {
+    dataLayer && dataLayer.push({ 'event': 'loyjoy', 'gaEventCategory': 'loyjoy', 'gaEventAction': obj && obj.process_name, 'gaEventLabel': evt })
+  }"""
+CHAT = """() => {
+  const chat = LoyJoy.standin.chat;
+  LoyJoy('open'); chat.start(); chat.message('Hello, my mail is jane@example.com'); chat.signUp('jane@example.com');
+  chat.optIn(); LoyJoy('close');
+}"""
+CHAT_EVENTS = [
+    "load",
+    "show",
+    "open",
+    "session_started",
+    "start",
+    "message_received",
+    "sign_up",
+    "newsletter_single_opt_in",
+    "close",
+]
+
+
+@pytest.fixture(scope="session")
+def demo_page(collector) -> Iterator[str]:
+    """The dev command's page server, on the origin the collector allows."""
+    env = local_env(0, "")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loyjoy_collector.devserver", "--port", str(PAGE_PORT), "--collector", collector.url],
+        env=env,
+    )
+    wait_for(f"http://127.0.0.1:{PAGE_PORT}/test/page.html", 15, process)
+    try:
+        yield PAGE
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-sync",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+class Watched:
+    """A page with its console errors, page errors and requests to the collector recorded."""
+
+    def __init__(self, context: BrowserContext, collector_url: str) -> None:
+        self.page: Page = context.new_page()
+        self.errors: list[str] = []
+        self.sent: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.sent.append(r.url) if r.url.startswith(collector_url) else None)
+
+    def boot(self, **options: object) -> None:
+        self.page.evaluate("options => LoyJoyCollector.boot(options)", options)
+
+    def drained(self, timeout: float = 15_000) -> None:
+        self.page.wait_for_function("() => LoyJoyCollector.pending() === 0", timeout=timeout)
+
+    def csp_violations(self) -> list[str]:
+        return self.page.evaluate("() => window.cspViolations")
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context()
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def tab(context, demo_page, collector) -> Watched:
+    watched = Watched(context, collector.url)
+    watched.page.goto(demo_page)
+    return watched
+
+
+def wait_rows(local_bigquery: LocalBigQuery, tag: str, count: int, timeout: float = 15) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = local_bigquery.events("bot_id = @tag", tag=tag)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.3)
+
+
+def test_a_whole_chat_lands_exactly_once(tab, collector, local_bigquery, tag):
+    tab.boot(collector=collector.url + "/", loyjoy={"bot": tag})
+    tab.page.evaluate(CHAT)
+    tab.drained()
+    rows = wait_rows(local_bigquery, tag, len(CHAT_EVENTS))
+    assert sorted(r["event_name"] for r in rows) == sorted(CHAT_EVENTS)
+    assert len({r["event_id"] for r in rows}) == len(rows) == len(CHAT_EVENTS)
+    assert len({r["client_id"] for r in rows}) == 1 and len({r["session_id"] for r in rows}) == 1
+    sign_up = next(r for r in rows if r["event_name"] == "sign_up")
+    assert sign_up["email_hash"] is None  # the browser drops the address; it cannot hash it with a secret
+    assert "token" not in sign_up["detail"] and "firstname" not in sign_up["detail"]
+    assert all(r["sdk"] == "loyjoy-snippet/0.1.0" for r in rows)
+    assert rows[0]["page_location"] == PAGE and rows[0]["page_title"] == "Snippet test page"
+    everything = json.dumps(rows, default=str)
+    assert "jane@example.com" not in everything and "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" not in everything
+    assert tab.errors == [] and tab.csp_violations() == []
+
+
+def test_datalayer_pushes_are_byte_identical_to_the_seed(tab, collector):
+    tab.page.evaluate(
+        f"() => {{ window.seedLayer = []; window.seedListener = (function (dataLayer) {{ return {SEED_LISTENER}; }})(window.seedLayer); }}"
+    )
+    tab.boot(collector=collector.url + "/", loyjoy={"bot": "seed-compare", "eventListeners": []})
+    fired = tab.page.evaluate("""() => {
+      const cases = [['open', {process_name: 'Test-Name', bot_id: 'x'}], ['show', undefined], ['hide', null],
+                     ['signin', {email: 'a@b.co'}], ['close', {process_name: ''}]];
+      for (const [evt, obj] of cases) { seedListener(evt, obj); LoyJoy.standin.emit(evt, obj); }
+      const show = v => JSON.stringify(v, (k, x) => x === undefined ? '<undefined>' : x);
+      const ours = dataLayer.filter(e => e.event === 'loyjoy').slice(-cases.length);
+      return {seed: seedLayer.map(show), ours: ours.map(show), keys: ours.map(e => Object.keys(e).join(','))};
+    }""")
+    assert fired["ours"] == fired["seed"]
+    assert set(fired["keys"]) == {"event,gaEventCategory,gaEventAction,gaEventLabel"}
+    assert tab.errors == []
+
+
+def test_the_sites_own_listeners_still_run_in_both_forms(context, demo_page, collector, local_bigquery, tag):
+    for form in ("array", "map"):
+        watched = Watched(context, collector.url)
+        watched.page.goto(demo_page)
+        watched.page.evaluate(
+            """([form, collector, bot]) => {
+              window.own = [];
+              const listeners = form === 'array'
+                ? [function (evt, obj) { window.own.push(['all', evt, obj && obj.process_name]); }]
+                : {open: [function (obj) { window.own.push(['open', obj.process_name]); }],
+                   close: [function (obj) { throw new Error('a broken site listener'); }]};
+              LoyJoyCollector.boot({collector, loyjoy: {bot, eventListeners: listeners}});
+              LoyJoy('open'); LoyJoy('close');
+            }""",
+            [form, collector.url + "/", f"{tag}-{form}"],
+        )
+        watched.drained()
+        own = watched.page.evaluate("() => window.own")
+        if form == "array":
+            assert ["all", "open", "Newsletter sign-up"] in own and ["all", "load", "Newsletter sign-up"] in own
+        else:
+            assert own == [["open", "Newsletter sign-up"]]
+        names = sorted(r["event_name"] for r in wait_rows(local_bigquery, f"{tag}-{form}", 4))
+        assert names == ["close", "load", "open", "show"]
+        assert watched.errors == []
+
+
+def test_listener_alone_for_sites_that_boot_loyjoy_themselves(tab, collector, local_bigquery, tag):
+    tab.page.evaluate(
+        """([collector, bot]) => {
+          const listener = LoyJoyCollector.listener({collector});
+          LoyJoy('boot', {bot, eventListeners: [listener]});
+          LoyJoy('open');
+        }""",
+        [collector.url + "/", tag],
+    )
+    tab.drained()
+    assert sorted(r["event_name"] for r in wait_rows(local_bigquery, tag, 3)) == ["load", "open", "show"]
+
+
+def test_nothing_is_lost_when_the_page_navigates_away_mid_batch(tab, collector, local_bigquery, tag):
+    tab.boot(collector=collector.url + "/", flushInterval=60_000, loyjoy={"bot": tag})
+    tab.page.evaluate(CHAT)
+    assert tab.page.evaluate("() => LoyJoyCollector.pending()") == len(CHAT_EVENTS)
+    tab.page.goto("about:blank")  # pagehide: the queue leaves by sendBeacon
+    rows = wait_rows(local_bigquery, tag, len(CHAT_EVENTS))
+    assert sorted(r["event_name"] for r in rows) == sorted(CHAT_EVENTS)
+    time.sleep(1)
+    assert len(local_bigquery.events("bot_id = @tag", tag=tag)) == len(CHAT_EVENTS)  # exactly once
+
+
+def test_events_queue_while_the_collector_is_down_and_survive_a_reload(context, demo_page, local_bigquery, tag):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    watched = Watched(context, url)
+    watched.page.goto(demo_page)
+    options = {"collector": url + "/", "maxBackoff": 1000, "loyjoy": {"bot": tag}}
+    watched.boot(**options)
+    watched.page.evaluate("() => LoyJoy('open')")
+    watched.page.wait_for_timeout(2500)
+    assert watched.page.evaluate("() => LoyJoyCollector.pending()") == 3
+    assert len(watched.sent) >= 2  # it kept trying
+    watched.page.reload()  # the queue is in localStorage: the reloaded page takes it over
+    watched.boot(**options)
+    watched.page.wait_for_timeout(500)
+    assert watched.page.evaluate("() => LoyJoyCollector.pending()") == 3 + 2  # the load and show of the reload
+    collector = start_collector(local_bigquery.url, "collector-comes-back", port=port)
+    try:
+        watched.drained(timeout=20_000)
+        rows = wait_rows(local_bigquery, tag, 5)
+        assert sorted(r["event_name"] for r in rows) == ["load", "load", "open", "show", "show"]
+        assert len({r["event_id"] for r in rows}) == 5
+    finally:
+        stop(collector.process)
+    assert [e for e in watched.errors if "ERR_CONNECTION_REFUSED" not in e] == []
+
+
+def test_nothing_is_sent_or_stored_before_consent_then_everything_is(tab, collector, local_bigquery, tag):
+    tab.page.evaluate("() => { window.__consent = undefined; }")
+    tab.page.evaluate(
+        "([collector, bot]) => LoyJoyCollector.boot({collector, consent: () => window.__consent, loyjoy: {bot}})",
+        [collector.url + "/", tag],
+    )
+    tab.page.evaluate(CHAT)
+    tab.page.wait_for_timeout(2500)
+    assert tab.sent == []
+    assert tab.page.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('ljc:'))") == []
+    assert tab.page.context.cookies() == []
+    assert local_bigquery.events("bot_id = @tag", tag=tag) == []
+    tab.page.evaluate("() => { window.__consent = true; }")
+    tab.drained()
+    rows = wait_rows(local_bigquery, tag, len(CHAT_EVENTS))
+    assert len(rows) == len(CHAT_EVENTS)
+    assert {r["consent_analytics"] for r in rows} == {"granted"}
+    assert tab.page.context.cookies() == []  # no cookies, ever: ids live in localStorage after consent
+
+
+def test_google_consent_mode_denied_sends_nothing(tab, collector, local_bigquery, tag):
+    tab.page.evaluate(
+        "() => { function gtag(){dataLayer.push(arguments);} gtag('consent', 'default', {analytics_storage: 'denied'}); }"
+    )
+    tab.boot(collector=collector.url + "/", consent="consent-mode", loyjoy={"bot": tag})
+    tab.page.evaluate(CHAT)
+    tab.page.wait_for_timeout(2000)
+    assert tab.sent == [] and tab.page.evaluate("() => LoyJoyCollector.pending()") == 0
+    tab.page.evaluate(
+        "() => { function gtag(){dataLayer.push(arguments);} gtag('consent', 'update', {analytics_storage: 'granted'}); }"
+    )
+    tab.page.evaluate("() => LoyJoy('close')")
+    tab.drained()
+    assert [r["event_name"] for r in wait_rows(local_bigquery, tag, 1)] == ["close"]
+
+
+def test_two_tabs_never_send_the_same_event_twice(context, demo_page, collector, local_bigquery, tag):
+    tabs = [Watched(context, collector.url) for _ in range(2)]
+    for index, watched in enumerate(tabs):
+        watched.page.goto(demo_page)
+        watched.boot(collector=collector.url + "/", loyjoy={"bot": tag, "process": f"tab-{index}"})
+    for watched in tabs:
+        watched.page.evaluate(CHAT)
+    for watched in tabs:
+        watched.drained()
+    rows = wait_rows(local_bigquery, tag, 2 * len(CHAT_EVENTS))
+    time.sleep(1)
+    rows = local_bigquery.events("bot_id = @tag", tag=tag)
+    assert len(rows) == 2 * len(CHAT_EVENTS) == len({r["event_id"] for r in rows})
+
+
+def test_ga4_ids_and_campaign_come_along(context, demo_page, collector, local_bigquery, tag):
+    context.add_cookies(
+        [
+            {"name": "_ga", "value": "GA1.1.1234567890.1700000000", "url": demo_page},
+            {"name": "_ga_ABC123", "value": "GS2.1.s1732440000$o3$g1$t1732440100$j0$l0$h0", "url": demo_page},
+        ]
+    )
+    watched = Watched(context, collector.url)
+    watched.page.goto(demo_page + "?utm_source=newsletter&utm_medium=email&utm_campaign=black-friday")
+    watched.boot(collector=collector.url + "/", loyjoy={"bot": tag})
+    watched.drained()
+    [load, _show] = sorted(wait_rows(local_bigquery, tag, 2), key=lambda r: r["event_name"])
+    assert (load["ga_client_id"], load["ga_session_id"]) == ("1234567890.1700000000", 1732440000)
+    assert (load["utm_source"], load["utm_medium"], load["utm_campaign"]) == ("newsletter", "email", "black-friday")
+
+
+def test_pure_helpers(tab):
+    results = tab.page.evaluate("""() => {
+      const _ = LoyJoyCollector._;
+      return {
+        scrub: _.scrub({token: 'x', email: 'a@b.co', Mail: 'c@d.de', note: 'write a@b.co', nested: [{jwt: 'j', ok: 1}],
+                        fn: () => 1, keep: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abcdef'}, 0),
+        ga: [_.gaClientId('GA1.1.1234567890.1700000000'), _.gaClientId('junk'), _.gaClientId(null)],
+        gs: [_.gaSessionId('GS1.1.1700000000.3.1.1700000100.0.0.0'), _.gaSessionId('GS2.1.s1732440000$o3$g1'),
+             _.gaSessionId('junk')],
+        utm: [_.utm('?a=1&utm_source=x+y&utm_campaign=%C3%A9t%C3%A9'), _.utm('?a=1')],
+        retry: [_.retryDelay('7', 1, 60000), _.retryDelay(null, 3, 60000), _.retryDelay(null, 30, 60000)],
+        forms: [_.withListener(undefined).length, _.withListener([function(){}]).length, _.withListener({open: []}).length],
+      };
+    }""")
+    assert results["scrub"] == {"note": "write [email]", "nested": [{"ok": 1}], "keep": "[jwt]"}
+    assert results["ga"] == ["1234567890.1700000000", None, None]
+    assert results["gs"] == ["1700000000", "1732440000", None]
+    assert results["utm"] == [{"source": "x y", "campaign": "été"}, None]
+    assert results["retry"][0] == 7000
+    assert 4000 <= results["retry"][1] <= 8000 and 30000 <= results["retry"][2] <= 60000
+    assert results["forms"] == [1, 2, 1]
+
+
+def test_the_shipped_build_is_the_source_minified(tmp_path):
+    """dist/ is what users copy: it must be exactly what `npm run build` makes of src/."""
+    snippet = ROOT / "snippet"
+    build = json.loads((snippet / "package.json").read_text())["scripts"]["build"]
+    out = tmp_path / "min.js"
+    command = build.replace("dist/loyjoy-collector.min.js", str(out))
+    env = dict(os.environ, PATH=f"{snippet / 'node_modules' / '.bin'}:{os.environ['PATH']}")
+    subprocess.run(command, shell=True, cwd=snippet, env=env, check=True)
+    assert out.read_bytes() == (snippet / "dist" / "loyjoy-collector.min.js").read_bytes(), "run: npm run build"
