@@ -6,7 +6,7 @@ who deploy without Terraform. Existing tables only ever gain columns: nothing is
 
 from __future__ import annotations
 
-from string import Template
+from datetime import date, timedelta
 from typing import Any
 
 from .schema import tables, views
@@ -56,14 +56,24 @@ def bootstrap(settings: Settings, sink: BigQuerySink | None = None) -> list[str]
         else:
             done.append(f"table {table_id}: up to date")
 
-    for name, template in views().items():
-        view_id = f"{dataset_id}.{name}"
-        query = Template(template).substitute(project=client.project, dataset=settings.bq_dataset)
-        view = bigquery.Table(view_id)
-        view.view_query = query
+    values = {
+        "project": client.project,
+        "dataset": settings.bq_dataset,
+        "ga4_dataset": settings.ga4_export_dataset or "",
+        "ga4_start_suffix": (settings.ga4_start_date or date.today() - timedelta(days=35)).strftime("%Y%m%d"),
+    }
+    for spec in views():
+        if spec.requires == "ga4_dataset" and not settings.ga4_export_dataset:
+            done.append(f"view {spec.name}: skipped (GA4_EXPORT_DATASET is not set)")
+            continue
+        view_id = f"{dataset_id}.{spec.name}"
+        query = spec.render(values)
         try:
             existing = client.get_table(view_id)
         except NotFound:
+            view = bigquery.Table(view_id)
+            view.view_query = query
+            view.description = spec.description
             client.create_table(view)
             done.append(f"view {view_id}: created")
             continue

@@ -4,6 +4,7 @@ tests all share."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 VIEWS_DIR = Path(__file__).parent / "views"
+_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 EVENTS = "events"
 REJECTED = "events_rejected"
 
@@ -43,6 +45,24 @@ def tables() -> dict[str, TableSpec]:
     }
 
 
-def views() -> dict[str, str]:
-    """View name -> SQL template (with ${project} and ${dataset}, as Terraform's templatefile reads it)."""
-    return {path.stem: path.read_text() for path in sorted(VIEWS_DIR.glob("*.sql"))}
+@dataclass(frozen=True)
+class ViewSpec:
+    name: str
+    tier: int  # a view reads only tables and views of lower tiers: the order to create them in
+    description: str
+    requires: str | None
+    template: str  # ${project}, ${dataset} (and ${ga4_dataset}, ${ga4_start_suffix}): Terraform's templatefile syntax
+
+    def render(self, values: dict[str, object]) -> str:
+        """What Terraform's templatefile() makes of it: only ${name} is replaced (a regex's `$` is left alone)."""
+        return _PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), self.template)
+
+
+@cache
+def views() -> list[ViewSpec]:
+    config = json.loads((SCHEMA_DIR / "views.json").read_text())
+    specs = [
+        ViewSpec(name, spec["tier"], spec["description"], spec.get("requires"), (VIEWS_DIR / f"{name}.sql").read_text())
+        for name, spec in config.items()
+    ]
+    return sorted(specs, key=lambda view: view.tier)

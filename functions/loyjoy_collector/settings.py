@@ -5,6 +5,7 @@ The variable names are a contract with Terraform (`infra/`) and the dev command:
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -29,6 +30,12 @@ class Settings(BaseSettings):
         default=None, description="A local BigQuery's URL; anonymous credentials are used with it."
     )
     bq_location: str = "EU"
+    ga4_export_dataset: str | None = Field(
+        default=None, description="Dataset of the GA4 BigQuery export (analytics_<property id>), for ga4_sessions."
+    )
+    ga4_start_date: date | None = Field(
+        default=None, description="First GA4 export day ga4_sessions reads; default: 35 days before bootstrap."
+    )
 
     allowed_origins: CommaList = Field(
         default=(), description="Exact origins, '*', or 'https://*.example.com' patterns allowed to send."
