@@ -1,0 +1,46 @@
+output "collector_url" {
+  description = "Where the snippet sends events (the function's URL)."
+  value       = "${google_cloudfunctions2_function.collector.url}/"
+}
+
+output "snippet" {
+  description = "The snippet to paste into your pages (or a GTM Custom HTML tag), with the collector URL filled in."
+  value = templatefile("${path.module}/snippet.html.tftpl", {
+    collector_url = "${google_cloudfunctions2_function.collector.url}/"
+    snippet_js    = trimspace(file("${path.module}/../snippet/dist/loyjoy-collector.min.js"))
+  })
+}
+
+output "events_table" {
+  description = "Table id of the events."
+  value       = "${var.project_id}.${google_bigquery_dataset.loyjoy.dataset_id}.${google_bigquery_table.tables["events"].table_id}"
+}
+
+output "rejected_table" {
+  description = "Table id of the refused input, with reasons and scrubbed payloads."
+  value       = "${var.project_id}.${google_bigquery_dataset.loyjoy.dataset_id}.${google_bigquery_table.tables["events_rejected"].table_id}"
+}
+
+output "views" {
+  description = "View ids for Looker Studio."
+  value       = [for name in sort(keys(local.views)) : "${var.project_id}.${var.dataset_id}.${name}"]
+}
+
+output "looker_studio_url" {
+  description = "Opens a new Looker Studio report on the funnel, sessions, daily counts and opt-in views (Linking API)."
+  value = join("&", concat(
+    ["https://lookerstudio.google.com/reporting/create?c.mode=edit", "r.reportName=${urlencode("LoyJoy chats")}"],
+    flatten([
+      for index, view in ["funnel_daily", "sessions", "daily_counts", "opt_ins"] : [
+        "ds.ds${index}.connector=bigQuery",
+        "ds.ds${index}.type=TABLE",
+        "ds.ds${index}.projectId=${var.project_id}",
+        "ds.ds${index}.datasetId=${var.dataset_id}",
+        "ds.ds${index}.tableId=${view}",
+        "ds.ds${index}.datasourceName=${urlencode("LoyJoy ${view}")}",
+      ]
+    ])
+  ))
+
+  depends_on = [google_bigquery_table.views_tier3]
+}

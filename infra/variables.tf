@@ -1,0 +1,211 @@
+variable "project_id" {
+  description = "GCP project to deploy into (the collector, its BigQuery dataset and the views)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a GCP project id: 6-30 lowercase letters, digits and hyphens."
+  }
+}
+
+variable "allowed_origins" {
+  description = "Origins of the sites that send events (e.g. [\"https://www.example.com\"]); 'https://*.example.com' allows subdomains."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.allowed_origins) > 0 && alltrue([for o in var.allowed_origins : can(regex("^(https://[^/\\s]+|http://(localhost|127\\.0\\.0\\.1)(:[0-9]+)?)$", o))])
+    error_message = "allowed_origins needs at least one origin like https://www.example.com (no path, no trailing slash); plain http only for localhost."
+  }
+}
+
+variable "region" {
+  description = "Region of the function (pick one near your visitors and in your dataset's location)."
+  type        = string
+  default     = "europe-west3"
+}
+
+variable "dataset_id" {
+  description = "BigQuery dataset for the events, the rejected events and the views."
+  type        = string
+  default     = "loyjoy"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.dataset_id))
+    error_message = "dataset_id may contain letters, digits and underscores only."
+  }
+}
+
+variable "dataset_location" {
+  description = "BigQuery location (EU, US or a region). Must match your GA4 export dataset for the GA4 join."
+  type        = string
+  default     = "EU"
+}
+
+variable "events_retention_days" {
+  description = "Days to keep each day's partition of `events`; null keeps them forever."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.events_retention_days == null || try(var.events_retention_days >= 1, false)
+    error_message = "events_retention_days must be at least 1, or null."
+  }
+}
+
+variable "rejected_retention_days" {
+  description = "Days to keep each day's partition of `events_rejected` (the payloads kept for replay)."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.rejected_retention_days == null || try(var.rejected_retention_days >= 1, false)
+    error_message = "rejected_retention_days must be at least 1, or null."
+  }
+}
+
+variable "deletion_protection" {
+  description = "Protect the tables from `terraform destroy` and replacement. Turn off only to tear everything down."
+  type        = bool
+  default     = true
+}
+
+variable "function_name" {
+  description = "Name of the Cloud Function (and its Cloud Run service)."
+  type        = string
+  default     = "loyjoy-collector"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,48}[a-z0-9]$", var.function_name))
+    error_message = "function_name must be lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "min_instances" {
+  description = "Instances kept warm (0 = scale to zero: cheapest, but the first request after idle pays a cold start)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.min_instances >= 0
+    error_message = "min_instances cannot be negative."
+  }
+}
+
+variable "max_instances" {
+  description = "Upper bound on instances: caps cost and BigQuery streaming load."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_instances >= 1 && var.max_instances <= 1000
+    error_message = "max_instances must be between 1 and 1000."
+  }
+}
+
+variable "concurrency" {
+  description = "Requests one instance serves at once; the function's THREADS is set to the same number."
+  type        = number
+  default     = 16
+
+  validation {
+    condition     = var.concurrency >= 1 && var.concurrency <= 1000
+    error_message = "concurrency must be between 1 and 1000."
+  }
+}
+
+variable "cpu" {
+  description = "vCPUs per instance (more than one request at a time needs at least 1)."
+  type        = string
+  default     = "1"
+}
+
+variable "memory" {
+  description = "Memory per instance."
+  type        = string
+  default     = "512Mi"
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.memory))
+    error_message = "memory is a size like 512Mi or 1Gi."
+  }
+}
+
+variable "timeout_seconds" {
+  description = "Request timeout; BigQuery retries give up well before it (BQ_RETRY_DEADLINE_SECONDS)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.timeout_seconds >= 15 && var.timeout_seconds <= 3600
+    error_message = "timeout_seconds must be between 15 and 3600."
+  }
+}
+
+variable "ingress" {
+  description = "Who may reach the function: ALLOW_ALL (browsers, the default) or ALLOW_INTERNAL_AND_GCLB (behind your own HTTPS load balancer, e.g. for a first-party domain)."
+  type        = string
+  default     = "ALLOW_ALL"
+
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_AND_GCLB"], var.ingress)
+    error_message = "ingress is ALLOW_ALL or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+variable "kms_key_name" {
+  description = "Customer-managed Cloud KMS key for the dataset and tables (projects/.../cryptoKeys/...); null: Google-managed. BigQuery's service agent needs Encrypter/Decrypter on it."
+  type        = string
+  default     = null
+}
+
+variable "ip_mode" {
+  description = "What happens to client IPs: drop (default) or truncate (/24, /48)."
+  type        = string
+  default     = "drop"
+
+  validation {
+    condition     = contains(["drop", "truncate"], var.ip_mode)
+    error_message = "ip_mode is drop or truncate."
+  }
+}
+
+variable "pii_allowed_keys" {
+  description = "Personal keys of LoyJoy's event object to keep after all (e.g. [\"city\"]). Empty: all dropped."
+  type        = list(string)
+  default     = []
+}
+
+variable "pii_hash_key_version" {
+  description = "Bump to generate a new e-mail hash key (old and new hashes then no longer match)."
+  type        = number
+  default     = 1
+}
+
+variable "allow_unauthenticated" {
+  description = "Let browsers call the function (allUsers may invoke). Organisations with the iam.allowedPolicyMemberDomains policy block this: see the README."
+  type        = bool
+  default     = true
+}
+
+variable "ga4_export_dataset" {
+  description = "Dataset of your GA4 BigQuery export (analytics_<property id>) in this project; creates ga4_visits and ga4_sessions. Null: no GA4 join."
+  type        = string
+  default     = null
+}
+
+variable "ga4_start_date" {
+  description = "First GA4 export day (YYYY-MM-DD) the GA4 views read: the day the collector went live is right."
+  type        = string
+  default     = "2026-01-01"
+
+  validation {
+    condition     = can(regex("^[0-9]{4}-[0-9]{2}-[0-9]{2}$", var.ga4_start_date))
+    error_message = "ga4_start_date is a date like 2026-01-01."
+  }
+}
+
+variable "labels" {
+  description = "Labels for every resource that takes them."
+  type        = map(string)
+  default     = {}
+}
