@@ -169,6 +169,28 @@ variable "ip_mode" {
   }
 }
 
+variable "data_paths" {
+  description = "Paths that speak Stape's Data Client protocol (point a Data Tag's request path here)."
+  type        = list(string)
+  default     = ["/data"]
+
+  validation {
+    condition     = alltrue([for p in var.data_paths : can(regex("^/[A-Za-z0-9/_-]*$", p))])
+    error_message = "data_paths are absolute paths like /data."
+  }
+}
+
+variable "non_loyjoy_hits" {
+  description = "sGTM hits that are not LoyJoy events (a GA4 page_view): ignore (acknowledge and drop) or store."
+  type        = string
+  default     = "ignore"
+
+  validation {
+    condition     = contains(["ignore", "store"], var.non_loyjoy_hits)
+    error_message = "non_loyjoy_hits is ignore or store."
+  }
+}
+
 variable "pii_allowed_keys" {
   description = "Personal keys of LoyJoy's event object to keep after all (e.g. [\"city\"]). Empty: all dropped."
   type        = list(string)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,11 +25,14 @@ from .protocol import LoyJoyEvent, explain
 from .rows import RequestContext, event_row, rejected_row
 from .schema import EVENTS, REJECTED
 from .settings import Settings, get_settings
+from .sgtm import PIXEL, ProtocolError, data_payload, ga4_context, ga4_hits, ga4_to_fields, to_event, unique_event_id
 from .sink import BigQuerySink, StorageUnavailable
 
 log = logging.getLogger("loyjoy_collector")
 
 JSON_TYPES = frozenset({"", "application/json", "text/plain"})
+DATA_TYPES = JSON_TYPES | {"application/x-www-form-urlencoded"}
+GA4_TYPES = frozenset({"", "text/plain", "application/x-www-form-urlencoded"})
 DRAIN_LIMIT = 32 * 1024 * 1024  # Cloud Run's own request limit: past it the platform answers.
 
 
@@ -37,6 +41,7 @@ class Runtime:
     settings: Settings
     scrubber: Scrubber
     sink: BigQuerySink
+    routes: dict[str, Route]
 
 
 @cache
@@ -46,7 +51,8 @@ def runtime() -> Runtime:
     if key is None:
         log.warning("PII_HASH_KEY is not set: e-mail addresses are dropped instead of hashed")
     scrubber = Scrubber(key, frozenset(settings.pii_allowed_keys))
-    return Runtime(settings, scrubber, BigQuerySink(settings))
+    routes = dict(ROUTES) | {path.rstrip("/") or "/": DATA_ROUTE for path in settings.data_paths}
+    return Runtime(settings, scrubber, BigQuerySink(settings), routes)
 
 
 class Refusal(Exception):
@@ -73,6 +79,16 @@ class Route:
     methods: tuple[str, ...]
     handle: Callable[[flask.Request, RequestContext, Runtime], flask.Response]
     protocol: str
+    preflight_status: int = 204
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An event a protocol could not map: ingest() records it with the reason, like an invalid one."""
+
+    reason: str
+    detail: str
+    raw: Any
 
 
 # --------------------------------------------------------------------------------------------- entry
@@ -84,9 +100,10 @@ def collect(request: flask.Request) -> flask.Response:
     ctx = request_context(request)
     if ctx.origin and not origin_allowed(ctx.origin, rt.settings.allowed_origins):
         return answer(403, error_body("origin_not_allowed", f"origin {ctx.origin} is not in ALLOWED_ORIGINS"))
-    route = ROUTES.get(ctx.path)
+    route = rt.routes.get(ctx.path)
     if request.method == "OPTIONS" and route is not None:
-        return flask.Response(status=204, headers=preflight_headers(ctx.origin, ", ".join(route.methods)))
+        headers = preflight_headers(ctx.origin, ", ".join((*route.methods, "OPTIONS")))
+        return flask.Response(status=route.preflight_status, headers=headers)
     try:
         if route is None:
             raise Refusal(404, "unknown_path", f"no endpoint at {ctx.path}; events go to POST /")
@@ -224,15 +241,64 @@ def split_batch(payload: Any, size: int, settings: Settings) -> list[Any]:
         raise Refusal(400, "invalid_shape", 'send an event object, or {"events": [...]}', payload, raw_bytes=size)
     if not events:
         raise Refusal(400, "empty_batch", "'events' is empty", payload, raw_bytes=size)
-    if len(events) > settings.max_events_per_request:
-        raise Refusal(
-            413,
-            "too_many_events",
-            f"{len(events)} events; the limit is {settings.max_events_per_request} a request",
-            payload,
-            raw_bytes=size,
-        )
+    check_count(len(events), payload, size, settings)
     return [{**shared, **event} if shared and isinstance(event, dict) else event for event in events]
+
+
+# ----------------------------------------------------------------------------- server-side GTM protocols
+
+
+def data_client(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:
+    """/data: Stape's Data Tag. POST JSON (object or array), text/plain or a form; GET pixel with dtcd/dtdc.
+    Answered as the Data Client answers: {"timestamp", "unique_event_id"} per event, or a 1x1 GIF."""
+    text, size = ("", len(ctx.query)) if ctx.method == "GET" else read_text(request, rt.settings, DATA_TYPES)
+    try:
+        items, is_array = data_payload(ctx.method, text, request.mimetype or "", request.args.items())
+    except ProtocolError as exc:
+        raise Refusal(400, exc.reason, exc.detail, text or ctx.query, raw_bytes=size) from None
+    if nesting_depth(items, rt.settings.max_nesting_depth + 1) > rt.settings.max_nesting_depth + 1:
+        raise Refusal(400, "nesting_too_deep", f"more than {rt.settings.max_nesting_depth} levels", text,
+                      raw_bytes=size)  # fmt: skip
+    check_count(len(items), items, size, rt.settings)
+    ids = [str(item.get("unique_event_id") or "") or unique_event_id() for item in items]
+    keep = rt.settings.non_loyjoy_hits == "store"
+    mapped = [to_event(item, "data", event_id, keep) for item, event_id in zip(items, ids, strict=True)]
+    events = [event for event in mapped if event is not None]
+    outcome = ingest(events, ctx, rt, "data", size) if events else Outcome()
+    if events and outcome.stored == 0 and len(events) == len(items):
+        return answer(outcome.status, outcome.body(), cors_headers(ctx.origin))
+    if ctx.method == "GET":
+        return flask.Response(PIXEL, status=200, mimetype="image/gif",
+                              headers=cors_headers(ctx.origin) | {"Cache-Control": "no-store"})  # fmt: skip
+    now = int(time.time())
+    answers = [{"timestamp": now, "unique_event_id": event_id} for event_id in ids]
+    return answer(200, answers if is_array else answers[0], cors_headers(ctx.origin))
+
+
+def ga4_collect(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:
+    """/g/collect: what a GA4 tag with server_container_url sends (one hit per body line). Answered 204."""
+    text, size = ("", len(ctx.query)) if ctx.method == "GET" else read_text(request, rt.settings, GA4_TYPES)
+    hits = ga4_hits(ctx.query, text)
+    check_count(len(hits), text or ctx.query, size, rt.settings)
+    keep = rt.settings.non_loyjoy_hits == "store"
+    events: list[Any] = []
+    for hit in hits:
+        try:
+            event = to_event(ga4_to_fields(hit), "ga4", keep_others=keep)
+            if event is not None:
+                events.append(event | ga4_context(hit))
+        except ProtocolError as exc:
+            events.append(Refused(exc.reason, exc.detail, hit))
+    outcome = ingest(events, ctx, rt, "ga4", size) if events else Outcome()
+    if events and outcome.stored == 0 and len(events) == len(hits):
+        return answer(outcome.status, outcome.body(), cors_headers(ctx.origin))
+    return flask.Response(status=204, headers=cors_headers(ctx.origin))
+
+
+def check_count(count: int, payload: Any, size: int, settings: Settings) -> None:
+    if count > settings.max_events_per_request:
+        raise Refusal(413, "too_many_events", f"{count} events; the limit is {settings.max_events_per_request} "
+                      "a request", payload, raw_bytes=size)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------- the ingest
@@ -308,6 +374,9 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
         refused.append((result, row))
 
     for index, raw in enumerate(events):
+        if isinstance(raw, Refused):
+            refuse_event(index, raw.reason, raw.detail, raw.raw)
+            continue
         if not isinstance(raw, dict):
             refuse_event(index, "invalid_shape", "an event is a JSON object", raw)
             continue
@@ -411,5 +480,7 @@ def healthy(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.R
 
 ROUTES: dict[str, Route] = {
     "/": Route(("POST",), loyjoy_events, "loyjoy"),
+    "/g/collect": Route(("GET", "POST"), ga4_collect, "ga4"),
     "/healthy": Route(("GET", "HEAD"), healthy, "health"),
 }
+DATA_ROUTE = Route(("GET", "POST"), data_client, "data", preflight_status=200)  # Stape answers preflights 200

@@ -131,7 +131,7 @@ class Scrubber:
         clean: dict[str, Any] = {}
         for name, item in value.items():
             key = _key(name)
-            if key in SECRET_KEYS:
+            if key in SECRET_KEYS or key.startswith("sha256"):  # secrets, and unsalted hashes of personal data
                 continue
             if key in EMAIL_KEYS and isinstance(item, str):
                 digest = self.hash_email(item)

@@ -78,6 +78,8 @@ def event_row(
 
     detail = scrubber.scrub(event.detail) if event.detail is not None else None
     email_hash = detail.pop("email_hash", None) if detail else None
+    if email_hash is None and detail and isinstance(detail.get("user_data"), dict):
+        email_hash = detail["user_data"].get("email_hash")  # sGTM's user-provided data
 
     def from_detail(key: str) -> str | None:
         value = detail.get(key) if detail else None

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         default=(), description="Personal keys of `detail` to keep after all, e.g. 'firstname,city'."
     )
     ip_mode: Literal["drop", "truncate"] = "drop"
+    data_paths: CommaList = Field(
+        default=("/data",), description="Paths of the Stape Data Client protocol (a tag's custom path included)."
+    )
+    non_loyjoy_hits: Literal["ignore", "store"] = Field(
+        default="ignore",
+        description="sGTM hits that are not LoyJoy events (a GA4 page_view): acknowledged and dropped, or stored.",
+    )
 
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     max_events_per_request: int = Field(default=100, ge=1)
@@ -58,7 +65,7 @@ class Settings(BaseSettings):
     bq_retry_deadline_seconds: float = Field(default=10.0, gt=0, description="All retries of one insert.")
     retry_after_seconds: int = Field(default=30, ge=1, description="Retry-After sent with a 503.")
 
-    @field_validator("allowed_origins", "pii_allowed_keys", mode="before")
+    @field_validator("allowed_origins", "pii_allowed_keys", "data_paths", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
