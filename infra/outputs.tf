@@ -7,7 +7,6 @@ output "snippet" {
   description = "The snippet to paste into your pages (or a GTM Custom HTML tag), with the collector URL filled in."
   value = templatefile("${path.module}/snippet.html.tftpl", {
     collector_url = "${google_cloudfunctions2_function.collector.url}/"
-    snippet_js    = trimspace(file("${path.module}/../snippet/dist/loyjoy-collector.min.js"))
   })
 }
 

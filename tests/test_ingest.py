@@ -379,6 +379,18 @@ def test_preflight(collector):
     assert refused.status_code == 403
 
 
+def test_the_snippet_is_served_for_script_tags(collector):
+    import requests
+
+    from loyjoy_collector.handler import snippet_source
+
+    answer = requests.get(collector.url + "/loyjoy-collector.js", timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("application/javascript")
+    assert answer.headers["Cache-Control"] == "public, max-age=3600"
+    assert answer.content == snippet_source() and b"LoyJoyCollector" in answer.content
+
+
 def test_health_check(collector):
     import requests
 

@@ -159,6 +159,17 @@ def test_datalayer_pushes_are_byte_identical_to_the_seed(tab, collector):
     assert tab.errors == []
 
 
+def test_the_snippet_served_by_the_collector_needs_only_its_url(context, demo_page, collector, local_bigquery, tag):
+    watched = Watched(context, collector.url)
+    watched.page.goto(demo_page.replace("page.html", "served.html"))
+    watched.page.add_script_tag(url=collector.url + "/loyjoy-collector.js")
+    watched.page.evaluate("bot => LoyJoyCollector.boot({loyjoy: {bot}})", tag)  # no collector option
+    watched.page.evaluate("() => LoyJoy('open')")
+    watched.drained()
+    assert sorted(r["event_name"] for r in wait_rows(local_bigquery, tag, 3)) == ["load", "open", "show"]
+    assert watched.errors == [] and watched.csp_violations() == []
+
+
 def test_the_sites_own_listeners_still_run_in_both_forms(context, demo_page, collector, local_bigquery, tag):
     for form in ("array", "map"):
         watched = Watched(context, collector.url)
@@ -327,11 +338,13 @@ def test_pure_helpers(tab):
 
 
 def test_the_shipped_build_is_the_source_minified(tmp_path):
-    """dist/ is what users copy: it must be exactly what `npm run build` makes of src/."""
+    """The collector serves this file to every site: it must be exactly what `npm run build` makes of src/."""
     snippet = ROOT / "snippet"
     build = json.loads((snippet / "package.json").read_text())["scripts"]["build"]
     out = tmp_path / "min.js"
-    command = build.replace("dist/loyjoy-collector.min.js", str(out))
+    shipped = ROOT / "functions/loyjoy_collector/static/loyjoy-collector.min.js"
+    command = build.replace("../functions/loyjoy_collector/static/loyjoy-collector.min.js", str(out))
+    assert command != build
     env = dict(os.environ, PATH=f"{snippet / 'node_modules' / '.bin'}:{os.environ['PATH']}")
     subprocess.run(command, shell=True, cwd=snippet, env=env, check=True)
-    assert out.read_bytes() == (snippet / "dist" / "loyjoy-collector.min.js").read_bytes(), "run: npm run build"
+    assert out.read_bytes() == shipped.read_bytes(), "run: npm run build"

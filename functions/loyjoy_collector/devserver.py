@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 SNIPPET_DIR = Path(__file__).resolve().parents[2] / "snippet"
+SHIPPED = Path(__file__).resolve().parent / "static" / "loyjoy-collector.min.js"
 
 
 class DemoHandler(SimpleHTTPRequestHandler):
@@ -26,7 +27,7 @@ class DemoHandler(SimpleHTTPRequestHandler):
 
     def end_headers(self) -> None:
         if self.path.startswith("/test/"):  # the browser tests' page: prove the snippet needs no eval
-            self.send_header("Content-Security-Policy", "script-src 'self'; object-src 'none'")
+            self.send_header("Content-Security-Policy", "script-src 'self' http://127.0.0.1:*; object-src 'none'")
         super().end_headers()
 
     def do_GET(self) -> None:
@@ -38,6 +39,8 @@ class DemoHandler(SimpleHTTPRequestHandler):
             )
         elif self.path == "/rows":
             return self._send("application/json", json.dumps(type(self).rows(), default=str))
+        elif self.path == "/dist/loyjoy-collector.min.js":  # the build the collector serves, for pages here
+            return self._send("application/javascript", SHIPPED.read_text())
         return super().do_GET()
 
     def _send(self, mimetype: str, text: str) -> None:

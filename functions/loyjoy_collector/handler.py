@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -473,6 +474,18 @@ def unavailable(ctx: RequestContext, rt: Runtime, exc: StorageUnavailable) -> fl
     )
 
 
+@cache
+def snippet_source() -> bytes:
+    return (Path(__file__).parent / "static" / "loyjoy-collector.min.js").read_bytes()
+
+
+def snippet(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:
+    """The browser snippet, from the collector's own host: one URL for site owners to fill in, and a
+    deploy updates every site."""
+    headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    return flask.Response(snippet_source(), status=200, mimetype="application/javascript", headers=headers)
+
+
 def healthy(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:
     """sGTM containers answer their health check here; load balancers and uptime checks expect it."""
     return flask.Response("ok", status=200, mimetype="text/plain", headers={"Cache-Control": "no-store"})
@@ -482,5 +495,6 @@ ROUTES: dict[str, Route] = {
     "/": Route(("POST",), loyjoy_events, "loyjoy"),
     "/g/collect": Route(("GET", "POST"), ga4_collect, "ga4"),
     "/healthy": Route(("GET", "HEAD"), healthy, "health"),
+    "/loyjoy-collector.js": Route(("GET", "HEAD"), snippet, "snippet"),
 }
 DATA_ROUTE = Route(("GET", "POST"), data_client, "data", preflight_status=200)  # Stape answers preflights 200

@@ -20,8 +20,12 @@
   var EMAIL = /[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}/g;
   var JWT = /eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*/g;
 
+  // Served by the collector itself (…/loyjoy-collector.js)? Then the collector is where the script came from.
+  var script = document.currentScript;
+  var served = script && /\/loyjoy-collector\.js(\?.*)?$/.test(script.src) ? script.src.replace(/[^/]*$/, '') : '';
+
   var config = {
-    collector: '',
+    collector: served,
     batchSize: 20,
     flushInterval: 1000,
     maxQueue: 500,
