@@ -481,3 +481,29 @@ def test_event_ids_are_insert_ids(faulty_collector, fault_injector, tag):
     assert [row["insertId"] for row in call["rows"]] == [event_id]
     timestamp = call["rows"][0]["json"]["received_at"]
     assert timestamp.endswith("Z") and "T" in timestamp  # RFC 3339, not float epochs
+
+
+def test_concurrent_requests_each_get_their_own_results(faulty_collector, fault_injector, local_bigquery, tag):
+    """Group commit merges concurrent requests into shared insertAll calls: refusals must still reach the
+    request (and event) they belong to."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fault_injector.delay(0.2)  # calls stay on the wire long enough for others to gather
+    fault_injector.refuse_rows(lambda row: "refused" if (row.get("label") or "").endswith("-7") else None)
+
+    def send(k: int):
+        events = [{"event": "open", "detail": {"label": f"{k}-{i}"}} for i in range(8)]
+        return k, faulty_collector.post({"bot_id": tag, "events": events})
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = dict(pool.map(send, range(12)))
+    for answer in answers.values():
+        assert answer.status_code == 207, answer.text
+        results = answer.json()["results"]
+        assert [r["stored"] for r in results] == [True] * 7 + [False]
+        assert results[7]["reason"] == "bigquery_refused"
+    calls = len(fault_injector.insert_calls)
+    fault_injector.reset()
+    assert calls < 20  # without group commit: 24 (12 requests x events + their refusal)
+    rows = local_bigquery.events("bot_id = @tag", tag=tag)
+    assert len(rows) == 12 * 7 and not [r for r in rows if r["label"].endswith("-7")]

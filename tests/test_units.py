@@ -133,3 +133,52 @@ def test_openapi_documents_every_event_field():
 def test_bad_timestamps_are_refused(value):
     with pytest.raises(ValueError, match="ts"):
         LoyJoyEvent.model_validate({"event": "open", "ts": value})
+
+
+def test_group_commit_shares_calls_and_maps_errors_back():
+    import threading
+    import time
+    from dataclasses import dataclass
+
+    from loyjoy_collector.group_commit import GroupCommit
+
+    @dataclass
+    class Error:
+        index: int
+        message: str
+
+    calls: list[list[str]] = []
+
+    def send(rows, ids):
+        calls.append(ids)
+        time.sleep(0.05)  # a call on the wire: others gather meanwhile
+        return [Error(i, f"bad {row['n']}") for i, row in enumerate(rows) if row["n"] % 5 == 0]
+
+    group = GroupCommit(max_rows=500)
+    results: dict[int, list] = {}
+
+    def request(k: int) -> None:
+        rows = [{"n": 2 * k}, {"n": 2 * k + 1}]
+        results[k] = group.insert("events", rows, [f"id{2 * k}", f"id{2 * k + 1}"], send)
+
+    threads = [threading.Thread(target=request, args=(k,)) for k in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sent = [row_id for call in calls for row_id in call]
+    assert sorted(sent) == sorted(f"id{n}" for n in range(40))  # every row once
+    assert len(calls) < 10  # shared calls, not one per request
+    for k, errors in results.items():
+        expected = [(i, f"bad {2 * k + i}") for i in (0, 1) if (2 * k + i) % 5 == 0]
+        assert [(e.index, e.message) for e in errors] == expected
+
+
+def test_group_commit_failure_reaches_every_waiter_of_that_call():
+    from loyjoy_collector.group_commit import GroupCommit
+
+    def send(rows, ids):
+        raise TimeoutError("BigQuery timed out")
+
+    with pytest.raises(TimeoutError):
+        GroupCommit().insert("events", [{"n": 1}], ["a"], send)

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     bq_timeout_seconds: float = Field(default=5.0, gt=0, description="One insertAll HTTP call.")
     bq_retry_deadline_seconds: float = Field(default=10.0, gt=0, description="All retries of one insert.")
     retry_after_seconds: int = Field(default=30, ge=1, description="Retry-After sent with a 503.")
+    bq_group_commit: bool = Field(default=True, description="Concurrent requests share insertAll calls.")
 
     @field_validator("allowed_origins", "pii_allowed_keys", "data_paths", mode="before")
     @classmethod

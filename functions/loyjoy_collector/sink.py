@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .group_commit import GroupCommit
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class BigQuerySink:
         self._client: Client | None = None
         self._lock = threading.Lock()
         self._retry: Any = None
+        self._group = GroupCommit() if settings.bq_group_commit else None
 
     def table_id(self, table: str) -> str:
         return f"{self.client.project}.{self._settings.bq_dataset}.{table}"
@@ -88,6 +90,11 @@ class BigQuerySink:
         """Stream `rows`; return the rows BigQuery refused. Raises StorageUnavailable."""
         if not rows:
             return []
+        if self._group is not None:
+            return self._group.insert(table, rows, row_ids, lambda batch, ids: self._insert_now(table, batch, ids))
+        return self._insert_now(table, rows, row_ids)
+
+    def _insert_now(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
         from google.api_core import exceptions
 
         client = self.client
