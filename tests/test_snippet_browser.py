@@ -229,9 +229,11 @@ def test_events_queue_while_the_collector_is_down_and_survive_a_reload(context, 
     options = {"collector": url + "/", "maxBackoff": 1000, "loyjoy": {"bot": tag}}
     watched.boot(**options)
     watched.page.evaluate("() => LoyJoy('open')")
-    watched.page.wait_for_timeout(2500)
-    assert watched.page.evaluate("() => LoyJoyCollector.pending()") == 3
+    deadline = time.monotonic() + 10
+    while len(watched.sent) < 2 and time.monotonic() < deadline:
+        watched.page.wait_for_timeout(200)
     assert len(watched.sent) >= 2  # it kept trying
+    assert watched.page.evaluate("() => LoyJoyCollector.pending()") == 3
     watched.page.reload()  # the queue is in localStorage: the reloaded page takes it over
     watched.boot(**options)
     watched.page.wait_for_timeout(500)
