@@ -170,6 +170,23 @@ def test_the_snippet_served_by_the_collector_needs_only_its_url(context, demo_pa
     assert watched.errors == [] and watched.csp_violations() == []
 
 
+def test_one_async_script_tag_with_data_attributes_boots_everything(context, demo_page, collector, local_bigquery, tag):
+    watched = Watched(context, collector.url)
+    watched.page.goto(demo_page.replace("page.html", "served.html"))
+    watched.page.evaluate(
+        """([src, bot]) => { const s = document.createElement('script'); s.async = true; s.src = src;
+           s.setAttribute('data-bot', bot); s.setAttribute('data-process', 'p-attr'); document.head.appendChild(s); }""",
+        [collector.url + "/loyjoy-collector.js", tag],
+    )
+    watched.page.wait_for_function("() => window.LoyJoyCollector && LoyJoyCollector.version")
+    watched.page.evaluate("() => LoyJoy('open')")
+    watched.drained()
+    rows = wait_rows(local_bigquery, tag, 3)
+    assert sorted(r["event_name"] for r in rows) == ["load", "open", "show"]
+    assert {r["process_id"] for r in rows} == {"p-attr"}
+    assert watched.errors == []
+
+
 def test_the_sites_own_listeners_still_run_in_both_forms(context, demo_page, collector, local_bigquery, tag):
     for form in ("array", "map"):
         watched = Watched(context, collector.url)

@@ -560,4 +560,14 @@
     },
     _: { scrub: scrub, gaClientId: gaClientId, gaSessionId: gaSessionId, utm: utm, retryDelay: retryDelay, withListener: withListener }
   };
+
+  // <script src=".../loyjoy-collector.js" data-bot="..." async>: boots itself, so the tag works in any order,
+  // async, and inside GTM Custom HTML (data-process, data-tenant, data-consent="consent-mode" optional).
+  var bot = script && script.getAttribute('data-bot');
+  if (bot) {
+    var loyjoy = { bot: bot };
+    if (script.getAttribute('data-process')) loyjoy.process = script.getAttribute('data-process');
+    if (script.getAttribute('data-tenant')) loyjoy.tenant = script.getAttribute('data-tenant');
+    boot({ loyjoy: loyjoy, consent: script.getAttribute('data-consent') || null });
+  }
 })(window, document);
