@@ -471,7 +471,8 @@ def test_rows_bigquery_refuses_go_to_rejected_with_its_reason(
     assert kept["reason"] == "bigquery_refused"
     assert "no such field" in kept["reason_detail"]
     assert EMAIL not in kept["raw_payload"]
-    assert json.loads(kept["raw_payload"])["event_name"] == "close"
+    kept_event = json.loads(kept["raw_payload"])
+    assert (kept_event["event"], kept_event["event_id"]) == ("close", results[1]["event_id"])  # replayable as sent
 
 
 def test_event_ids_are_insert_ids(faulty_collector, fault_injector, tag):
@@ -507,3 +508,47 @@ def test_concurrent_requests_each_get_their_own_results(faulty_collector, fault_
     assert calls < 20  # without group commit: 24 (12 requests x events + their refusal)
     rows = local_bigquery.events("bot_id = @tag", tag=tag)
     assert len(rows) == 12 * 7 and not [r for r in rows if r["label"].endswith("-7")]
+
+
+def test_refused_payloads_can_be_replayed_once_the_cause_is_fixed(faulty_collector, fault_injector, collector,
+                                                                  local_bigquery, tag):  # fmt: skip
+    from loyjoy_collector.replay import replay
+
+    fault_injector.refuse_rows(lambda row: "no such field" if row.get("bot_id") == tag else None)
+    refused = faulty_collector.post({"event": "signin", "bot_id": tag, "detail": {"email": EMAIL, "label": "x"}})
+    assert refused.status_code == 400
+    fault_injector.reset()
+    kept = local_bigquery.rejected("rejected_id = @id", id=refused.json()["rejected_id"])
+    results = replay(kept, collector.url, ORIGIN)
+    assert [r.status for r in results] == [200]
+    [row] = local_bigquery.events("bot_id = @tag", tag=tag)
+    assert (row["event_name"], row["label"], row["event_id"]) == (
+        "sign_in",
+        "x",
+        refused.json()["results"][0]["event_id"],
+    )
+    hashed = hmac.new(HASH_KEY.encode(), EMAIL.lower().encode(), hashlib.sha256).hexdigest()
+    assert row["email_hash"] == hashed  # the hash survives the replay; the address never was kept
+
+    whole = collector.post(b'{"event": "open", "bot_id": "' + tag.encode() + b'"')  # truncated JSON
+    assert whole.status_code == 400
+    [again] = replay(local_bigquery.rejected("rejected_id = @id", id=whole.json()["rejected_id"]), collector.url)
+    assert again.status == 400 and "invalid_json" in again.answer  # still broken: refused again, not lost
+
+
+def test_replay_command_line(collector, local_bigquery, tag):
+    import subprocess
+    import sys
+
+    from loyjoy_collector.cli import local_env
+
+    refused = collector.post({"event": "Bad Name", "bot_id": tag, "event_id": f"{tag}-replay"})
+    assert refused.status_code == 400
+    env = local_env(local_bigquery.port, ORIGIN)
+    command = [sys.executable, "-m", "loyjoy_collector.cli", "replay", "--to", collector.url, "--origin", ORIGIN,
+               "--reason", "invalid_event_name"]  # fmt: skip
+    dry = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True, check=True)
+    assert refused.json()["rejected_id"] in dry.stdout and "payloads would be sent" in dry.stdout
+    run = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert run.returncode == 1  # an invalid name stays invalid: reported, not hidden
+    assert "accepted" in run.stdout.splitlines()[-1]

@@ -177,6 +177,32 @@ def cmd_rows(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from .replay import rejected_rows, replay
+    from .settings import Settings
+    from .sink import BigQuerySink
+
+    settings = Settings()
+    if not settings.bigquery_api_endpoint and not args.cloud:
+        os.environ.update(local_env(args.bigquery_port, DEV_ORIGINS))
+        settings = Settings()
+    since = date.fromisoformat(args.since) if args.since else None
+    rows = rejected_rows(BigQuerySink(settings), args.reason, since, args.limit)
+    if args.dry_run:
+        for row in rows:
+            print(json.dumps({"rejected_id": row["rejected_id"], "reason": row["reason"]}))
+        print(f"{len(rows)} payloads would be sent to {args.to}")
+        return 0
+    results = replay(rows, args.to, args.origin)
+    for result in results:
+        print(json.dumps(result.__dict__, ensure_ascii=False))
+    stored = sum(1 for r in results if 200 <= r.status < 300)
+    print(f"{stored} of {len(results)} accepted")
+    return 0 if stored == len(results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loyjoy-collector", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     rows.add_argument("--bigquery-port", type=int, default=9050)
     rows.add_argument("--cloud", action="store_true", help="read the BigQuery the environment names")
     rows.set_defaults(run=cmd_rows)
+
+    again = commands.add_parser("replay", help="send refused payloads from events_rejected to a collector again")
+    again.add_argument("--to", required=True, help="collector URL, e.g. https://...run.app/")
+    again.add_argument("--reason", help="only this reason, e.g. bigquery_refused")
+    again.add_argument("--since", help="only refusals received on or after this day (YYYY-MM-DD)")
+    again.add_argument("--limit", type=int, default=1000)
+    again.add_argument("--origin", help="Origin header to send (when ALLOWED_ORIGINS must admit it)")
+    again.add_argument("--dry-run", action="store_true")
+    again.add_argument("--bigquery-port", type=int, default=9050)
+    again.add_argument("--cloud", action="store_true", help="read the BigQuery the environment names")
+    again.set_defaults(run=cmd_replay)
 
     args = parser.parse_args(argv)
     return int(args.run(args))

@@ -351,6 +351,7 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
     outcome = Outcome()
     rows: list[dict[str, Any]] = []
     row_results: list[Result] = []
+    row_sources: list[dict[str, Any]] = []  # each row's event as sent, to keep for replay if BigQuery refuses it
     refused: list[tuple[Result, dict[str, Any]]] = []
 
     def refuse_event(index: int, reason: str, detail: str, raw: Any) -> None:
@@ -371,6 +372,7 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
             event_name=fields.get("event"),
         )
         result.rejected_id = row["rejected_id"]
+        result.event_id = row["event_id"]
         outcome.results.append(result)
         refused.append((result, row))
 
@@ -391,11 +393,12 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
         outcome.results.append(result)
         rows.append(row)
         row_results.append(result)
+        row_sources.append(raw | {"event_id": row["event_id"]})
 
     for error in rt.sink.insert_until_stored(EVENTS, rows, "event_id"):
         result = row_results[error.index]
         result.stored = False
-        refuse_event(result.index, "bigquery_refused", error.message, rows[error.index])
+        refuse_event(result.index, "bigquery_refused", error.message, row_sources[error.index])
         outcome.results.remove(result)
 
     outcome.results.sort(key=lambda result: result.index)
