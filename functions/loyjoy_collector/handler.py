@@ -118,6 +118,10 @@ def collect(request: flask.Request) -> flask.Response:
         return refuse(request, ctx, rt, refusal, route.protocol if route else None)
     except StorageUnavailable as exc:
         return unavailable(ctx, rt, exc)
+    except Exception:  # a bug, not bad input: say so in JSON, and let the sender retry the same events
+        log.exception("unexpected error on %s %s", ctx.method, ctx.path)
+        body = {"status": "error", "error": {"reason": "internal_error", "detail": "unexpected error; send again"}}
+        return answer(500, body, cors_headers(ctx.origin))
 
 
 def request_context(request: flask.Request) -> RequestContext:
