@@ -12,6 +12,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 FUNCTION_SOURCE = Path(__file__).resolve().parent.parent / "main.py"
 DEV_ORIGINS = "http://127.0.0.1:8081,http://localhost:8081,http://127.0.0.1:8080,http://localhost:8080"
@@ -85,8 +89,8 @@ def start_function(port: int, env: dict[str, str], log: Path | None = None) -> s
     return process
 
 
-def local_env(bq_port: int, origins: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
+def local_env(bq_port: int, origins: str) -> dict[str, str]:
+    env = dict(os.environ)
     env.update(
         BIGQUERY_API_ENDPOINT=f"http://127.0.0.1:{bq_port}",
         BQ_PROJECT="loyjoy-local",
@@ -156,14 +160,21 @@ The collector runs on http://127.0.0.1:{port}/ (Ctrl-C stops everything).
 """
 
 
-def cmd_rows(args: argparse.Namespace) -> int:
+def reading_settings(args: argparse.Namespace) -> Settings:
+    """The local BigQuery of `dev`, unless the environment names another one or --cloud says so."""
     from .settings import Settings
-    from .sink import BigQuerySink
 
     settings = Settings()
     if not settings.bigquery_api_endpoint and not args.cloud:
         os.environ.update(local_env(args.bigquery_port, DEV_ORIGINS))
         settings = Settings()
+    return settings
+
+
+def cmd_rows(args: argparse.Namespace) -> int:
+    from .sink import BigQuerySink
+
+    settings = reading_settings(args)
     sink = BigQuerySink(settings)
     table = "events_rejected" if args.rejected else "events"
     columns = (
@@ -181,13 +192,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from datetime import date
 
     from .replay import rejected_rows, replay
-    from .settings import Settings
     from .sink import BigQuerySink
 
-    settings = Settings()
-    if not settings.bigquery_api_endpoint and not args.cloud:
-        os.environ.update(local_env(args.bigquery_port, DEV_ORIGINS))
-        settings = Settings()
+    settings = reading_settings(args)
     since = date.fromisoformat(args.since) if args.since else None
     rows = rejected_rows(BigQuerySink(settings), args.reason, since, args.limit)
     if args.dry_run:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from functools import partial
+from functools import cache, partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -53,11 +53,16 @@ class DemoHandler(SimpleHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def latest_rows() -> dict[str, list[dict[str, Any]]]:
+@cache
+def _sink() -> Any:
     from .settings import Settings
     from .sink import BigQuerySink
 
-    sink = BigQuerySink(Settings())
+    return BigQuerySink(Settings())  # one client for the page's polling, not one per poll
+
+
+def latest_rows() -> dict[str, list[dict[str, Any]]]:
+    sink = _sink()
     out: dict[str, list[dict[str, Any]]] = {}
     for table, columns in (
         ("events", "event_ts, event_name, event_name_raw, process_name, label, email_hash, client_id, detail"),
