@@ -138,7 +138,7 @@ def test_privacy_token_and_plain_email_reach_no_table(collector, local_bigquery,
         "firstname": "Jane",
         "phone_number": "+49 170 1234567",
         "payload": {"text": "my address is Main St 1"},
-        "nested": {"mail": EMAIL},
+        "user_data": {"mail": EMAIL},
     }
     good = collector.post(
         {
@@ -160,8 +160,10 @@ def test_privacy_token_and_plain_email_reach_no_table(collector, local_bigquery,
         "bot_id": tag,
         "process_id": "p-1",
         "process_name": "Test-Name",
-        "nested": {"email_hash": expected},
+        "user_data": {"email_hash": expected},
     }
+    assert "pii_keys_dropped=4" in row["quality_flags"]  # token, firstname, phone_number, payload
+    assert {"dropped_key:firstname", "dropped_key:payload"} <= set(row["quality_flags"])
 
     everything = json.dumps(
         local_bigquery.query(f"SELECT * FROM `{local_bigquery.table('events')}`")

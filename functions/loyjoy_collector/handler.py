@@ -21,6 +21,7 @@ import flask
 from pydantic import ValidationError
 
 from .cors import cors_headers, origin_allowed, preflight_headers
+from .gate import Gate
 from .privacy import Scrubber
 from .protocol import LoyJoyEvent, explain
 from .rows import RequestContext, event_row, rejected_row
@@ -41,6 +42,7 @@ DRAIN_LIMIT = 32 * 1024 * 1024  # Cloud Run's own request limit: past it the pla
 class Runtime:
     settings: Settings
     scrubber: Scrubber
+    gate: Gate
     sink: BigQuerySink
     routes: dict[str, Route]
 
@@ -53,7 +55,7 @@ def runtime() -> Runtime:
         log.warning("PII_HASH_KEY is not set: e-mail addresses are dropped instead of hashed")
     scrubber = Scrubber(key, frozenset(settings.pii_allowed_keys))
     routes = dict(ROUTES) | {path.rstrip("/") or "/": DATA_ROUTE for path in settings.data_paths}
-    return Runtime(settings, scrubber, BigQuerySink(settings), routes)
+    return Runtime(settings, scrubber, Gate(scrubber), BigQuerySink(settings), routes)
 
 
 class Refusal(Exception):
@@ -374,6 +376,7 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
             event_index=index,
             event_id=fields.get("event_id"),
             event_name=fields.get("event"),
+            gate=rt.gate,
         )
         result.rejected_id = row["rejected_id"]
         result.event_id = row["event_id"]
@@ -392,7 +395,7 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
         except ValidationError as exc:
             refuse_event(index, *explain(exc), raw)
             continue
-        row = event_row(event, raw, ctx, rt.settings, rt.scrubber, protocol)
+        row = event_row(event, raw, ctx, rt.settings, rt.scrubber, protocol, rt.gate)
         result = Result(index, True, event_id=row["event_id"])
         outcome.results.append(result)
         rows.append(row)
@@ -456,6 +459,7 @@ def refuse(
         payload=payload,
         raw_bytes=raw_bytes,
         truncated=truncated,
+        gate=rt.gate,
     )
     try:
         rt.sink.insert_until_stored(REJECTED, [row], "rejected_id")

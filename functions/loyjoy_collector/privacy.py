@@ -1,9 +1,15 @@
-"""Removing personal data before anything is written, accepted or rejected.
+"""Which keys of a sender's object are kept: an allow-list, so that privacy does not depend on key names.
 
 LoyJoy's listener object is personal data: `token` is a signed JWT carrying the user's e-mail and names,
-`email` is plain, customer events carry what the user typed. The rules, applied at every depth:
-secrets are dropped, e-mails become a keyed hash, known personal fields are dropped unless allowed by
-configuration, and any string still holding an e-mail address or a JWT has it replaced.
+`email` is plain, and customer events carry what the visitor typed under names the flow's author chose, in
+any language (`vorname`, `telefon`, `strasse`, `antwort`). A deny-list of personal keys cannot keep up with
+that, so parsed objects keep only keys known to be analytical (LoyJoy's documented fields, the protocols'
+own fields, GA4 and Stape parameters) plus those the operator names in `PII_ALLOWED_KEYS` (`*` patterns
+allowed). Secrets go whatever the setting; `email` becomes a keyed hash. Every string that is kept still
+passes the value detectors of `pii_values` at the row boundary (`gate.py`).
+
+The trade-off: a custom analytical key of a chat flow is dropped until the operator allows it; the row's
+`quality_flags` say how many keys were dropped and name them (`dropped_key:<name>`), so that is visible.
 """
 
 from __future__ import annotations
@@ -13,89 +19,56 @@ import hmac
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-# Three base64url segments, the first a JSON header: what every JWT looks like.
-_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*")
-# Percent-encoded '@' in URLs (e.g. ?email=jane%40example.com).
-_EMAIL_URLENCODED = re.compile(r"[A-Za-z0-9._+\-]+%40[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-
-EMAIL_PLACEHOLDER = "[email]"
-JWT_PLACEHOLDER = "[jwt]"
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
+from .pii_values import Tally, normalise_key
 
 SECRET_KEYS = frozenset(
-    _key(k)
+    normalise_key(k)
     for k in (
-        "token",
-        "jwt",
-        "id_token",
-        "access_token",
-        "refresh_token",
-        "authorization",
-        "password",
-        "secret",
-        "api_key",
-        "session_token",
+        "token", "jwt", "id_token", "access_token", "refresh_token", "authorization", "password", "passwort",
+        "secret", "api_key", "session_token", "cookie", "pin", "otp", "cvv", "cvc",
     )
+)  # fmt: skip
+EMAIL_KEYS = frozenset(
+    normalise_key(k) for k in ("email", "e_mail", "email_address", "mail", "e_mail_adresse", "emailadresse")
 )
-EMAIL_KEYS = frozenset(_key(k) for k in ("email", "e_mail", "email_address", "mail"))
-PERSONAL_KEYS = frozenset(
-    _key(k)
+
+# Keys whose values are analytics, not the visitor: LoyJoy's documented event fields and common flow fields,
+# the snippet protocol's own fields, Stape's Data Tag and Common Event Data, GA4's measurement protocol.
+ANALYTICAL_KEYS = frozenset(
+    normalise_key(k)
     for k in (
-        # names
-        "name",
-        "firstname",
-        "first_name",
-        "lastname",
-        "last_name",
-        "fullname",
-        "full_name",
-        "surname",
-        "given_name",
-        "family_name",
-        "salutation",
-        # contact
-        "phone",
-        "phone_number",
-        "phonenumber",
-        "mobile",
-        "mobile_number",
-        "telephone",
-        "fax",
-        # dates
-        "birthdate",
-        "birthday",
-        "date_of_birth",
-        "dob",
-        "age",
-        # address
-        "address",
-        "postal_address",
-        "street",
-        "street_address",
-        "house_number",
-        "zip",
-        "zipcode",
-        "postal_code",
-        "postcode",
-        "city",
-        # free text the user typed
-        "text",
-        "message",
-        "comment",
-        "payload",
-        "free_text",
-        # network identity
-        "ip",
-        "ip_address",
+        # LoyJoy
+        "bot_id", "process_id", "process_name", "sub_process_id", "sub_process_name", "tenant_id", "label",
+        "type", "step", "score", "nps", "nps_score", "rating", "topic", "intent", "intent_name", "module",
+        "module_name", "locale", "channel", "value", "count", "index", "position", "duration", "duration_ms",
+        "screen_time", "seconds", "quiz_id", "quiz_name", "question_id", "answer_id", "option_id", "button_id",
+        "jump", "decision", "outcome", "status", "result", "variant", "experiment", "category", "action",
+        "product_id", "sku", "target", "reason", "code", "error", "version", "widget", "trigger", "platform",
+        "email_hash",
+        # the snippet protocol
+        "event", "events", "detail", "event_id", "ts", "sent_at", "client_id", "session_id", "ga_client_id",
+        "ga_session_id", "page_location", "page_referrer", "page_title", "language", "utm", "source", "medium",
+        "campaign", "term", "content", "consent", "analytics_storage", "ad_storage", "ad_user_data",
+        "ad_personalization", "sdk",
+        # Stape's Data Tag, sGTM common event data
+        "event_name", "e_n", "gaEventCategory", "gaEventAction", "gaEventLabel", "event_category", "event_action",
+        "event_label", "url", "href", "unique_event_id", "user_data", "user_properties", "measurement_id",
+        "page_path", "page_hostname", "engagement_time_msec", "session_engaged", "percent_scrolled", "link_url",
+        "link_domain", "outbound", "currency", "content_type",
+        # GA4 hits
+        "v", "tid", "gtm", "cid", "sid", "sct", "seg", "dl", "dr", "dt", "ul", "en", "gcs", "gcd", "_et", "_p",
+        "_s", "_ss", "_fv", "_nsi", "dma", "npa", "frm", "are", "sr", "uaa", "uab", "uam", "uamb", "uap", "uapv",
+        "uaw", "pscdl", "tfd", "richsstsse",
     )
-)
+)  # fmt: skip
+GA4_PARAM_PREFIXES = ("ep.", "epn.", "up.", "upn.")
+
+
+def _name_for_flag(name: str) -> str:
+    return name[:40] if re.fullmatch(r"[A-Za-z_][\w.\-]{0,60}", name) else "?"
 
 
 @dataclass
@@ -105,42 +78,41 @@ class Scrubber:
     hash_key: bytes | None
     allowed_keys: frozenset[str] = field(default_factory=frozenset)
 
+    def __post_init__(self) -> None:
+        exact = {normalise_key(k) for k in self.allowed_keys if "*" not in k and "?" not in k}
+        self._patterns = tuple(re.sub(r"[^0-9a-zß-ÿ*?]", "", k.lower()) for k in self.allowed_keys if k not in exact)
+        self.kept_keys = ANALYTICAL_KEYS | exact  # also spares these keys' values in text (`key=value`)
+
     def hash_email(self, email: str) -> str | None:
         if self.hash_key is None:
             return None
         return hmac.new(self.hash_key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
 
-    def scrub_text(self, text: str) -> str:
-        """Scrub what could not be parsed: a URL, a title, a broken body."""
-        if "eyJ" in text:
-            text = _JWT.sub(JWT_PLACEHOLDER, text)
-        if "@" in text:
-            text = _EMAIL.sub(EMAIL_PLACEHOLDER, text)
-        if "%40" in text:
-            text = _EMAIL_URLENCODED.sub(EMAIL_PLACEHOLDER, text)
-        return text
+    def allowed(self, name: str) -> bool:
+        if name.startswith(GA4_PARAM_PREFIXES):
+            name = name.split(".", 1)[1]
+        key = normalise_key(name)
+        return key in self.kept_keys or any(fnmatchcase(key, pattern) for pattern in self._patterns)
 
-    def scrub(self, value: Any, depth: int = 0) -> Any:
-        """A scrubbed copy of a JSON value. At each object level an e-mail key becomes `email_hash`."""
-        if isinstance(value, str):
-            return self.scrub_text(value)
+    def scrub(self, value: Any, tally: Tally) -> Any:
+        """A copy of a parsed JSON value with only allowed keys, at every depth; an e-mail key becomes
+        `email_hash`. Strings are left to the gate, which sees every column."""
         if isinstance(value, list):
-            return [self.scrub(item, depth + 1) for item in value]
+            return [self.scrub(item, tally) for item in value]
         if not isinstance(value, dict):
             return value
         clean: dict[str, Any] = {}
         for name, item in value.items():
-            key = _key(name)
-            if key in SECRET_KEYS or key.startswith("sha256"):  # secrets, and unsalted hashes of personal data
-                continue
+            key = normalise_key(name)
             if key in EMAIL_KEYS and isinstance(item, str):
                 digest = self.hash_email(item)
                 if digest is not None:
                     clean["email_hash"] = digest
                 continue
-            if key in PERSONAL_KEYS and name not in self.allowed_keys:
+            if key in SECRET_KEYS or key.startswith("sha256") or not self.allowed(name):
+                tally.dropped_keys.append(_name_for_flag(name))
                 continue
-            clean[self.scrub_text(name)] = self.scrub(item, depth + 1)
+            clean[name] = self.scrub(item, tally)
         return clean
 
 

@@ -78,7 +78,9 @@ class LoyJoyEvent(BaseModel):
     client_id: Id | None = None
     session_id: Id | None = None
     ga_client_id: Annotated[StrictStr, Field(max_length=64)] | None = None
-    ga_session_id: Annotated[int, BeforeValidator(_to_session_number), Field(ge=0, strict=True)] | None = None
+    ga_session_id: (
+        Annotated[int, BeforeValidator(_to_session_number), Field(ge=0, le=2**63 - 1, strict=True)] | None
+    ) = None  # BigQuery's INT64: a larger number is refused here (invalid_field), not by BigQuery for its neighbours
     page_location: Text | None = None
     page_referrer: Text | None = None
     page_title: Text | None = None

@@ -1,11 +1,12 @@
 """Rows exactly as `schema/events.json` and `schema/events_rejected.json` describe them.
 
-Timestamps are RFC 3339 strings: BigQuery (and its local stand-in) reads float epochs unreliably.
+Values are taken as the sender gave them; `gate.py` makes every one of them safe on the way out, so nothing
+here scrubs strings or clips them. Timestamps are RFC 3339 strings: BigQuery (and its local stand-in) reads
+float epochs unreliably.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,13 +15,12 @@ from typing import Any
 from . import __version__
 from .catalog import normalise
 from .enrich import page_parts, parse_user_agent, reconcile_clock
+from .gate import Gate
+from .pii_values import Tally
 from .privacy import Scrubber, truncate_ip
 from .protocol import KNOWN_FIELDS, LoyJoyEvent
+from .schema import EVENTS, REJECTED
 from .settings import Settings
-
-URL_MAX = 2048
-TITLE_MAX = 512
-RAW_MAX = 256 * 1024
 
 
 def rfc3339(moment: datetime) -> str:
@@ -42,13 +42,6 @@ class RequestContext:
     accept_language: str | None
 
 
-def _clip(value: str | None, limit: int, flag: str, flags: list[str]) -> str | None:
-    if value is not None and len(value) > limit:
-        flags.append(flag)
-        return value[:limit]
-    return value
-
-
 def _first_language(header: str | None) -> str | None:
     if not header:
         return None
@@ -62,8 +55,10 @@ def event_row(
     settings: Settings,
     scrubber: Scrubber,
     protocol: str = "loyjoy",
+    gate: Gate | None = None,
 ) -> dict[str, Any]:
     flags: list[str] = []
+    tally = Tally()
     name, known = normalise(event.event)
     clock = reconcile_clock(
         ctx.received_at,
@@ -76,30 +71,28 @@ def event_row(
     if not raw.keys() <= KNOWN_FIELDS:
         flags.append("unknown_fields_ignored")
 
-    detail = scrubber.scrub(event.detail) if event.detail is not None else None
+    detail = scrubber.scrub(event.detail, tally) if event.detail is not None else None
     email_hash = detail.pop("email_hash", None) if detail else None
     if email_hash is None and detail and isinstance(detail.get("user_data"), dict):
         email_hash = detail["user_data"].get("email_hash")  # sGTM's user-provided data
 
     def from_detail(key: str) -> str | None:
         value = detail.get(key) if detail else None
-        return str(value)[:1024] if isinstance(value, str | int | float) and not isinstance(value, bool) else None
+        return str(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else None
 
     consent = event.consent.analytics_storage if event.consent and event.consent.analytics_storage else None
     identified = consent != "denied"
     if not identified:
         flags.append("ids_dropped_no_consent")
 
-    location = _clip(scrubber.scrub_text(event.page_location or "") or None, URL_MAX, "truncated_page_location", flags)
-    referrer = _clip(scrubber.scrub_text(event.page_referrer or "") or None, URL_MAX, "truncated_page_referrer", flags)
-    title = _clip(scrubber.scrub_text(event.page_title or "") or None, TITLE_MAX, "truncated_page_title", flags)
+    location = event.page_location or None
     page = page_parts(location)
     utm = dict(page.utm)
     if event.utm:
         utm.update({f"utm_{k}": v for k, v in event.utm.model_dump(exclude_none=True).items()})
     device = parse_user_agent(ctx.user_agent)
 
-    return {
+    row = {
         "event_id": event.event_id or str(uuid.uuid4()),
         "event_name": name,
         "event_name_raw": event.event,
@@ -125,8 +118,8 @@ def event_row(
         "page_location": location,
         "page_hostname": page.hostname,
         "page_path": page.path,
-        "page_referrer": referrer,
-        "page_title": title,
+        "page_referrer": event.page_referrer or None,
+        "page_title": event.page_title or None,
         "language": event.language or _first_language(ctx.accept_language),
         "utm_source": utm.get("utm_source"),
         "utm_medium": utm.get("utm_medium"),
@@ -140,18 +133,12 @@ def event_row(
         "os_version": device.os_version,
         "device_type": device.device_type,
         "ip_truncated": truncate_ip(ctx.ip) if settings.ip_mode == "truncate" else None,
-        "detail": json.dumps(detail, ensure_ascii=False, separators=(",", ":")) if detail is not None else None,
+        "detail": detail,
         "quality_flags": flags,
         "sdk": event.sdk,
         "collector_version": __version__,
     }
-
-
-def scrubbed_payload(payload: Any, scrubber: Scrubber) -> str:
-    """The replayable form of a refused payload: parsed JSON is scrubbed structurally, anything else as text."""
-    if isinstance(payload, str):
-        return scrubber.scrub_text(payload)
-    return json.dumps(scrubber.scrub(payload), ensure_ascii=False, separators=(",", ":"))
+    return (gate or Gate(scrubber)).seal(EVENTS, row, tally)
 
 
 def rejected_row(
@@ -168,28 +155,32 @@ def rejected_row(
     event_index: int | None = None,
     event_id: str | None = None,
     event_name: str | None = None,
+    gate: Gate | None = None,
 ) -> dict[str, Any]:
-    text = scrubbed_payload(payload, scrubber) if payload is not None else None
-    if text is not None and len(text) > RAW_MAX:
-        text, truncated = text[:RAW_MAX], True
-    return {
+    """Parsed payloads keep only allowed keys (their replayable form); text payloads are scrubbed as text."""
+    tally = Tally()
+    kept = payload if isinstance(payload, str) else scrubber.scrub(payload, tally)
+    row = {
         "rejected_id": str(uuid.uuid4()),
         "received_at": rfc3339(ctx.received_at),
         "reason": reason,
-        "reason_detail": scrubber.scrub_text(detail)[:1024],
+        "reason_detail": detail,
         "http_status": status,
         "protocol": protocol,
-        "method": ctx.method[:16],
-        "path": scrubber.scrub_text(ctx.path)[:1024],
-        "query": scrubber.scrub_text(ctx.query)[:URL_MAX] or None,
-        "content_type": (ctx.content_type or "")[:256] or None,
-        "origin": (ctx.origin or "")[:256] or None,
-        "user_agent": ctx.user_agent[:1024] or None,
+        "method": ctx.method,
+        "path": ctx.path,
+        "query": ctx.query or None,
+        "content_type": ctx.content_type or None,
+        "origin": ctx.origin or None,
+        "user_agent": ctx.user_agent or None,
         "event_index": event_index,
-        "event_id": event_id[:64] if isinstance(event_id, str) else None,
-        "event_name": scrubber.scrub_text(event_name)[:100] if isinstance(event_name, str) else None,
-        "raw_payload": text,
+        "event_id": event_id if isinstance(event_id, str) else None,
+        "event_name": event_name if isinstance(event_name, str) else None,
+        "raw_payload": kept,
         "raw_bytes": raw_bytes,
         "raw_truncated": truncated,
         "collector_version": __version__,
     }
+    sealed = (gate or Gate(scrubber)).seal(REJECTED, row, tally)
+    sealed["raw_truncated"] = truncated or "raw_payload" in tally.truncated
+    return sealed

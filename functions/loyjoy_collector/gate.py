@@ -1,0 +1,145 @@
+"""The row boundary: every value of every row passes here on its way to BigQuery, whatever its column.
+
+Rows are built from what senders said (`rows.py`); this is the one place that makes them safe and storable, so
+a column added to the schema later cannot forget it. Per column type, from the schema files:
+
+- STRING: control characters removed, lone surrogates replaced (BigQuery wants valid UTF-8), personal values
+  replaced (`pii_values`), then cut to the column's length limit (flagged `truncated_<column>`). A structured
+  value for a STRING column (a refused payload) is walked like JSON and stored as JSON text.
+- JSON: every string and key as above; integers outside INT64 and non-finite floats dropped (BigQuery would
+  refuse the whole row); too large as a whole: dropped, flagged.
+- INTEGER: outside INT64, dropped (NULL) and flagged; FLOAT: non-finite, dropped and flagged.
+
+The decision for out-of-range values of typed fields the sender names (`ga_session_id`, `ts`) is made earlier,
+in `protocol.py`: they are refused there with a precise `invalid_field`. What reaches the gate out of range is
+dropped and flagged rather than refused: one bad number inside `detail` should not cost the event.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from .pii_values import Tally, scrub_text
+from .privacy import Scrubber
+from .schema import tables
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+DEFAULT_LIMIT = 1024
+LIMITS = {
+    "event_id": 128,
+    "page_location": 2048,
+    "page_referrer": 2048,
+    "page_title": 512,
+    "language": 35,
+    "query": 2048,
+    "method": 16,
+    "content_type": 256,
+    "origin": 256,
+    "event_name": 100,
+    "raw_payload": 256 * 1024,
+    "detail": 256 * 1024,
+}
+# Bodies that could not be parsed, and refused queries: the allow-list applies to `key=value` text too.
+STRICT_TEXT = frozenset({"raw_payload", "query"})
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_DROP = object()
+
+
+class Gate:
+    def __init__(self, scrubber: Scrubber) -> None:
+        self._allowed = scrubber.kept_keys
+
+    def text(self, value: str, tally: Tally, strict: bool = False) -> str:
+        if _CONTROL.search(value):
+            value = _CONTROL.sub("", value)
+        if _SURROGATE.search(value):
+            value = _SURROGATE.sub("\ufffd", value)
+        return scrub_text(value, tally, self._allowed, strict)
+
+    def _json(self, value: Any, tally: Tally) -> Any:
+        if isinstance(value, str):
+            return self.text(value, tally)
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, int):
+            if INT64_MIN <= value <= INT64_MAX:
+                return value
+            tally.out_of_range += 1
+            return _DROP
+        if isinstance(value, float):
+            if math.isfinite(value):
+                return value
+            tally.out_of_range += 1
+            return _DROP
+        if isinstance(value, dict):
+            clean = {self.text(str(k), tally): self._json(v, tally) for k, v in value.items()}
+            return {k: v for k, v in clean.items() if v is not _DROP}
+        if isinstance(value, list | tuple):
+            return [item for item in (self._json(v, tally) for v in value) if item is not _DROP]
+        return self.text(str(value), tally)
+
+    def _dump(self, value: Any, tally: Tally) -> str:
+        clean = self._json(value, tally)
+        return json.dumps(None if clean is _DROP else clean, ensure_ascii=False, separators=(",", ":"))
+
+    def _cell(self, column: dict[str, Any], value: Any, tally: Tally) -> Any:
+        name, kind = column["name"], column["type"]
+        limit = LIMITS.get(name, DEFAULT_LIMIT)
+        if kind == "STRING":
+            text = self.text(value, tally, name in STRICT_TEXT) if isinstance(value, str) else self._dump(value, tally)
+            if len(text) > limit:
+                tally.truncated.append(name)
+                text = text[:limit]
+            return text
+        if kind == "JSON":
+            text = self._dump(value, tally)
+            if len(text) > limit:
+                tally.truncated.append(name)
+                return None
+            return text
+        if kind == "INTEGER":
+            if isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX:
+                return value
+            tally.out_of_range += 1
+            return None
+        if kind == "FLOAT":
+            if isinstance(value, int | float) and math.isfinite(value):
+                return value
+            tally.out_of_range += 1
+            return None
+        return value
+
+    def seal(self, table: str, row: dict[str, Any], tally: Tally) -> dict[str, Any]:
+        """The row as BigQuery will get it: exactly the schema's columns, every value made safe.
+        `quality_flags`, where the table has it, gains what the gate and the key scrubber removed."""
+        sealed: dict[str, Any] = {}
+        for column in tables()[table].fields:
+            name, value = column["name"], row.get(column["name"])
+            if name == "quality_flags":
+                sealed[name] = []  # filled last, with what the other columns lost
+            elif value is None:
+                sealed[name] = None
+            elif column.get("mode") == "REPEATED":
+                sealed[name] = [self._cell(column, item, tally) for item in value if item is not None]
+            else:
+                sealed[name] = self._cell(column, value, tally)
+        if "quality_flags" in row:
+            flags = [self.text(flag, tally) for flag in row["quality_flags"]]
+            sealed["quality_flags"] = flags + [self.text(flag, Tally()) for flag in flags_of(tally)]
+        return sealed
+
+
+def flags_of(tally: Tally) -> list[str]:
+    flags = [f"truncated_{name}" for name in dict.fromkeys(tally.truncated)]
+    if tally.dropped_keys:
+        flags.append(f"pii_keys_dropped={len(tally.dropped_keys)}")
+        flags.extend(f"dropped_key:{name}" for name in list(dict.fromkeys(tally.dropped_keys))[:5])
+    if tally.replaced:
+        flags.append(f"pii_values_replaced={tally.replaced}")
+    if tally.out_of_range:
+        flags.append(f"out_of_range_dropped={tally.out_of_range}")
+    return flags

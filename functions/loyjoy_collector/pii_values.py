@@ -1,0 +1,297 @@
+"""Personal values found by their shape, in any string, whatever key or language carried them.
+
+Keys decide most of privacy (see `privacy.py`); this is the net under every string that is kept anyway: URLs,
+titles, labels, ids, refused bodies that could not be parsed. It is built to survive damage, since hostile or
+broken senders do not send tidy values: an e-mail is anything shaped like `local@domain` (however damaged the
+local part, however escaped the `@`, with `+` tags and international domains); a JWT is found by its segments
+one by one, and so is any base64 run that decodes to readable text; phone numbers, IBANs and card numbers are
+found by their formats and checksums; `key=value` and `"key": "value"` pairs whose key names a personal field
+(in German, English, French, Italian, Spanish or Dutch) lose their value. Percent-, unicode- and
+HTML-escaped forms are decoded and looked at again.
+
+False positives are the price: `package@1.2` reads as an e-mail, a national number with a leading zero and
+separators (`0170 1234567`, `030/12345678`) as a phone number. Plain dates are kept (a date is a birth date
+only by its key), and so are names in free text: no shape tells `Erika` from a product.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import re
+from urllib.parse import unquote
+
+EMAIL_PLACEHOLDER = "[email]"
+JWT_PLACEHOLDER = "[jwt]"
+BASE64_PLACEHOLDER = "[base64]"
+PHONE_PLACEHOLDER = "[phone]"
+IBAN_PLACEHOLDER = "[iban]"
+CARD_PLACEHOLDER = "[card]"
+REDACTED = "[redacted]"
+
+
+def normalise_key(name: str) -> str:
+    """`First-Name`, `firstName` and `first_name` are one key: lower case, letters and digits only."""
+    return re.sub(r"[^0-9a-zß-ÿ]", "", name.lower())
+
+
+# Keys that name a personal field, normalised. Short words match whole keys only (`ort` is not in `sort`);
+# stems match anywhere in a key (`mobile_phone`, `telefon_privat`, `customerLastName`).
+PERSONAL_WORDS = frozenset(
+    {
+        # en
+        "name", "fullname", "nickname", "dob", "age", "zip", "zipcode", "city", "town", "ip", "ipaddress",
+        "text", "message", "comment", "payload", "freetext", "answer", "note", "notes", "salutation",
+        "ssn", "bic", "swift", "taxid", "gender",
+        # de
+        "plz", "ort", "wohnort", "anrede", "antwort", "nachricht", "kommentar", "geschlecht", "alter",
+        # fr
+        "nom", "rue", "ville", "civilite",
+        # it
+        "nome", "via", "cap", "citta", "eta", "sesso",
+        # es
+        "calle", "ciudad", "edad", "sexo", "cp",
+        # nl
+        "naam", "straat", "woonplaats", "leeftijd",
+    }
+)  # fmt: skip
+PERSONAL_STEMS = (
+    # en
+    "firstname", "lastname", "surname", "givenname", "familyname", "middlename", "maidenname", "username",
+    "phone", "mobile", "telephone", "cellphone", "fax", "birth", "address", "street", "housenumber",
+    "postal", "postcode", "iban", "accountnumber", "creditcard", "cardnumber", "passport", "socialsecurity",
+    "nationalid", "idnumber", "licensenumber", "email", "mail",
+    # de
+    "vorname", "nachname", "familienname", "geburt", "telefon", "handy", "mobil", "rufnummer", "anschrift",
+    "adresse", "strasse", "straße", "hausnummer", "postleitzahl", "kontonummer", "ausweis", "steuerid",
+    "steuernummer", "sozialversicherung",
+    # fr
+    "prenom", "prénom", "nomdefamille", "telephone", "téléphone", "portable", "naissance", "codepostal",
+    "numerorue",
+    # it
+    "cognome", "telefono", "cellulare", "nascita", "indirizzo", "codicefiscale",
+    # es
+    "nombre", "apellido", "teléfono", "movil", "móvil", "celular", "nacimiento", "direccion", "dirección",
+    "codigopostal", "domicilio", "dni",
+    # nl
+    "voornaam", "achternaam", "telefoon", "mobiel", "geboorte", "adres", "huisnummer",
+)  # fmt: skip
+
+
+def personal_key(name: str) -> bool:
+    key = normalise_key(name)
+    return key in PERSONAL_WORDS or any(stem in key for stem in PERSONAL_STEMS)
+
+
+# ------------------------------------------------------------------------------------------- e-mail
+
+_AT = r"(?:@|\uff20|\ufe6b|%40|%2540|\\u0040|\\x40|&#0*64;|&#x0*40;|&commat;)"
+_ADDRESS_CHARS = r"[^\s\"'<>()\[\]{},;:/=&?#|@\uff20\ufe6b`]"
+_EMAIL = re.compile(rf"{_ADDRESS_CHARS}{{1,128}}{_AT}{_ADDRESS_CHARS}{{2,255}}", re.IGNORECASE)
+_HAS_AT = re.compile(_AT, re.IGNORECASE)
+_LETTER = re.compile(r"[^\W\d_]")
+
+# ---------------------------------------------------------------------------------------- base64, JWT
+
+_B64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{16,}(?:={1,2}|(?:%3D){1,2})?")
+_PRINTABLE = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
+
+# ------------------------------------------------------------------------------- phone, IBAN, cards
+
+_SEP = r"[\s./\-\u2013]?"
+_PHONE_INTL = re.compile(
+    rf"(?<![\w+\-])(?:\+|00|%2[Bb])\s?[1-9]\d{{0,2}}{_SEP}(?:\(0\){_SEP})?\(?\d{{1,5}}\)?(?:{_SEP}\d{{2,}}){{1,5}}(?![\w\-])"
+)
+_PHONE_NATIONAL = re.compile(r"(?<![\w+.,/-])(?:\(?0\d{1,5}\)?(?:[\s/\-\u2013]\d{2,}){1,4}|0[1-9]\d{8,11})(?![\w/-])")
+# The countries of the IBAN registry; with the checksum this keeps hex ids and the like out.
+IBAN_COUNTRIES = frozenset(
+    (  # noqa: SIM905
+        "AD AE AL AT AZ BA BE BG BH BI BR BY CH CR CY CZ DE DJ DK DO EE EG ES FI FK FO FR GB GE GI GL GR GT HN HR HU "
+        "IE IL IQ IS IT JO KW KZ LB LC LI LT LU LV LY MC MD ME MK MN MR MT MU NI NL NO OM PK PL PS PT QA RO RS RU SA "
+        "SC SD SE SI SK SM SO ST SV TL TN TR UA VA VG XK YE"
+    ).split()
+)
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:\s?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+# Grouped by four, or a bare run of a card network's length and prefix (a millisecond time starts with 1).
+_CARD = re.compile(r"(?<![\w.,])(?:\d{4}[ \-]\d{4}[ \-]\d{4}[ \-]\d{1,7}|3[47]\d{13}|[4-6]\d{15})(?![\w.,])")
+
+# A street and a house number, as written in the six languages (the number is what makes it an address).
+_STREET = re.compile(
+    r"(?<!\w)(?:"
+    r"[A-ZÄÖÜ][\wäöüß.\-]*(?:straße|strasse|str\.|gasse|weg|allee|platz|damm|ufer|straat|laan|gracht|plein|kade)"
+    r"\s*\d{1,4}\s?[a-zA-Z]?"
+    r"|[A-ZÄÖÜ][\wäöüß\-]*\s+(?:Straße|Strasse|Str\.|Gasse|Weg|Allee|Platz|Damm|Ufer)\s*\d{1,4}[a-z]?"
+    r"|\d{1,5}[A-Za-z]?\s*,?\s+(?:[A-Z][\w'\-]*\s+){1,3}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.|Lane|Drive|Boulevard|Way)"
+    r"|\d{1,4}\s*,?\s+(?:rue|avenue|boulevard|bd|chemin|allée|impasse|place)\s+(?:(?:de|du|des|la|le|l'|d')\s*)*[A-ZÀ-Ý][\w'\-]*"
+    r"|(?:[Vv]ia|[Vv]iale|[Pp]iazza|[Cc]orso|[Cc]alle|[Aa]venida|[Pp]laza|[Pp]aseo|[Cc]arrer)\s+(?:[\w'\-]+\s+){0,3}"
+    r"[\w'\-]+,?\s+(?:n\.?\s*|nº\s*)?\d{1,4}"
+    r")(?!\w)"
+)
+STREET_PLACEHOLDER = "[address]"
+
+# ----------------------------------------------------------------------------------- keyed values
+
+_KEYED = re.compile(
+    r"""(?P<q>["']?)(?P<key>[^\W\d][\w.\-]{0,40})(?P=q)\s*(?P<sep>[:=])\s*"""
+    r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|(?!//|[{\[])[^&\s,;}\]"'#?]+)"""
+)
+
+_ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}")
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def _luhn(number: str) -> bool:
+    total = 0
+    for position, digit in enumerate(reversed(number)):
+        value = int(digit) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _iban_valid(candidate: str) -> bool:
+    compact = re.sub(r"\s", "", candidate)
+    if not 15 <= len(compact) <= 34:
+        return False
+    moved = compact[4:] + compact[:4]
+    return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
+
+
+def _decoded_b64(run: str) -> bytes | None:
+    """The bytes a base64 or base64url run stands for, trying each alignment (damage shifts it)."""
+    core = run.replace("%3D", "").replace("%3d", "").rstrip("=").replace("-", "+").replace("_", "/")
+    for start in range(4):
+        part = core[start:]
+        part = part[: len(part) - len(part) % 4]
+        if len(part) < 12:
+            return None
+        try:
+            decoded = base64.b64decode(part, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if decoded and sum(byte in _PRINTABLE for byte in decoded) >= 0.85 * len(decoded):
+            return decoded
+    return None
+
+
+class Tally:
+    """What one row lost on its way in: reported in its `quality_flags`."""
+
+    __slots__ = ("dropped_keys", "out_of_range", "replaced", "truncated")
+
+    def __init__(self) -> None:
+        self.replaced = 0  # personal values replaced in strings
+        self.dropped_keys: list[str] = []  # keys not on the allow-list, and secrets
+        self.out_of_range = 0  # numbers BigQuery could not hold, dropped
+        self.truncated: list[str] = []  # columns cut to their length limit
+
+
+def _email(match: re.Match[str], tally: Tally) -> str:
+    domain = _HAS_AT.split(match.group(0), maxsplit=1)[-1]
+    if not _LETTER.search(domain):
+        return match.group(0)  # "3@45" is a score, not an address
+    tally.replaced += 1
+    return EMAIL_PLACEHOLDER
+
+
+def _b64(match: re.Match[str], tally: Tally) -> str:
+    run = match.group(0)
+    if run.startswith("eyJ"):  # base64 of '{"': a JWT segment, whole or not
+        tally.replaced += 1
+        return JWT_PLACEHOLDER
+    if _decoded_b64(run) is None:
+        return run
+    tally.replaced += 1
+    return BASE64_PLACEHOLDER
+
+
+def _phone(match: re.Match[str], tally: Tally, least: int) -> str:
+    if not least <= len(_digits(match.group(0))) <= 15:
+        return match.group(0)
+    tally.replaced += 1
+    return PHONE_PLACEHOLDER
+
+
+def _iban(match: re.Match[str], tally: Tally) -> str:
+    """The longest prefix with a valid checksum: the pattern may have run on into a following word."""
+    found = match.group(0)
+    if found[:2] not in IBAN_COUNTRIES:
+        return found
+    for end in range(len(found), 14, -1):
+        if (end == len(found) or found[end] == " ") and _iban_valid(found[:end]):
+            tally.replaced += 1
+            return IBAN_PLACEHOLDER + found[end:]
+    return found
+
+
+def _card(match: re.Match[str], tally: Tally) -> str:
+    if not _luhn(_digits(match.group(0))):
+        return match.group(0)
+    tally.replaced += 1
+    return CARD_PLACEHOLDER
+
+
+def _street(match: re.Match[str], tally: Tally) -> str:
+    tally.replaced += 1
+    return STREET_PLACEHOLDER
+
+
+def _keyed(match: re.Match[str], tally: Tally, allowed: frozenset[str], strict: bool) -> str:
+    key = match.group("key")
+    value = match.group("value")
+    inner = value.strip("\"'")
+    if not inner or inner.startswith("[") or normalise_key(key.rpartition(".")[2]) in allowed:
+        return match.group(0)
+    if not strict and not personal_key(key):
+        return match.group(0)
+    tally.replaced += 1
+    quote = value[0] if value[0] in "\"'" else ""
+    return match.group(0)[: match.start("value") - match.start(0)] + f"{quote}{REDACTED}{quote}"
+
+
+def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool) -> str:
+    if _HAS_AT.search(text):
+        text = _EMAIL.sub(lambda m: _email(m, tally), text)
+    if len(text) >= 16:
+        text = _B64_RUN.sub(lambda m: _b64(m, tally), text)
+    if ":" in text or "=" in text:
+        text = _KEYED.sub(lambda m: _keyed(m, tally, allowed, strict), text)
+    if any(ch.isdigit() for ch in text):
+        text = _STREET.sub(lambda m: _street(m, tally), text)
+    if sum(ch.isdigit() for ch in text) >= 8:
+        text = _IBAN.sub(lambda m: _iban(m, tally), text)
+        text = _CARD.sub(lambda m: _card(m, tally), text)
+        text = _PHONE_INTL.sub(lambda m: _phone(m, tally, 8), text)
+        text = _PHONE_NATIONAL.sub(lambda m: _phone(m, tally, 9), text)  # 8 digits would take 01/02/2024
+    return text
+
+
+def _unescaped(text: str) -> str:
+    """The text with percent-, unicode- and HTML-escapes decoded (twice: double encoding is common)."""
+    for _ in range(2):
+        if "%" in text:
+            text = unquote(text, errors="replace")
+        if "\\" in text:
+            text = _ESCAPE.sub(lambda m: chr(int(m.group(0)[2:], 16)), text)
+        if "&" in text:
+            text = html.unescape(text)
+    return text
+
+
+def scrub_text(text: str, tally: Tally, allowed_keys: frozenset[str] = frozenset(), strict: bool = False) -> str:
+    """`text` without personal values. When only an escaped form gave one away, the decoded, scrubbed form
+    is what is kept: the escaping is lost, the value too. `strict` (for bodies that could not be parsed)
+    applies the allow-list to text: every `key: value` whose key is not in `allowed_keys` loses its value."""
+    clean = _scrub_plain(text, tally, allowed_keys, strict)
+    if "%" in clean or "\\" in clean or "&" in clean:
+        decoded = _unescaped(clean)
+        if decoded != clean:
+            probe = Tally()
+            scrubbed = _scrub_plain(decoded, probe, allowed_keys, strict)
+            if probe.replaced:
+                tally.replaced += probe.replaced
+                clean = scrubbed
+    return clean
