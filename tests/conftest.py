@@ -118,7 +118,7 @@ def collector(local_bigquery: LocalBigQuery) -> Iterator[Collector]:
         "collector",
         IP_MODE="truncate",
         DATA_PATHS="/data,/lj-events/",
-        PII_ALLOWED_KEYS="customer_*",  # an operator's own analytical keys, as a pattern
+        PII_ALLOWED_KEYS="*_tier",  # an operator's own analytical keys, as a pattern
     )
     try:
         yield running

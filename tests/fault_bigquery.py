@@ -17,6 +17,7 @@ from typing import Any
 import requests
 
 STATUS_NAMES = {
+    400: ("INVALID_ARGUMENT", "invalid"),
     429: ("RESOURCE_EXHAUSTED", "rateLimitExceeded"),
     500: ("INTERNAL", "internalError"),
     503: ("UNAVAILABLE", "backendError"),
@@ -71,6 +72,7 @@ class FaultyBigQuery:
             self._delay = 0.0
             self._refuse: Callable[[dict[str, Any]], str | None] | None = None
             self._stop_others = False
+            self._poison: tuple[bytes, int, str] | None = None
             self.insert_calls = []
 
     def fail(self, status: int = 503, times: int | None = None) -> None:
@@ -87,6 +89,12 @@ class FaultyBigQuery:
         without skipInvalidRows: the other rows are not stored either and come back as 'stopped'."""
         with self._lock:
             self._refuse, self._stop_others = predicate, stop_others
+
+    def poison(self, value: str, status: int = 400, table: str = "events") -> None:
+        """Fail every insertAll call into `table` whose body holds `value`, as a whole: 400 is how BigQuery
+        refuses some bad rows, 500 how the local BigQuery fails on some values."""
+        with self._lock:
+            self._poison = (value.encode(), status, f"/tables/{table}/insertAll")
 
     def start(self) -> None:
         self._thread.start()
@@ -124,11 +132,13 @@ class FaultyBigQuery:
                 self._fail_times -= 1
                 if self._fail_times <= 0:
                     self._fail_status = None
-            refuse, stop_others = self._refuse, self._stop_others
+            refuse, stop_others, poison = self._refuse, self._stop_others, self._poison
         if delay:
             time.sleep(delay)
         if status is not None:
             return status, error_body(status)
+        if poison is not None and poison[0] in body and poison[2] in request.path:
+            return poison[1], error_body(poison[1])
         if refuse is None:
             return self._forward(request, body)
         rows = document["rows"]

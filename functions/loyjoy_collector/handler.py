@@ -411,10 +411,23 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
     outcome.results.sort(key=lambda result: result.index)
     for _, row in refused:
         row["http_status"] = outcome.status
-    rt.sink.insert_until_stored(REJECTED, [row for _, row in refused], "rejected_id")
+    keep_rejected(rt, [row for _, row in refused])
     if refused:
         log.info("refused %d of %d events: %s", len(refused), len(events), refused[0][0].reason)
     return outcome
+
+
+def keep_rejected(rt: Runtime, rows: list[dict[str, Any]]) -> None:
+    """Store refusals. A kept payload BigQuery will not take is dropped from its row, so that the refusal
+    itself (reason, ids, sizes) is still on record under the rejected_id the sender was given. A refusal that
+    cannot be recorded at all is an outage: nothing is answered as final that is not on record."""
+    for error in rt.sink.insert_until_stored(REJECTED, rows, "rejected_id"):
+        row = rows[error.index]
+        log.error("BigQuery refused the record of refusal %s: %s", row["rejected_id"], error.message)
+        bare = row | {"raw_payload": None, "raw_truncated": True}
+        bare["reason_detail"] = (f"{row['reason_detail'] or ''} [payload not storable: {error.message}]")[:1024]
+        if rt.sink.insert_until_stored(REJECTED, [bare], "rejected_id"):
+            raise StorageUnavailable(f"BigQuery takes no record of refusal {row['rejected_id']}: {error.message}")
 
 
 # -------------------------------------------------------------------------------------- the answers
@@ -462,7 +475,7 @@ def refuse(
         gate=rt.gate,
     )
     try:
-        rt.sink.insert_until_stored(REJECTED, [row], "rejected_id")
+        keep_rejected(rt, [row])
     except StorageUnavailable as exc:
         return unavailable(ctx, rt, exc)
     headers = cors_headers(ctx.origin) | refusal.headers

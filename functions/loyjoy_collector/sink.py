@@ -3,11 +3,19 @@
 insertAll answers 200 even when it refused rows (per-row `insertErrors`), so every answer is read row by
 row. Transient failures are retried with bounded backoff inside a deadline that fits a request; past it
 the caller answers 503 and the sender retries: an event is never acknowledged unless BigQuery took it.
+
+One bad row must not cost its neighbours their place, and with group commit its neighbours are other
+senders' events. BigQuery sometimes refuses a bad row as a whole request (400), and a local BigQuery fails the
+whole call (500) on some values; either way the call is split in halves until the rows that fail on their own
+are found ("poison"). Those come back as row errors, like per-row `insertErrors`, and the rest is stored.
+503 is kept for a BigQuery that is really unavailable: a 5xx marks a row as poison only while other inserts
+of this process go through.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +28,10 @@ if TYPE_CHECKING:
 
 class StorageUnavailable(Exception):
     """BigQuery could not be reached or kept failing for the whole retry deadline."""
+
+
+class CallRefused(Exception):
+    """BigQuery refused a whole insertAll call for what was in it (400, 413): a row's fault, not an outage."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,7 @@ class BigQuerySink:
         self._lock = threading.Lock()
         self._retry: Any = None
         self._group = GroupCommit() if settings.bq_group_commit else None
+        self._last_stored = float("-inf")  # when an insert last went through: BigQuery is up
 
     def table_id(self, table: str) -> str:
         return f"{self.client.project}.{self._settings.bq_dataset}.{table}"
@@ -95,6 +108,16 @@ class BigQuerySink:
         return self._insert_now(table, rows, row_ids)
 
     def _insert_now(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
+        self.client  # noqa: B018 (builds the client and its retry policy on first use)
+        try:
+            return self._call(table, rows, row_ids, self._retry)
+        except CallRefused as exc:
+            cause = str(exc)
+        except StorageUnavailable as exc:
+            cause = str(exc)
+        return self._isolate(table, rows, row_ids, cause, time.monotonic() + self._settings.bq_retry_deadline_seconds)
+
+    def _call(self, table: str, rows: list[dict[str, Any]], row_ids: list[str], retry: Any) -> list[RowError]:
         from google.api_core import exceptions
 
         client = self.client
@@ -104,19 +127,54 @@ class BigQuerySink:
                 rows,
                 row_ids=row_ids,
                 skip_invalid_rows=True,
-                retry=self._retry,
+                retry=retry,
                 timeout=self._settings.bq_timeout_seconds,
             )
         except exceptions.RetryError as exc:
             raise StorageUnavailable(f"BigQuery kept failing: {exc.cause or exc}") from exc
         except exceptions.GoogleAPICallError as exc:
-            if exc.code is not None and 400 <= exc.code < 500 and exc.code != 429:
-                # A whole-request refusal (no table, no permission): a deployment problem, not bad input.
-                raise StorageUnavailable(f"BigQuery refused the insert: {exc.message}") from exc
+            if exc.code in (400, 413):
+                raise CallRefused(f"BigQuery refused the insert: {exc.message}") from exc
+            # 401, 403, 404 (no table, no permission): a deployment problem; 429 and 5xx: transient.
             raise StorageUnavailable(f"BigQuery failed: {exc.message}") from exc
         except Exception as exc:  # timeouts and connection errors surface as several types
             raise StorageUnavailable(f"BigQuery unreachable: {type(exc).__name__}: {exc}") from exc
+        self._last_stored = time.monotonic()
         return _row_errors(errors)
+
+    def _isolate(
+        self, table: str, rows: list[dict[str, Any]], row_ids: list[str], cause: str, deadline: float
+    ) -> list[RowError]:
+        """Split a failed call in halves, each sent once, down to the rows that fail alone. A row is poison when
+        BigQuery refused every call that held it (400), or failed them (5xx) while other inserts went through;
+        a failure with no insert going through anywhere is an outage."""
+        found: list[RowError] = []
+        poison: list[int] = []
+
+        def split(indices: list[int]) -> None:
+            middle = len(indices) // 2
+            # A lone row is sent once more: a row is only poison when it failed in every call that held it.
+            for half in (indices[:middle], indices[middle:]) if len(indices) > 1 else (indices,):
+                if time.monotonic() > deadline:
+                    raise StorageUnavailable(f"BigQuery kept failing while isolating bad rows: {cause}")
+                try:
+                    errors = self._call(table, [rows[i] for i in half], [row_ids[i] for i in half], None)
+                except CallRefused:
+                    pass
+                except StorageUnavailable as exc:
+                    if time.monotonic() - self._last_stored > self._settings.bq_retry_deadline_seconds:
+                        raise StorageUnavailable(f"{cause}; then: {exc}") from None
+                else:
+                    found.extend(RowError(half[e.index], e.reason, e.message) for e in errors)
+                    continue
+                if len(indices) == 1:
+                    poison.append(indices[0])
+                else:
+                    split(half)
+
+        split(list(range(len(rows))))
+        message = f"BigQuery fails every insert that holds this row ({cause})"
+        return sorted(found + [RowError(i, "invalid", message) for i in poison], key=lambda e: e.index)
 
     def insert_until_stored(self, table: str, rows: list[dict[str, Any]], id_field: str) -> list[RowError]:
         """Insert, then insert again the rows BigQuery only 'stopped' because of a neighbour's error."""
