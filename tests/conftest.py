@@ -58,7 +58,12 @@ class LocalBigQuery:
 
     def query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         config = bigquery.QueryJobConfig(
-            query_parameters=[bigquery.ScalarQueryParameter(k, "STRING", v) for k, v in params.items()]
+            query_parameters=[
+                bigquery.ArrayQueryParameter(k, "STRING", v)
+                if isinstance(v, list)
+                else bigquery.ScalarQueryParameter(k, "STRING", v)
+                for k, v in params.items()
+            ]
         )
         return [dict(row.items()) for row in self.client.query(sql, job_config=config).result()]
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import math
 import re
+import uuid
 from typing import Any
 
 from .pii_values import Tally, scrub_text
-from .privacy import Scrubber
+from .privacy import CONTAINER_KEYS, Scrubber
 from .schema import tables
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -44,6 +45,9 @@ LIMITS = {
 }
 # Bodies that could not be parsed, and refused queries: the allow-list applies to `key=value` text too.
 STRICT_TEXT = frozenset({"raw_payload", "query"})
+# Identifiers: a placeholder would merge every visitor (or event) whose id held a personal value into one;
+# such an id becomes a keyed pseudonym of itself instead (a fresh one for an event id, without a key).
+ID_COLUMNS = frozenset({"event_id", "client_id", "session_id", "ga_client_id"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _DROP = object()
@@ -51,7 +55,8 @@ _DROP = object()
 
 class Gate:
     def __init__(self, scrubber: Scrubber) -> None:
-        self._allowed = scrubber.kept_keys
+        self._scrubber = scrubber
+        self._allowed = scrubber.kept_keys - CONTAINER_KEYS  # `"events": "text"` is no analytical value
 
     def text(self, value: str, tally: Tally, strict: bool = False) -> str:
         if _CONTROL.search(value):
@@ -89,6 +94,8 @@ class Gate:
     def _cell(self, column: dict[str, Any], value: Any, tally: Tally) -> Any:
         name, kind = column["name"], column["type"]
         limit = LIMITS.get(name, DEFAULT_LIMIT)
+        if kind == "STRING" and name in ID_COLUMNS and isinstance(value, str):
+            return self._identifier(name, value, tally)
         if kind == "STRING":
             text = self.text(value, tally, name in STRICT_TEXT) if isinstance(value, str) else self._dump(value, tally)
             if len(text) > limit:
@@ -112,6 +119,16 @@ class Gate:
             tally.out_of_range += 1
             return None
         return value
+
+    def _identifier(self, name: str, value: str, tally: Tally) -> str | None:
+        before = tally.replaced
+        clean = self.text(value, tally)
+        if tally.replaced == before and len(clean) <= LIMITS.get(name, DEFAULT_LIMIT):
+            return clean
+        pseudonym = self._scrubber.pseudonym(value)
+        if pseudonym is None and name == "event_id":
+            return str(uuid.uuid4())
+        return pseudonym
 
     def seal(self, table: str, row: dict[str, Any], tally: Tally) -> dict[str, Any]:
         """The row as BigQuery will get it: exactly the schema's columns, every value made safe.

@@ -103,7 +103,7 @@ _SEP = r"[\s./\-\u2013]?"
 _PHONE_INTL = re.compile(
     rf"(?<![\w+\-])(?:\+|00|%2[Bb])\s?[1-9]\d{{0,2}}{_SEP}(?:\(0\){_SEP})?\(?\d{{1,5}}\)?(?:{_SEP}\d{{2,}}){{1,5}}(?![\w\-])"
 )
-_PHONE_NATIONAL = re.compile(r"(?<![\w+.,/-])(?:\(?0\d{1,5}\)?(?:[\s/\-\u2013]\d{2,}){1,4}|0[1-9]\d{8,11})(?![\w/-])")
+_PHONE_NATIONAL = re.compile(r"(?<![\w+.,-])(?:\(?0\d{1,5}\)?(?:[\s/\-\u2013]\d{2,}){1,4}|0[1-9]\d{8,11})(?![\w/-])")
 # The countries of the IBAN registry; with the checksum this keeps hex ids and the like out.
 IBAN_COUNTRIES = frozenset(
     (  # noqa: SIM905
@@ -137,6 +137,7 @@ _KEYED = re.compile(
     r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|(?!//|[{\[])[^&\s,;}\]"'#?]+)"""
 )
 
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"(?P<key>\s*:)?|"(?:[^"\\]|\\.)*$')
 _ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}")
 
 
@@ -252,13 +253,33 @@ def _keyed(match: re.Match[str], tally: Tally, allowed: frozenset[str], strict: 
     return match.group(0)[: match.start("value") - match.start(0)] + f"{quote}{REDACTED}{quote}"
 
 
+def _strict_quoted(text: str, tally: Tally, allowed: frozenset[str]) -> str:
+    """JSON-like text that did not parse: each string value is kept only under an allowed key (the key last
+    seen before it, however deep the arrays between them), and a string cut off by the end of the body is
+    never kept: nobody can tell what it was."""
+    last_key = ""
+
+    def visit(match: re.Match[str]) -> str:
+        nonlocal last_key
+        token = match.group(0)
+        if match.group("key"):
+            last_key = token[1 : token.rindex('"')]
+            return token
+        dangling = not token.endswith('"') or len(token) < 2
+        inner = token[1:-1] if not dangling else token[1:]
+        if not inner or inner.startswith("[") or (not dangling and normalise_key(last_key) in allowed):
+            return token
+        tally.replaced += 1
+        return f'"{REDACTED}"'
+
+    return _QUOTED.sub(visit, text)
+
+
 def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool) -> str:
     if _HAS_AT.search(text):
         text = _EMAIL.sub(lambda m: _email(m, tally), text)
     if len(text) >= 16:
         text = _B64_RUN.sub(lambda m: _b64(m, tally), text)
-    if ":" in text or "=" in text:
-        text = _KEYED.sub(lambda m: _keyed(m, tally, allowed, strict), text)
     if any(ch.isdigit() for ch in text):
         text = _STREET.sub(lambda m: _street(m, tally), text)
     if sum(ch.isdigit() for ch in text) >= 8:
@@ -266,6 +287,10 @@ def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool)
         text = _CARD.sub(lambda m: _card(m, tally), text)
         text = _PHONE_INTL.sub(lambda m: _phone(m, tally, 8), text)
         text = _PHONE_NATIONAL.sub(lambda m: _phone(m, tally, 9), text)  # 8 digits would take 01/02/2024
+    if ":" in text or "=" in text:  # last: a value's shape is surer than its key, and a key may cut a value short
+        text = _KEYED.sub(lambda m: _keyed(m, tally, allowed, strict), text)
+    if strict and '"' in text:
+        text = _strict_quoted(text, tally, allowed)
     return text
 
 

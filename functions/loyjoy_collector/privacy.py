@@ -65,6 +65,10 @@ ANALYTICAL_KEYS = frozenset(
     )
 )  # fmt: skip
 GA4_PARAM_PREFIXES = ("ep.", "epn.", "up.", "upn.")
+# Allowed as objects or arrays only: what they hold is judged key by key; a bare string under them is not.
+CONTAINER_KEYS = frozenset(
+    normalise_key(k) for k in ("events", "detail", "user_data", "user_properties", "utm", "consent")
+)
 
 
 def _name_for_flag(name: str) -> str:
@@ -88,6 +92,13 @@ class Scrubber:
             return None
         return hmac.new(self.hash_key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
 
+    def pseudonym(self, value: str) -> str | None:
+        """An identifier that held a personal value (a client id that is an e-mail): the same keyed hash for
+        the same value, so counts and joins still work and the value is gone. None without a key."""
+        if self.hash_key is None:
+            return None
+        return "pii-" + hmac.new(self.hash_key, value.encode(), hashlib.sha256).hexdigest()[:32]
+
     def allowed(self, name: str) -> bool:
         if name.startswith(GA4_PARAM_PREFIXES):
             name = name.split(".", 1)[1]
@@ -109,7 +120,8 @@ class Scrubber:
                 if digest is not None:
                     clean["email_hash"] = digest
                 continue
-            if key in SECRET_KEYS or key.startswith("sha256") or not self.allowed(name):
+            misplaced = key in CONTAINER_KEYS and not isinstance(item, dict | list)
+            if key in SECRET_KEYS or key.startswith("sha256") or misplaced or not self.allowed(name):
                 tally.dropped_keys.append(_name_for_flag(name))
                 continue
             clean[name] = self.scrub(item, tally)
