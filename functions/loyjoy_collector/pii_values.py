@@ -89,6 +89,9 @@ def personal_key(name: str) -> bool:
 _AT = r"(?:@|\uff20|\ufe6b|%40|%2540|\\u0040|\\x40|&#0*64;|&#x0*40;|&commat;)"
 _ADDRESS_CHARS = r"[^\s\"'<>()\[\]{},;:/=&?#|@\uff20\ufe6b`]"
 _EMAIL = re.compile(rf"{_ADDRESS_CHARS}{{1,128}}{_AT}{_ADDRESS_CHARS}{{2,255}}", re.IGNORECASE)
+# Second pass, for what is left: every character RFC 5322 allows in a local part (`=`, `&`, `?`, `/`, `'`,
+# backquotes, braces). Not first: in a URL it would take `?email=` along with the address.
+_EMAIL_RFC = re.compile(rf"[^\s\"<>()\[\],;:@\uff20\ufe6b]{{1,128}}{_AT}{_ADDRESS_CHARS}{{2,255}}", re.IGNORECASE)
 _HAS_AT = re.compile(_AT, re.IGNORECASE)
 _LETTER = re.compile(r"[^\W\d_]")
 
@@ -278,6 +281,8 @@ def _strict_quoted(text: str, tally: Tally, allowed: frozenset[str]) -> str:
 def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool) -> str:
     if _HAS_AT.search(text):
         text = _EMAIL.sub(lambda m: _email(m, tally), text)
+        if _HAS_AT.search(text):
+            text = _EMAIL_RFC.sub(lambda m: _email(m, tally), text)
     if len(text) >= 16:
         text = _B64_RUN.sub(lambda m: _b64(m, tally), text)
     if any(ch.isdigit() for ch in text):

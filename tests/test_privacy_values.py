@@ -1,0 +1,140 @@
+"""The value detectors and the row gate, without servers: what they must catch, and what they must leave."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import time
+import uuid
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loyjoy_collector.gate import Gate
+from loyjoy_collector.pii_values import Tally, scrub_text
+from loyjoy_collector.privacy import Scrubber
+
+JWT_PAYLOAD = base64.urlsafe_b64encode(b'{"email":"jane.doe@example.com","firstname":"Jane"}').decode().rstrip("=")
+JWT = f"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{JWT_PAYLOAD}.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+
+
+def scrub(text: str, strict: bool = False) -> str:
+    return scrub_text(text, Tally(), Scrubber(None).kept_keys, strict)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("write to jane.doe+news@example.com", "write to [email]"),
+        ("x.y39541\ufffd@domain.tld", "[email]"),  # damaged local part
+        ("jane@bücher.example", "[email]"),  # international domain
+        ("JANE@EXAMPLE.COM", "[email]"),
+        ("https://x.test/?e=jane%40example.org", "https://x.test/?e=[email]"),
+        ("jane\\u0040example\\u002ecom", "[email]"),
+        ("jane&#64;example.com", "[email]"),
+        ("jane\uff20example.com", "[email]"),
+        (JWT, "[jwt].[jwt].[base64]"),
+        (f"eyJhbGciOiJIUzI1NiIs\ufffdnR5cCI6IkpXVCJ9.{JWT_PAYLOAD}.sig", "[jwt]\ufffdnR5cCI6IkpXVCJ9.[jwt].sig"),
+        (base64.b64encode(b"my name is Erika Mustermann").decode(), "[base64]"),
+        ("Ruf mich an: 0170 1234567", "Ruf mich an: [phone]"),
+        ("+49 170 1234567", "[phone]"),
+        ("tel +4917012345678 bitte", "tel [phone] bitte"),
+        ("(030) 1234567", "[phone]"),
+        ("0049 (0)30 1234567", "[phone]"),
+        ("+41 79 123 45 67", "[phone]"),
+        ("+49%20170%201234567", "[phone]"),
+        ("IBAN DE89 3704 0044 0532 0130 00 EUR", "IBAN [iban] EUR"),
+        ("DE89370400440532013000", "[iban]"),
+        ("4111 1111 1111 1111", "[card]"),
+        ("Hauptstrasse 5", "[address]"),
+        ("in der Berliner Str. 12a, Berlin", "in der [address], Berlin"),
+        ("12 rue de la Paix", "[address]"),
+        ("Via Roma 12", "[address]"),
+        ("Calle Mayor, 5", "[address]"),
+        ("221B Baker Street", "[address]"),
+        ("Kerkstraat 7", "[address]"),
+        ("https://shop.example.com/?vorname=Erika&nachname=Mustermann&utm_source=x", None),
+    ],
+)
+def test_personal_values_are_found_by_shape(text, expected):
+    if expected is None:
+        assert scrub(text) == "https://shop.example.com/?vorname=[redacted]&nachname=[redacted]&utm_source=x"
+    else:
+        assert scrub(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-01-02",
+        "01.02.2024",
+        "01/02/2024",
+        "score 3@45",
+        "@loyjoy",
+        "GA1.1.1234567890.1700000000",
+        "1732550400000_123456789",
+        "Kaffeemaschinen-Vollautomaten-Angebote",
+        "https://shop.example.com/produkte/kaffeemaschinen?utm_source=newsletter&utm_medium=email&page=2",
+        "Schritt 5 von 7",
+        "Paket 3 gewählt",
+        "process_name=Newsletter",
+        "Cj0KCQiA4NWrBhD-ARIsAFCKwWvE9aWQkq2Hk1",
+        "Preis: 1.299,00 EUR",
+    ],
+)
+def test_analytical_values_are_left_alone(text):
+    assert scrub(text) == text
+
+
+def test_ids_and_times_are_not_mistaken_for_personal_values():
+    rng = random.Random(7)
+    values = []
+    for _ in range(20_000):
+        values += [str(uuid.uuid4()), uuid.uuid4().hex, f"{int(time.time() * 1000)}_{rng.randrange(10**8, 10**9)}"]
+    changed = [value for value in values if scrub(value) != value]
+    assert changed == []
+
+
+def test_strict_text_keeps_only_values_of_allowed_keys():
+    broken = '{"event": "open", "detail": {"label": "Yes", "antwort": "Erika", "x": [["Mustermann"]], "plz": 10115, "page_title": "Hallo Er'
+    assert scrub(broken, strict=True) == (
+        '{"event": "open", "detail": {"label": "Yes", "antwort": "[redacted]", "x": [["[redacted]"]], '
+        '"plz": [redacted], "page_title": "[redacted]"'
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.emails())
+def test_an_email_anywhere_in_any_text_is_gone(prefix, email):
+    separator = " " if prefix and not prefix[-1].isspace() else ""
+    text = f"{prefix}{separator}{email} rest"
+    assert email not in scrub(text)
+
+
+def test_gate_keeps_rows_storable_and_counts_what_it_removed():
+    gate = Gate(Scrubber(b"k"))
+    tally = Tally()
+    row = {
+        "event_id": "e" * 200,
+        "client_id": "jane@example.com",
+        "ga_session_id": 2**64,
+        "page_title": "a\x00b\ud800c" + "x" * 600,
+        "detail": {"n": 10**20, "f": float("inf"), "ok": 1, "label": "0170 1234567"},
+        "quality_flags": ["client_clock_skewed"],
+    }
+    sealed = gate.seal("events", row, tally)
+    assert (
+        sealed["client_id"].startswith("pii-") and sealed["client_id"] == gate.seal("events", row, Tally())["client_id"]
+    )
+    assert sealed["event_id"].startswith("pii-")  # too long for an id: a stable pseudonym
+    assert sealed["ga_session_id"] is None
+    assert sealed["page_title"].startswith("ab\ufffdc") and len(sealed["page_title"]) == 512
+    assert json.loads(sealed["detail"]) == {"ok": 1, "label": "[phone]"}
+    assert sealed["quality_flags"] == [
+        "client_clock_skewed",
+        "truncated_page_title",
+        "pii_values_replaced=2",
+        "out_of_range_dropped=3",
+    ]
