@@ -192,7 +192,7 @@ variable "non_loyjoy_hits" {
 }
 
 variable "pii_allowed_keys" {
-  description = "Personal keys of LoyJoy's event object to keep after all (e.g. [\"city\"]). Empty: all dropped."
+  description = "Keys of LoyJoy's event object to keep beyond the built-in analytical ones (names or * patterns, e.g. [\"quiz_*\"]). Empty: only the built-in ones."
   type        = list(string)
   default     = []
 }

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         default=None, description="Key of the e-mail HMAC. Without it e-mails are dropped, not hashed."
     )
     pii_allowed_keys: CommaList = Field(
-        default=(), description="Personal keys of `detail` to keep after all, e.g. 'firstname,city'."
+        default=(), description="`detail` keys to keep beyond the built-in analytical ones, e.g. 'quiz_*,city'."
     )
     ip_mode: Literal["drop", "truncate"] = "drop"
     data_paths: CommaList = Field(
