@@ -78,6 +78,7 @@ resource "google_cloudfunctions2_function" "collector" {
       IP_MODE          = var.ip_mode
       PII_ALLOWED_KEYS = join(",", var.pii_allowed_keys)
       DATA_PATHS       = join(",", var.data_paths)
+      PATH_PREFIXES    = join(",", var.path_prefixes)
       NON_LOYJOY_HITS  = var.non_loyjoy_hits
       # functions-framework serves THREADS requests at once: match what Cloud Run sends an instance.
       THREADS = tostring(var.concurrency)

@@ -180,6 +180,17 @@ variable "data_paths" {
   }
 }
 
+variable "path_prefixes" {
+  description = "Path prefixes a reverse proxy on your site's own domain may forward with every path (https://www.example.com/lj/...). First-party delivery: ad blockers leave it alone."
+  type        = list(string)
+  default     = ["/lj"]
+
+  validation {
+    condition     = alltrue([for p in var.path_prefixes : can(regex("^/?[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*/?$", p))])
+    error_message = "Each path prefix is a path such as /lj or /metrics/lj."
+  }
+}
+
 variable "non_loyjoy_hits" {
   description = "sGTM hits that are not LoyJoy events (a GA4 page_view): ignore (acknowledge and drop) or store."
   type        = string

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 
 from .conftest import HASH_KEY, ORIGIN
 
@@ -554,3 +555,23 @@ def test_replay_command_line(collector, local_bigquery, tag):
     run = subprocess.run(command, env=env, capture_output=True, text=True)
     assert run.returncode == 1  # an invalid name stays invalid: reported, not hidden
     assert "accepted" in run.stdout.splitlines()[-1]
+
+
+def test_every_endpoint_answers_under_the_first_party_prefix(collector, local_bigquery, tag):
+    """A site's reverse proxy forwards https://shop.example.com/lj/... as it came."""
+    stored = collector.post({"event": "open", "bot_id": tag}, path="/lj/")
+    assert stored.status_code == 200, stored.text
+    data = collector.post({"event_name": "loyjoy", "gaEventLabel": "close", "bot_id": tag}, path="/lj/data")
+    assert data.status_code == 200 and "unique_event_id" in data.json()
+    ga4 = requests.get(
+        collector.url + "/lj/g/collect",
+        params={"v": "2", "en": "loyjoy", "ep.gaEventCategory": "loyjoy", "ep.gaEventLabel": "show", "ep.bot_id": tag},
+        headers={"Origin": ORIGIN},
+        timeout=30,
+    )
+    assert ga4.status_code == 204
+    assert requests.get(collector.url + "/lj/healthy", timeout=30).text == "ok"
+    script = requests.get(collector.url + "/lj/loyjoy-collector.js", timeout=30)
+    assert script.status_code == 200 and script.headers["Content-Type"].startswith("application/javascript")
+    assert sorted(r["event_name"] for r in local_bigquery.events("bot_id = @tag", tag=tag)) == ["close", "open", "show"]
+    assert collector.post({"event": "open"}, path="/other/").json()["error"]["reason"] == "unknown_path"

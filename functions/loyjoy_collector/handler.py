@@ -103,7 +103,7 @@ def collect(request: flask.Request) -> flask.Response:
     ctx = request_context(request)
     if ctx.origin and not origin_allowed(ctx.origin, rt.settings.allowed_origins):
         return answer(403, error_body("origin_not_allowed", f"origin {ctx.origin} is not in ALLOWED_ORIGINS"))
-    route = rt.routes.get(ctx.path)
+    route = rt.routes.get(route_path(ctx.path, rt.settings.path_prefixes))
     if request.method == "OPTIONS" and route is not None:
         headers = preflight_headers(ctx.origin, ", ".join((*route.methods, "OPTIONS")))
         return flask.Response(status=route.preflight_status, headers=headers)
@@ -124,6 +124,15 @@ def collect(request: flask.Request) -> flask.Response:
         log.exception("unexpected error on %s %s", ctx.method, ctx.path)
         body = {"status": "error", "error": {"reason": "internal_error", "detail": "unexpected error; send again"}}
         return answer(500, body, cors_headers(ctx.origin))
+
+
+def route_path(path: str, prefixes: tuple[str, ...]) -> str:
+    """The path without a site's first-party prefix (`/lj/g/collect` -> `/g/collect`): a reverse proxy on the
+    site's own domain forwards paths as they came."""
+    for prefix in prefixes:
+        if path == prefix or path.startswith(prefix + "/"):
+            return path[len(prefix) :] or "/"
+    return path
 
 
 def request_context(request: flask.Request) -> RequestContext:

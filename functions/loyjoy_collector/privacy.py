@@ -52,7 +52,7 @@ ANALYTICAL_KEYS = frozenset(
         "event", "events", "detail", "event_id", "ts", "sent_at", "client_id", "session_id", "ga_client_id",
         "ga_session_id", "page_location", "page_referrer", "page_title", "language", "utm", "source", "medium",
         "campaign", "term", "content", "consent", "analytics_storage", "ad_storage", "ad_user_data",
-        "ad_personalization", "sdk",
+        "ad_personalization", "sdk", "retry",
         # Stape's Data Tag, sGTM common event data
         "event_name", "e_n", "gaEventCategory", "gaEventAction", "gaEventLabel", "event_category", "event_action",
         "event_label", "url", "href", "unique_event_id", "user_data", "user_properties", "measurement_id",

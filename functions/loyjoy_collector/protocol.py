@@ -88,6 +88,7 @@ class LoyJoyEvent(BaseModel):
     utm: Utm | None = None
     consent: Consent | None = None
     sdk: Annotated[StrictStr, Field(max_length=64)] | None = None
+    retry: Annotated[int, Field(ge=0, le=100_000, strict=True)] | None = None
 
 
 KNOWN_FIELDS = frozenset(LoyJoyEvent.model_fields)

@@ -70,6 +70,8 @@ def event_row(
     flags.extend(clock.flags)
     if not raw.keys() <= KNOWN_FIELDS:
         flags.append("unknown_fields_ignored")
+    if event.retry:
+        flags.append("resent")  # sent before without a confirming answer: may be a copy (dedup by event_id)
 
     detail = scrubber.scrub(event.detail, tally) if event.detail is not None else None
     email_hash = detail.pop("email_hash", None) if detail else None

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     data_paths: CommaList = Field(
         default=("/data",), description="Paths of the Stape Data Client protocol (a tag's custom path included)."
     )
+    path_prefixes: CommaList = Field(
+        default=("/lj",),
+        description="Prefixes a site's reverse proxy may put before every path (https://shop.example.com/lj/...): "
+        "first-party delivery, which ad blockers leave alone.",
+    )
     non_loyjoy_hits: Literal["ignore", "store"] = Field(
         default="ignore",
         description="sGTM hits that are not LoyJoy events (a GA4 page_view): acknowledged and dropped, or stored.",
@@ -66,12 +71,18 @@ class Settings(BaseSettings):
     retry_after_seconds: int = Field(default=30, ge=1, description="Retry-After sent with a 503.")
     bq_group_commit: bool = Field(default=True, description="Concurrent requests share insertAll calls.")
 
-    @field_validator("allowed_origins", "pii_allowed_keys", "data_paths", mode="before")
+    @field_validator("allowed_origins", "pii_allowed_keys", "data_paths", "path_prefixes", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("path_prefixes", mode="after")
+    @classmethod
+    def _prefix_form(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """`lj`, `/lj` and `/lj/` are one prefix: `/lj`. `/` alone is no prefix."""
+        return tuple(p for p in ("/" + part.strip("/") for part in value) if p != "/")
 
     @property
     def project(self) -> str | None:

@@ -3,7 +3,10 @@
  * LoyJoy → BigQuery collector snippet. One global: window.LoyJoyCollector.
  * Boots LoyJoy with a listener that keeps the classic GTM dataLayer push and delivers every chat event to
  * the collector: a client-made event_id per event, small batches, a bounded localStorage queue that survives
- * reloads, sendBeacon on page hide, retries with backoff (honouring Retry-After), one queue per tab.
+ * reloads, keepalive fetch on page hide, retries with backoff (honouring Retry-After), one queue per tab.
+ * An event leaves the queue only when the collector's answer confirms it: what a page could not confirm before
+ * it went away (an ad blocker, a closed tab, a collector that was down) is sent again from the next page, with
+ * the same event_id, so the copy never counts twice downstream.
  * ES5 on purpose: GTM Custom HTML tags and old browsers run it as is. No eval, no dependencies.
  */
 (function (window, document) {
@@ -15,7 +18,8 @@
   var PREFIX = 'ljc:';
   var SESSION_TIMEOUT_MS = 30 * 60 * 1000;
   var ORPHAN_AFTER_MS = 15 * 1000;
-  var BEACON_LIMIT = 60000;
+  var KEEPALIVE_BUDGET = 60000; // browsers allow 64 KiB of keepalive bodies in flight per page
+  var canKeepalive = !!(window.Request && 'keepalive' in window.Request.prototype);
   var SECRET_KEY = /^(token|jwt|id_?token|access_?token|refresh_?token|password|secret|e_?mail|mail|email_?address)$/i;
   var EMAIL = /[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}/g;
   var JWT = /eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*/g;
@@ -40,6 +44,7 @@
     tab: null,
     queue: [], // events not yet acknowledged, oldest first
     inFlight: {}, // event_id -> true while a request carries it
+    keepaliveBytes: 0, // bodies of keepalive requests in flight
     timer: null,
     backoff: 0,
     retryAt: 0,
@@ -373,9 +378,9 @@
     );
   }
 
-  function pending() {
+  function pending(limit) {
     var batch = [];
-    for (var i = 0; i < state.queue.length && batch.length < config.batchSize; i++) {
+    for (var i = 0; i < state.queue.length && batch.length < limit; i++) {
       if (!state.inFlight[state.queue[i].event_id]) batch.push(state.queue[i]);
     }
     return batch;
@@ -404,33 +409,61 @@
     if (consent === undefined && state.queue.length) return schedule(config.flushInterval); // ask again soon
     if (!config.collector || consent !== true) return;
     if (Date.now() < state.retryAt) return schedule(0);
-    var batch = pending();
-    if (!batch.length) return;
-    for (var i = 0; i < batch.length; i++) state.inFlight[batch[i].event_id] = true;
-    var retry = function (response) {
+    var batch = pending(config.batchSize);
+    if (batch.length) send(batch, body(batch));
+  }
+
+  function bytes(payload) {
+    return new Blob([payload]).size;
+  }
+
+  /** Mark a batch as handed over: a later copy of the same event says so (`retry`), for analysts. */
+  function handedOver(batch, inFlight) {
+    for (var i = 0; i < batch.length; i++) {
+      batch[i].retry = (batch[i].retry || 0) + 1;
+      if (inFlight) state.inFlight[batch[i].event_id] = true;
+    }
+    save();
+    return true;
+  }
+
+  /**
+   * One request. Its events leave the queue only on an answer that confirms them (2xx, or a final 4xx: the
+   * collector kept the payload with its reason); a page that goes away first leaves them queued. Keepalive
+   * lets the request outlive the page, within the browser's budget; beyond it, a plain fetch.
+   */
+  function send(batch, payload) {
+    var size = bytes(payload);
+    var keepalive = canKeepalive && state.keepaliveBytes + size <= KEEPALIVE_BUDGET;
+    if (keepalive) state.keepaliveBytes += size;
+    var settle = function () {
+      if (keepalive) state.keepaliveBytes -= size;
       release(batch);
+    };
+    var retry = function (response) {
+      settle();
       state.backoff += 1;
       var delay = retryDelay(response && response.headers.get('Retry-After'), state.backoff, config.maxBackoff);
       state.retryAt = Date.now() + delay;
       schedule(delay);
     };
+    handedOver(batch, true);
     window
       .fetch(config.collector, {
         method: 'POST',
         headers: { 'Content-Type': 'text/plain' }, // a simple request: no CORS preflight
-        body: body(batch),
+        body: payload,
         credentials: 'omit',
-        keepalive: true
+        keepalive: keepalive
       })
       .then(
         guard(function (response) {
           if (response.status === 429 || response.status >= 500) return retry(response);
-          // 2xx: stored; other 4xx: refused and kept by the collector with its reason. Either way: done.
-          release(batch);
+          settle();
           acknowledge(batch);
           state.backoff = 0;
           state.retryAt = 0;
-          if (pending().length) schedule(0);
+          if (pending(1).length) schedule(0);
         }),
         guard(function () {
           retry(null);
@@ -438,22 +471,27 @@
       );
   }
 
-  /** Page is going away: hand what is left to the browser, which delivers beacons after unload. */
+  /**
+   * Page is going away: hand what is left to the browser as keepalive fetches, which ad blockers treat as the
+   * site's own requests (a beacon to another site is dropped by EasyPrivacy's `$ping,third-party`, and
+   * `sendBeacon` still says true). Nothing is acknowledged here: an answer that arrives confirms, the next
+   * page sends again whatever none confirmed. While the collector is failing, the queue waits for that page.
+   */
   function flushOnHide() {
     save();
-    // A beacon cannot report failure: while the collector is failing, the queue waits for the next page.
-    if (!config.collector || refreshConsent() !== true || !navigator.sendBeacon || state.backoff > 0) return;
-    var left = [];
-    for (var i = 0; i < state.queue.length; i++) if (!state.inFlight[state.queue[i].event_id]) left.push(state.queue[i]);
+    if (!config.collector || refreshConsent() !== true || state.backoff > 0) return;
+    var left = pending(config.maxQueue);
     while (left.length) {
       var batch = left.splice(0, config.batchSize);
       var payload = body(batch);
-      while (payload.length > BEACON_LIMIT && batch.length > 1) {
+      var room = canKeepalive ? KEEPALIVE_BUDGET - state.keepaliveBytes : KEEPALIVE_BUDGET;
+      while (bytes(payload) > room && batch.length > 1) {
         left.unshift(batch.pop());
         payload = body(batch);
       }
-      if (!navigator.sendBeacon(config.collector, new Blob([payload], { type: 'text/plain' }))) break;
-      acknowledge(batch); // queued by the browser: remove it, or the next page would send it again
+      if (bytes(payload) > room) break; // the rest goes from the next page
+      if (canKeepalive) send(batch, payload);
+      else if (!(navigator.sendBeacon && navigator.sendBeacon(config.collector, payload) && handedOver(batch))) break;
     }
   }
 
