@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import requests
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+from playwright.sync_api import Browser, sync_playwright
 
 from loyjoy_collector.cli import local_env, start_function, start_local_bigquery
 
@@ -43,6 +45,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 PAGE_PORT = free_port()  # the browser tests' page origin, which the collector must allow
 PAGE_ORIGIN = f"http://127.0.0.1:{PAGE_PORT}"
 
@@ -168,3 +171,22 @@ def _healthy_bigquery(request: pytest.FixtureRequest) -> Iterator[None]:
 def tag() -> str:
     """A unique marker per test, so that assertions only see that test's rows."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-sync",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        yield launched
+        launched.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from loyjoy_collector.cli import local_env, wait_for
 
@@ -21,7 +20,6 @@ from .conftest import PAGE_PORT, LocalBigQuery, free_port, start_collector, stop
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 PAGE = f"http://127.0.0.1:{PAGE_PORT}/test/page.html"
 # LoyJoy's own GTM snippet (../shared/seed/), its listener verbatim, writing into a layer of its own.
 SEED_LISTENER = """function (evt, obj) {
@@ -58,25 +56,6 @@ def demo_page(collector) -> Iterator[str]:
         yield PAGE
     finally:
         stop(process)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-sync",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
-        yield launched
-        launched.close()
 
 
 class Watched:
