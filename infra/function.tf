@@ -67,7 +67,7 @@ resource "google_cloudfunctions2_function" "collector" {
     available_cpu                    = var.cpu
     available_memory                 = var.memory
     timeout_seconds                  = var.timeout_seconds
-    ingress_settings                 = var.ingress
+    ingress_settings                 = local.ingress
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.runtime.email
 

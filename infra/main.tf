@@ -30,7 +30,8 @@ locals {
 }
 
 resource "google_project_service" "services" {
-  for_each = toset(local.services)
+  # Compute Engine only for the load balancer: enabling it in a new project also creates a default network.
+  for_each = toset(concat(local.services, var.custom_domain == null ? [] : ["compute.googleapis.com"]))
 
   project            = var.project_id
   service            = each.value

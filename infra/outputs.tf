@@ -1,12 +1,26 @@
 output "collector_url" {
-  description = "Where the snippet sends events (the function's URL)."
+  description = "Where the snippet sends events: https://<custom_domain>/ with a custom domain, else the function's URL."
+  value       = local.collector_url
+}
+
+output "function_url" {
+  description = "The function's own URL (what a site's reverse proxy forwards /lj/ to)."
   value       = "${google_cloudfunctions2_function.collector.url}/"
+}
+
+output "dns_record" {
+  description = "With custom_domain: the DNS record to create (the certificate is issued once it resolves). null otherwise."
+  value = var.custom_domain == null ? null : {
+    name  = "${var.custom_domain}."
+    type  = "A"
+    value = google_compute_global_address.collector[var.custom_domain].address
+  }
 }
 
 output "snippet" {
   description = "The snippet to paste into your pages (or a GTM Custom HTML tag), with the collector URL filled in."
   value = templatefile("${path.module}/snippet.html.tftpl", {
-    collector_url = "${google_cloudfunctions2_function.collector.url}/"
+    collector_url = local.collector_url
   })
 }
 

@@ -142,13 +142,35 @@ variable "timeout_seconds" {
 }
 
 variable "ingress" {
-  description = "Who may reach the function: ALLOW_ALL (browsers, the default) or ALLOW_INTERNAL_AND_GCLB (behind your own HTTPS load balancer, e.g. for a first-party domain)."
+  description = "Who may reach the function: ALLOW_ALL (browsers, the default) or ALLOW_INTERNAL_AND_GCLB (behind your own HTTPS load balancer). With custom_domain it is always ALLOW_INTERNAL_AND_GCLB."
   type        = string
   default     = "ALLOW_ALL"
 
   validation {
     condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_AND_GCLB"], var.ingress)
     error_message = "ingress is ALLOW_ALL or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+variable "custom_domain" {
+  description = "A host name of your own for the collector (collect.example.com): a global HTTPS load balancer with a Google-managed certificate in front of the function, which then takes traffic only from it. Create the DNS record in output dns_record. About 18 USD a month. null: the function's own URL."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.custom_domain == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.custom_domain))
+    error_message = "custom_domain is a lower-case host name such as collect.example.com (no scheme, no path)."
+  }
+}
+
+variable "load_balancer_log_sample_rate" {
+  description = "Share of requests the load balancer logs (with custom_domain): 0 to 1."
+  type        = number
+  default     = 0.05
+
+  validation {
+    condition     = var.load_balancer_log_sample_rate >= 0 && var.load_balancer_log_sample_rate <= 1
+    error_message = "load_balancer_log_sample_rate is between 0 and 1."
   }
 }
 

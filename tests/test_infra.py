@@ -280,3 +280,23 @@ def test_checkov_finds_nothing_unexplained(tmp_path):
     assert passed >= 10
     for check in skipped:
         assert len(check["check_result"].get("suppress_comment", "")) > 20, check["check_id"]
+
+
+def test_a_custom_domain_puts_the_function_behind_the_load_balancer_only(infra):
+    """First-party delivery: every load balancer part exists only with custom_domain, and the function then
+    takes traffic from the load balancer alone; the snippet and collector_url use the domain."""
+    lb = [(t, b) for k, t, n, b in objects(infra) if t.startswith("google_compute_")]
+    assert {t for t, _ in lb} >= {
+        "google_compute_global_address", "google_compute_region_network_endpoint_group",
+        "google_compute_backend_service", "google_compute_url_map", "google_compute_managed_ssl_certificate",
+        "google_compute_target_https_proxy", "google_compute_global_forwarding_rule",
+    }  # fmt: skip
+    assert all(body["for_each"] == "${local.load_balancer}" for _, body in lb)
+    locals_ = {k: v for item in infra["locals"] for k, v in item.items()}
+    assert locals_["ingress"] == '${var.custom_domain == null ? var.ingress : "ALLOW_INTERNAL_AND_GCLB"}'
+    [function] = [b for k, t, n, b in objects(infra) if t == "google_cloudfunctions2_function"]
+    assert function["service_config"][0]["ingress_settings"] == "${local.ingress}"
+    [neg] = [b for t, b in lb if t == "google_compute_region_network_endpoint_group"]
+    assert unquote(neg["network_endpoint_type"]) == "SERVERLESS"
+    outputs = {unquote(k): v for item in infra["output"] for k, v in item.items()}
+    assert "local.collector_url" in outputs["collector_url"]["value"] and "dns_record" in outputs

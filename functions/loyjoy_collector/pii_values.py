@@ -140,6 +140,9 @@ _KEYED = re.compile(
     r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|(?!//|[{\[])[^&\s,;}\]"'#?]+)"""
 )
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][\w.\-]{0,60}")
+_PLACEHOLDER = re.compile(r"\[[a-z]+\]")
+_GAP_WORD = re.compile(r"\[[a-z]+\]|[^\W\d_][\w.\-]*")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"(?P<key>\s*:)?|"(?:[^"\\]|\\.)*$')
 _ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}")
 
@@ -257,25 +260,42 @@ def _keyed(match: re.Match[str], tally: Tally, allowed: frozenset[str], strict: 
 
 
 def _strict_quoted(text: str, tally: Tally, allowed: frozenset[str]) -> str:
-    """JSON-like text that did not parse: each string value is kept only under an allowed key (the key last
-    seen before it, however deep the arrays between them), and a string cut off by the end of the body is
-    never kept: nobody can tell what it was."""
+    """JSON-like text that did not parse. A string value is kept only under an allowed key (the key last seen
+    before it, however deep the arrays between them); a string cut off by the end of the body is never kept,
+    nor is any string value of a body with damaged bytes (its quotes cannot be trusted). Words outside quotes
+    (a stray or lost quote shifts every string by one) are redacted too, but for JSON's own literals."""
+    damaged = "\ufffd" in text
     last_key = ""
-
-    def visit(match: re.Match[str]) -> str:
-        nonlocal last_key
+    out: list[str] = []
+    position = 0
+    for match in _QUOTED.finditer(text):
+        out.append(_GAP_WORD.sub(lambda m: _gap_word(m, tally), text[position : match.start()]))
+        position = match.end()
         token = match.group(0)
-        if match.group("key"):
-            last_key = token[1 : token.rindex('"')]
-            return token
-        dangling = not token.endswith('"') or len(token) < 2
-        inner = token[1:-1] if not dangling else token[1:]
-        if not inner or inner.startswith("[") or (not dangling and normalise_key(last_key) in allowed):
-            return token
-        tally.replaced += 1
-        return f'"{REDACTED}"'
+        dangling = len(token) < 2 or not token.endswith('"') or (match.group("key") is None and token.endswith('\\"'))
+        inner = token[1 : token.rindex('"')] if match.group("key") else (token[1:] if dangling else token[1:-1])
+        if match.group("key") and _IDENTIFIER.fullmatch(inner):
+            last_key = inner
+            out.append(token)
+        elif (
+            not inner
+            or _PLACEHOLDER.fullmatch(inner)
+            or (not dangling and not damaged and normalise_key(last_key) in allowed)
+        ):
+            out.append(token)
+        else:
+            tally.replaced += 1
+            out.append(f'"{REDACTED}"' + (token[token.rindex('"') + 1 :] if match.group("key") else ""))
+    out.append(_GAP_WORD.sub(lambda m: _gap_word(m, tally), text[position:]))
+    return "".join(out)
 
-    return _QUOTED.sub(visit, text)
+
+def _gap_word(match: re.Match[str], tally: Tally) -> str:
+    word = match.group(0)
+    if word in ("true", "false", "null") or _PLACEHOLDER.fullmatch(word):
+        return word
+    tally.replaced += 1
+    return REDACTED
 
 
 def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool) -> str:

@@ -1,0 +1,44 @@
+# First-party delivery: the collector on a host name of your own (collect.example.com), behind a global HTTPS
+# load balancer with a Google-managed certificate. Ad blockers leave the site's own domain alone.
+#   terraform init && terraform apply
+#   terraform output dns_record   # create this A record at your DNS provider; the certificate follows
+# Or keep the default URL and route https://www.example.com/lj/ to output function_url in your own reverse proxy.
+
+variable "project_id" {
+  description = "GCP project to deploy into."
+  type        = string
+}
+
+variable "allowed_origins" {
+  description = "Origins of your sites, e.g. [\"https://www.example.com\"]."
+  type        = list(string)
+}
+
+variable "custom_domain" {
+  description = "The collector's host name, e.g. collect.example.com."
+  type        = string
+}
+
+provider "google" {
+  project = var.project_id
+}
+
+module "loyjoy_collector" {
+  source = "../.."
+
+  project_id      = var.project_id
+  allowed_origins = var.allowed_origins
+  custom_domain   = var.custom_domain
+}
+
+output "collector_url" {
+  value = module.loyjoy_collector.collector_url
+}
+
+output "dns_record" {
+  value = module.loyjoy_collector.dns_record
+}
+
+output "snippet" {
+  value = module.loyjoy_collector.snippet
+}
