@@ -133,10 +133,10 @@ class Edge:
             request.close_connection = True
             return
         to_collector = host == COLLECTOR or (host == SHOP and (path == "/lj" or path.startswith("/lj/")))
-        if to_collector:
+        page = self.pages(host, path)
+        if to_collector and page is None:
             self._forward(request, body)
             return
-        page = self.pages(host, path)
         if page is None:
             self._answer(request, 404, "text/plain", b"not found")
         else:

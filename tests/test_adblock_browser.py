@@ -7,7 +7,8 @@ counts once in the analyst views however often it was sent. A control run proves
 a browser without keepalive fetch, which must fall back to sendBeacon, loses events to the blocker.
 
 ADBLOCK_TRIALS (default 1) chats of EVENTS_PER_CHAT events per scenario; `bash scripts/adblock-proof` runs
-enough for 500 events per scenario and prints the table.
+enough for 500 events per scenario and prints the table. ADBLOCK_SNIPPET=<file> serves another build of the
+snippet instead of the collector's (e.g. a previous release, to measure what it lost).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .conftest import LocalBigQuery, start_collector, stop
 pytestmark = pytest.mark.browser
 
 TRIALS = int(os.environ.get("ADBLOCK_TRIALS", "1"))
+OTHER_SNIPPET = Path(os.environ["ADBLOCK_SNIPPET"]).read_bytes() if os.environ.get("ADBLOCK_SNIPPET") else None
 EVENTS_PER_CHAT = 12
 STANDIN = (Path(__file__).resolve().parent.parent / "snippet/demo/loyjoy-standin.js").read_bytes()
 SCENARIOS = ("link_away", "tab_closed", "reload", "collector_down")
@@ -89,6 +91,8 @@ def make_edge(engine, collector_url: str, blocking: bool, no_keepalive: bool = F
             return "text/html; charset=utf-8", html
         if host == SHOP and path == "/loyjoy-standin.js":
             return "application/javascript", STANDIN
+        if OTHER_SNIPPET is not None and path.endswith("/loyjoy-collector.js"):
+            return "application/javascript", OTHER_SNIPPET
         if host == PARTNER:
             return "text/html", b"<!doctype html><title>Partner</title><p>A product page elsewhere.</p>"
         return None

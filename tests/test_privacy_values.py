@@ -138,3 +138,34 @@ def test_gate_keeps_rows_storable_and_counts_what_it_removed():
         "pii_values_replaced=2",
         "out_of_range_dropped=3",
     ]
+
+
+def test_a_realistic_loyjoy_chat_keeps_its_analytics():
+    """LoyJoy's documented listener objects for a chat: the allow-list keeps what analysts use and drops the
+    rest; the counts are what the closing note reports."""
+    base = {"bot_id": "b1", "process_id": "p1", "process_name": "Gewinnspiel", "sub_process_name": "Frage 2"}
+    chat = [
+        ("open", base),
+        ("session_started", base),
+        ("message_received", base | {"type": "text", "payload": {"text": "Ich heisse Erika, 0170 1234567"}}),
+        ("quiz_answered", base | {"label": "Antwort B", "score": 3, "step": 2}),
+        ("sign_up", base | {"email": "erika@example.de", "token": JWT, "firstname": "Erika", "lastname": "M"}),
+        ("customer_updated", base | {"plz": "10115", "telefon": "0170 1234567", "geburtsdatum": "1980-01-02"}),
+        ("newsletter_double_opt_in", base | {"label": "Ja, gerne", "topic": "newsletter"}),
+        ("link_clicked", base | {"label": "Zum Produkt", "url": "https://shop.example.de/p/1?mail=erika%40example.de"}),
+        ("nps_survey_score_9", base | {"score": 9}),
+        ("close", base),
+    ]
+    scrubber, gate = Scrubber(b"k"), Gate(Scrubber(b"k"))
+    dropped: dict[str, list[str]] = {}
+    for name, detail in chat:
+        tally = Tally()
+        kept = json.loads(gate.json_text(scrubber.scrub(detail, tally), tally))
+        dropped[name] = sorted(tally.dropped_keys)
+        assert {k: v for k, v in kept.items() if k in base} == base  # every analytical field survives
+    assert dropped["message_received"] == ["payload"]
+    assert dropped["sign_up"] == ["firstname", "lastname", "token"]
+    assert dropped["customer_updated"] == ["geburtsdatum", "plz", "telefon"]
+    assert all(dropped[n] == [] for n in ("quiz_answered", "newsletter_double_opt_in", "nps_survey_score_9"))
+    link = json.loads(gate.json_text(scrubber.scrub(chat[7][1], Tally()), Tally()))
+    assert link["url"] == "https://shop.example.de/p/1?mail=[email]" and link["label"] == "Zum Produkt"

@@ -87,7 +87,7 @@ class Gate:
             return [item for item in (self._json(v, tally) for v in value) if item is not _DROP]
         return self.text(str(value), tally)
 
-    def _dump(self, value: Any, tally: Tally) -> str:
+    def json_text(self, value: Any, tally: Tally) -> str:
         clean = self._json(value, tally)
         return json.dumps(None if clean is _DROP else clean, ensure_ascii=False, separators=(",", ":"))
 
@@ -97,13 +97,15 @@ class Gate:
         if kind == "STRING" and name in ID_COLUMNS and isinstance(value, str):
             return self._identifier(name, value, tally)
         if kind == "STRING":
-            text = self.text(value, tally, name in STRICT_TEXT) if isinstance(value, str) else self._dump(value, tally)
+            text = (
+                self.text(value, tally, name in STRICT_TEXT) if isinstance(value, str) else self.json_text(value, tally)
+            )
             if len(text) > limit:
                 tally.truncated.append(name)
                 text = text[:limit]
             return text
         if kind == "JSON":
-            text = self._dump(value, tally)
+            text = self.json_text(value, tally)
             if len(text) > limit:
                 tally.truncated.append(name)
                 return None
