@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -100,6 +101,15 @@ def local_bigquery() -> Iterator[LocalBigQuery]:
 class Collector:
     url: str
     process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The collector's structured log lines (functions-framework's own lines are not JSON: skipped)."""
+        lines = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                lines.append(json.loads(line))
+        return lines
 
     def post(self, body: Any, *, path: str = "/", origin: str | None = ORIGIN, **kwargs: Any) -> requests.Response:
         headers = kwargs.pop("headers", {})
@@ -114,9 +124,12 @@ class Collector:
 def start_collector(bigquery_url: str, name: str, port: int | None = None, **extra_env: str) -> Collector:
     port = port or free_port()
     env = local_env(0, f"{ORIGIN},{PAGE_ORIGIN}")
-    env.update(BIGQUERY_API_ENDPOINT=bigquery_url, PII_HASH_KEY=HASH_KEY, **extra_env)
-    process = start_function(port, env, LOGS / f"{name}.log")
-    return Collector(f"http://127.0.0.1:{port}", process)
+    env.update(BIGQUERY_API_ENDPOINT=bigquery_url, PII_HASH_KEY=HASH_KEY, LOG_FORMAT="json")
+    env.update(extra_env)
+    log = LOGS / f"{name}.log"
+    log.unlink(missing_ok=True)
+    process = start_function(port, env, log)
+    return Collector(f"http://127.0.0.1:{port}", process, log)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import LOGS, ORIGIN, start_collector, stop
+from .conftest import ORIGIN, start_collector, stop
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 RANDOM = os.environ.get("FUZZ_RANDOM") == "1"  # CI: the same examples every run; scripts/fuzz: new ones
@@ -261,11 +261,9 @@ class Ledger:
 
 @pytest.fixture(scope="module")
 def fuzz_collector(local_bigquery):
-    log = LOGS / "fuzz-collector.log"
-    log.unlink(missing_ok=True)
     running = start_collector(local_bigquery.url, "fuzz-collector", THREADS="8")
     try:
-        yield running, log
+        yield running, running.log
     finally:
         stop(running.process)
 

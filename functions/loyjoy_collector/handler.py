@@ -20,8 +20,10 @@ from typing import Any
 import flask
 from pydantic import ValidationError
 
+from . import __version__, logs
 from .cors import cors_headers, origin_allowed, preflight_headers
 from .gate import Gate
+from .pii_values import Tally
 from .privacy import Scrubber
 from .protocol import LoyJoyEvent, explain
 from .rows import RequestContext, event_row, rejected_row
@@ -30,7 +32,7 @@ from .settings import Settings, get_settings
 from .sgtm import PIXEL, ProtocolError, data_payload, ga4_context, ga4_hits, ga4_to_fields, to_event, unique_event_id
 from .sink import BigQuerySink, StorageUnavailable
 
-log = logging.getLogger("loyjoy_collector")
+log = logs.log
 
 JSON_TYPES = frozenset({"", "application/json", "text/plain"})
 DATA_TYPES = JSON_TYPES | {"application/x-www-form-urlencoded"}
@@ -45,17 +47,22 @@ class Runtime:
     gate: Gate
     sink: BigQuerySink
     routes: dict[str, Route]
+    stored: logs.StoredCounter
 
 
 @cache
 def runtime() -> Runtime:
     settings = get_settings()
     key = settings.pii_hash_key.get_secret_value().encode() if settings.pii_hash_key else None
-    if key is None:
-        log.warning("PII_HASH_KEY is not set: e-mail addresses are dropped instead of hashed")
     scrubber = Scrubber(key, frozenset(settings.pii_allowed_keys))
+    gate = Gate(scrubber)
+    logs.configure(settings.log_format, settings.project, lambda text: gate.text(text, Tally()))
+    shown = settings.model_dump(mode="json", exclude={"pii_hash_key"}) | {"pii_hash_key_set": key is not None}
+    logs.emit(logging.INFO, f"collector {__version__} started", "start", version=__version__, settings=shown)
+    if key is None:
+        logs.emit(logging.WARNING, "PII_HASH_KEY is not set: e-mail addresses are dropped instead of hashed", "config")
     routes = dict(ROUTES) | {path.rstrip("/") or "/": DATA_ROUTE for path in settings.data_paths}
-    return Runtime(settings, scrubber, Gate(scrubber), BigQuerySink(settings), routes)
+    return Runtime(settings, scrubber, gate, BigQuerySink(settings), routes, logs.StoredCounter())
 
 
 class Refusal(Exception):
@@ -100,8 +107,11 @@ class Refused:
 def collect(request: flask.Request) -> flask.Response:
     """Cloud Functions entry point (`--target collect`)."""
     rt = runtime()
+    logs.set_trace(logs.trace_from(request.headers.get("traceparent"), request.headers.get("X-Cloud-Trace-Context")))
     ctx = request_context(request)
     if ctx.origin and not origin_allowed(ctx.origin, rt.settings.allowed_origins):
+        logs.emit(logging.WARNING, f"origin {ctx.origin} is not allowed", "refused", reason="origin_not_allowed",
+                  status=403, origin=ctx.origin)  # fmt: skip
         return answer(403, error_body("origin_not_allowed", f"origin {ctx.origin} is not in ALLOWED_ORIGINS"))
     route = rt.routes.get(route_path(ctx.path, rt.settings.path_prefixes))
     if request.method == "OPTIONS" and route is not None:
@@ -411,7 +421,12 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
         row_results.append(result)
         row_sources.append(raw | {"event_id": row["event_id"]})
 
-    for error in rt.sink.insert_until_stored(EVENTS, rows, "event_id"):
+    refused_by_bigquery = rt.sink.insert_until_stored(EVENTS, rows, "event_id")
+    if refused_by_bigquery:
+        logs.emit(logging.ERROR, f"BigQuery refused {len(refused_by_bigquery)} of {len(rows)} rows: "
+                  f"{refused_by_bigquery[0].message}", "bigquery_refused", reason="bigquery_refused", protocol=protocol,
+                  rows=len(refused_by_bigquery))  # fmt: skip
+    for error in refused_by_bigquery:
         result = row_results[error.index]
         result.stored = False
         refuse_event(result.index, "bigquery_refused", error.message, row_sources[error.index])
@@ -421,8 +436,14 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
     for _, row in refused:
         row["http_status"] = outcome.status
     keep_rejected(rt, [row for _, row in refused])
+    if outcome.stored:
+        rt.stored.add(outcome.stored)
     if refused:
-        log.info("refused %d of %d events: %s", len(refused), len(events), refused[0][0].reason)
+        reasons = sorted({result.reason or "" for result, _ in refused})
+        ids = [row["rejected_id"] for _, row in refused][:20]
+        logs.emit(logging.WARNING, f"refused {len(refused)} of {len(events)} events: {', '.join(reasons)}",
+                  "refused", reason=reasons[0], reasons=reasons, protocol=protocol, status=outcome.status,
+                  refused=len(refused), events=len(events), rejected_ids=ids)  # fmt: skip
     return outcome
 
 
@@ -432,7 +453,8 @@ def keep_rejected(rt: Runtime, rows: list[dict[str, Any]]) -> None:
     cannot be recorded at all is an outage: nothing is answered as final that is not on record."""
     for error in rt.sink.insert_until_stored(REJECTED, rows, "rejected_id"):
         row = rows[error.index]
-        log.error("BigQuery refused the record of refusal %s: %s", row["rejected_id"], error.message)
+        logs.emit(logging.ERROR, f"BigQuery refused the record of refusal {row['rejected_id']}: {error.message}",
+                  "bigquery_refused", reason=row["reason"], rejected_id=row["rejected_id"])  # fmt: skip
         bare = row | {"raw_payload": None, "raw_truncated": True}
         bare["reason_detail"] = (f"{row['reason_detail'] or ''} [payload not storable: {error.message}]")[:1024]
         if rt.sink.insert_until_stored(REJECTED, [bare], "rejected_id"):
@@ -487,12 +509,15 @@ def refuse(
         keep_rejected(rt, [row])
     except StorageUnavailable as exc:
         return unavailable(ctx, rt, exc)
+    logs.emit(logging.WARNING, f"refused {ctx.method} {ctx.path}: {refusal.reason}", "refused", reason=refusal.reason,
+              protocol=protocol, status=refusal.status, rejected_id=row["rejected_id"], bytes=raw_bytes)  # fmt: skip
     headers = cors_headers(ctx.origin) | refusal.headers
     return answer(refusal.status, error_body(refusal.reason, refusal.detail, row["rejected_id"]), headers)
 
 
 def unavailable(ctx: RequestContext, rt: Runtime, exc: StorageUnavailable) -> flask.Response:
-    log.error("storage unavailable, answering 503: %s", exc)
+    logs.emit(logging.ERROR, f"storage unavailable, answering 503: {exc}", "storage_unavailable",
+              reason="storage_unavailable", status=503, cause=str(exc)[:500])  # fmt: skip
     headers = cors_headers(ctx.origin) | {"Retry-After": str(rt.settings.retry_after_seconds)}
     return answer(
         503,

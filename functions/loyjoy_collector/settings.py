@@ -60,6 +60,10 @@ class Settings(BaseSettings):
         description="sGTM hits that are not LoyJoy events (a GA4 page_view): acknowledged and dropped, or stored.",
     )
 
+    log_format: Literal["auto", "json", "plain"] = Field(
+        default="auto", description="auto: JSON lines for Cloud Logging on Cloud Run (K_SERVICE set), else text."
+    )
+
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     max_events_per_request: int = Field(default=100, ge=1)
     max_nesting_depth: int = Field(default=16, ge=2)

@@ -1,0 +1,74 @@
+"""Operating it: structured log lines that Cloud Logging reads, with nothing personal in them."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .conftest import ORIGIN
+
+EMAIL = "log.person@example.com"
+PHONE = "+49 170 4445556"
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def wait_for_line(collector, predicate, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [line for line in collector.log_lines() if predicate(line)]
+        if found or time.monotonic() > deadline:
+            assert found, "no such log line"
+            return found[-1]
+        time.sleep(0.2)
+
+
+def test_log_lines_are_json_for_cloud_logging_with_trace_labels_and_no_personal_data(collector, tag):
+    body = f'{{"event": "open", "bot_id": "{tag}", "detail": {{"email": "{EMAIL}", "tel": "{PHONE}"'
+    refused = collector.post(
+        body.encode(), headers={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01", "Origin": ORIGIN}
+    )
+    assert refused.status_code == 400
+    rejected_id = refused.json()["rejected_id"]
+    line = wait_for_line(collector, lambda entry: entry.get("rejected_id") == rejected_id)
+    assert line["severity"] == "WARNING" and line["event"] == "refused"
+    assert line["logging.googleapis.com/trace"] == f"projects/loyjoy-local/traces/{TRACE}"
+    assert line["logging.googleapis.com/spanId"] == "00f067aa0ba902b7"
+    assert line["logging.googleapis.com/labels"] == {
+        "event": "refused",
+        "reason": "invalid_json",
+        "protocol": "loyjoy",
+        "status": "400",
+    }
+
+    mixed = collector.post(
+        {"events": [{"event": "open", "bot_id": tag}, {"event": f"Bad {EMAIL}", "bot_id": tag}]},
+        headers={"X-Cloud-Trace-Context": f"{TRACE}/12345;o=1", "Origin": ORIGIN},
+    )
+    assert mixed.status_code == 207
+    kept = mixed.json()["results"][1]["rejected_id"]
+    line = wait_for_line(collector, lambda entry: kept in entry.get("rejected_ids", []))
+    assert (line["reason"], line["refused"], line["events"], line["status"]) == ("invalid_event_name", 1, 2, 207)
+    assert line["logging.googleapis.com/spanId"] == f"{12345:016x}"
+
+    start = wait_for_line(collector, lambda entry: entry.get("event") == "start")
+    assert start["settings"]["pii_hash_key_set"] is True and "pii_hash_key" not in start["settings"]
+    stored = wait_for_line(collector, lambda entry: entry.get("event") == "stored")
+    assert stored["events"] >= 1
+
+    text = collector.log.read_text()
+    for secret in (EMAIL, "log.person", "4445556", "test-hash-key"):
+        assert secret not in text, secret
+
+
+def test_storage_unavailable_and_rows_bigquery_refuses_are_logged(faulty_collector, fault_injector, tag):
+    fault_injector.fail(503)
+    assert faulty_collector.post({"event": "open", "bot_id": tag}).status_code == 503
+    fault_injector.reset()
+    line = wait_for_line(faulty_collector, lambda entry: entry.get("event") == "storage_unavailable")
+    assert line["severity"] == "ERROR" and line["status"] == 503 and "BigQuery" in line["cause"]
+
+    fault_injector.refuse_rows(lambda row: f"no such field: {EMAIL}" if row.get("bot_id") == tag else None)
+    assert faulty_collector.post({"event": "open", "bot_id": tag}).status_code == 400
+    line = wait_for_line(faulty_collector, lambda entry: entry.get("event") == "bigquery_refused")
+    assert line["severity"] == "ERROR" and line["rows"] == 1 and "no such field" in line["message"]
+    assert EMAIL not in json.dumps(line)
