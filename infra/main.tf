@@ -31,7 +31,11 @@ locals {
 
 resource "google_project_service" "services" {
   # Compute Engine only for the load balancer: enabling it in a new project also creates a default network.
-  for_each = toset(concat(local.services, var.custom_domain == null ? [] : ["compute.googleapis.com"]))
+  for_each = toset(concat(
+    local.services,
+    var.custom_domain == null ? [] : ["compute.googleapis.com"],
+    var.alerts_enabled ? ["monitoring.googleapis.com"] : [],
+  ))
 
   project            = var.project_id
   service            = each.value

@@ -174,6 +174,67 @@ variable "load_balancer_log_sample_rate" {
   }
 }
 
+variable "alerts_enabled" {
+  description = "Log-based metrics and alert policies: BigQuery unavailable, refusal spike, server errors, and silence (no event stored for silence_minutes)."
+  type        = bool
+  default     = true
+}
+
+variable "alert_emails" {
+  description = "E-mail addresses the alerts go to. Empty: the policies exist and show in Cloud Monitoring, but notify no one."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", e))])
+    error_message = "alert_emails are e-mail addresses."
+  }
+}
+
+variable "silence_minutes" {
+  description = "Alert when no event was stored for this long (Cloud Monitoring allows 2 minutes to 23.5 hours). Set it above the longest quiet time of your site, e.g. a night."
+  type        = number
+  default     = 360
+
+  validation {
+    condition     = var.silence_minutes >= 2 && var.silence_minutes <= 1410 && floor(var.silence_minutes) == var.silence_minutes
+    error_message = "silence_minutes is a whole number from 2 to 1410 (23.5 hours)."
+  }
+}
+
+variable "refusal_ratio_threshold" {
+  description = "Alert when more than this share of requests is refused (0 to 1) for alert_window_minutes."
+  type        = number
+  default     = 0.2
+
+  validation {
+    condition     = var.refusal_ratio_threshold > 0 && var.refusal_ratio_threshold <= 1
+    error_message = "refusal_ratio_threshold is above 0 and at most 1."
+  }
+}
+
+variable "server_errors_threshold" {
+  description = "Alert when the service answers more than this many 5xx in 5 minutes."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.server_errors_threshold >= 0
+    error_message = "server_errors_threshold is 0 or more."
+  }
+}
+
+variable "alert_window_minutes" {
+  description = "How long the refusal ratio must stay high before the alert fires."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.alert_window_minutes >= 1 && var.alert_window_minutes <= 1440 && floor(var.alert_window_minutes) == var.alert_window_minutes
+    error_message = "alert_window_minutes is a whole number from 1 to 1440."
+  }
+}
+
 variable "kms_key_name" {
   description = "Customer-managed Cloud KMS key for the dataset and tables (projects/.../cryptoKeys/...); null: Google-managed. BigQuery's service agent needs Encrypter/Decrypter on it."
   type        = string

@@ -300,3 +300,25 @@ def test_a_custom_domain_puts_the_function_behind_the_load_balancer_only(infra):
     assert unquote(neg["network_endpoint_type"]) == "SERVERLESS"
     outputs = {unquote(k): v for item in infra["output"] for k, v in item.items()}
     assert "local.collector_url" in outputs["collector_url"]["value"] and "dns_record" in outputs
+
+
+def test_alerts_count_what_the_code_logs(infra):
+    """Every log-based metric filters on an event name the collector really writes, and the four alerts exist:
+    BigQuery unavailable, refusal ratio, server errors, and silence as a metric-absence condition."""
+    locals_ = {k: v for item in infra["locals"] for k, v in item.items()}
+    events = {unquote(spec["event"]) for spec in locals_["log_metrics"].values()}
+    source = "".join(p.read_text() for p in (ROOT / "functions" / "loyjoy_collector").glob("*.py"))
+    for event in events:
+        assert re.search(rf'"{event}"', source), f"the code never logs event {event!r}"
+    policies = {n: b for k, t, n, b in objects(infra) if t == "google_monitoring_alert_policy"}
+    assert set(policies) == {"storage_unavailable", "refusal_ratio", "server_errors", "silence"}
+    [absent] = policies["silence"]["conditions"][0]["condition_absent"]
+    assert unquote(absent["duration"]) == "${var.silence_minutes * 60}s" and "stored" in absent["filter"]
+    assert "denominator_filter" in policies["refusal_ratio"]["conditions"][0]["condition_threshold"][0]
+    assert (
+        'response_code_class=\\"5xx\\"'
+        in policies["server_errors"]["conditions"][0]["condition_threshold"][0]["filter"]
+    )
+    variables = {unquote(k): v for item in infra["variable"] for k, v in item.items()}
+    assert variables["alerts_enabled"]["default"] is True
+    assert "1410" in variables["silence_minutes"]["validation"][0]["condition"]  # 23.5 h, Cloud Monitoring's limit
