@@ -141,7 +141,7 @@ class Request:
     loyjoy_hits: int = 0  # GA4 hits that must land (204 has no per-event answer)
 
 
-def _typed_field(draw: st.DrawFn, plant: Plant) -> dict[str, Any]:
+def typed_field(draw: st.DrawFn, plant: Plant) -> dict[str, Any]:
     where = draw(st.sampled_from(["client_id", "session_id", "page_title", "page_location", "page_referrer", "utm"]))
     if where == "page_location":
         return {
@@ -163,7 +163,7 @@ def loyjoy_request(draw: st.DrawFn) -> Request:
         event: dict[str, Any] = {"event": draw(st.sampled_from(["open", "customer", "sign_in", "message_received", "link_clicked"])),
                                  "bot_id": tag, "detail": draw(placed(plant))}  # fmt: skip
         if plant.by_value and draw(st.booleans()):
-            event |= _typed_field(draw, plant)
+            event |= typed_field(draw, plant)
         mutation = draw(st.sampled_from(["none", "none", "none", "name", "type", "event_id", "range", "missing"]))
         if mutation == "name":
             event["event"] = draw(st.sampled_from(["Not A Name", "", "x" * 200, "ö"]))

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import time
 import uuid
+from urllib.parse import quote, urlencode
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loyjoy_collector.gate import Gate
 from loyjoy_collector.pii_values import Tally, scrub_text
-from loyjoy_collector.privacy import Scrubber
+from loyjoy_collector.privacy import CONTAINER_KEYS, Scrubber
+
+from .test_fuzz import ALLOWED_KEYS, OTHER_KEYS, PERSONAL_KEYS, placed, plants, typed_field
 
 JWT_PAYLOAD = base64.urlsafe_b64encode(b'{"email":"jane.doe@example.com","firstname":"Jane"}').decode().rstrip("=")
 JWT = f"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{JWT_PAYLOAD}.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
@@ -169,3 +173,56 @@ def test_a_realistic_loyjoy_chat_keeps_its_analytics():
     assert all(dropped[n] == [] for n in ("quiz_answered", "newsletter_double_opt_in", "nps_survey_score_9"))
     link = json.loads(gate.json_text(scrubber.scrub(chat[7][1], Tally()), Tally()))
     assert link["url"] == "https://shop.example.de/p/1?mail=[email]" and link["label"] == "Zum Produkt"
+
+
+# -------------------------------------------------------------- generated values, without servers (fast)
+
+TEXT_EXAMPLES = int(os.environ.get("FUZZ_TEXT_EXAMPLES", "300"))
+RANDOM = os.environ.get("FUZZ_RANDOM") == "1"
+SCRUBBER = Scrubber(b"k")
+GATE = Gate(SCRUBBER)
+STRICT_KEYS = SCRUBBER.kept_keys - CONTAINER_KEYS
+
+
+@settings(max_examples=TEXT_EXAMPLES, deadline=None, derandomize=not RANDOM, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_planted_values_never_survive_any_form_of_a_body(data):
+    """The fuzz run's planted values in the forms the collector keeps: a parsed event (allow-list and gate), a
+    body that did not parse (whole, cut off, or behind garbage: strict text)."""
+    plant = data.draw(plants())
+    event = {"event": "sign_in", "bot_id": "fz1", "detail": data.draw(placed(plant))}
+    if plant.by_value and data.draw(st.booleans()):
+        event |= typed_field(data.draw, plant)
+    body = json.dumps({"events": [event]}, ensure_ascii=False)
+    form = data.draw(st.sampled_from(["parsed", "text", "cut", "garbage"]))
+    if form == "parsed":
+        tally = Tally()
+        kept = GATE.json_text(SCRUBBER.scrub(json.loads(body), tally), tally)
+    else:
+        if form == "cut":
+            body = body[: data.draw(st.integers(1, len(body)))]
+        elif form == "garbage":
+            body = data.draw(st.text(max_size=10)) + body
+        kept = scrub_text(body, Tally(), STRICT_KEYS, strict=True)
+    for marker in plant.markers:
+        assert marker not in kept
+
+
+@settings(max_examples=TEXT_EXAMPLES, deadline=None, derandomize=not RANDOM, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_planted_values_never_survive_urls_and_query_strings(data):
+    """GA4 hits and page URLs: percent-encoded (twice), form-encoded (`+` for space), under personal keys."""
+    plant = data.draw(plants())
+    keys = PERSONAL_KEYS + (OTHER_KEYS + ALLOWED_KEYS if plant.by_value else [])
+    key = data.draw(st.sampled_from(keys))
+    page = f"https://shop.example.com/?{quote(key)}={quote(plant.text)}"
+    hit = {"en": "loyjoy", f"ep.{key}": plant.text}
+    form = data.draw(st.sampled_from(["query", "lines", "url"]))
+    text = {
+        "query": urlencode({"v": "2", "dl": page} | hit),
+        "lines": urlencode(hit) + "\n" + urlencode({"en": "page_view", f"ep.{key}": plant.text}),
+        "url": page,
+    }[form]
+    kept = scrub_text(text, Tally(), STRICT_KEYS, strict=form != "url")
+    for marker in plant.markers:
+        assert marker not in kept

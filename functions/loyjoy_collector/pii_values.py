@@ -20,7 +20,7 @@ import base64
 import binascii
 import html
 import re
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 EMAIL_PLACEHOLDER = "[email]"
 JWT_PLACEHOLDER = "[jwt]"
@@ -80,7 +80,7 @@ PERSONAL_STEMS = (
 
 
 def personal_key(name: str) -> bool:
-    key = normalise_key(name)
+    key = normalise_key(name.rpartition(".")[2])  # `ep.vorname`: a GA4 parameter
     return key in PERSONAL_WORDS or any(stem in key for stem in PERSONAL_STEMS)
 
 
@@ -137,7 +137,7 @@ STREET_PLACEHOLDER = "[address]"
 
 _KEYED = re.compile(
     r"""(?P<q>["']?)(?P<key>[^\W\d][\w.\-]{0,40})(?P=q)\s*(?P<sep>[:=])\s*"""
-    r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|(?!//|[{\[])[^&\s,;}\]"'#?]+)"""
+    r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|(?!//|[{\[])[^&\s,;}\]"'#?](?:[^&\n\r,;}\]"'#?]*[^&\s,;}\]"'#?])?)"""
 )
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][\w.\-]{0,60}")
@@ -250,9 +250,13 @@ def _keyed(match: re.Match[str], tally: Tally, allowed: frozenset[str], strict: 
     key = match.group("key")
     value = match.group("value")
     inner = value.strip("\"'")
-    if not inner or inner.startswith("[") or normalise_key(key.rpartition(".")[2]) in allowed:
-        return match.group(0)
-    if not strict and not personal_key(key):
+    keep = not inner or _PLACEHOLDER.fullmatch(inner) or normalise_key(key.rpartition(".")[2]) in allowed
+    if keep or (not strict and not personal_key(key)):
+        if len(value) > 2 and value[0] in "\"'" and ("=" in inner or ":" in inner):
+            # a kept quoted value may hold pairs of its own: "url": "https://…/?vorname=Erika"
+            start = match.start("value") - match.start(0) + 1
+            body = _KEYED.sub(lambda m: _keyed(m, tally, allowed, False), value[1:-1])
+            return match.group(0)[:start] + body + value[-1]
         return match.group(0)
     tally.replaced += 1
     quote = value[0] if value[0] in "\"'" else ""
@@ -319,11 +323,13 @@ def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool)
     return text
 
 
-def _unescaped(text: str) -> str:
-    """The text with percent-, unicode- and HTML-escapes decoded (twice: double encoding is common)."""
-    for _ in range(2):
-        if "%" in text:
-            text = unquote(text, errors="replace")
+def _unescaped(text: str, plus: bool = False) -> str:
+    """The text with percent-, unicode- and HTML-escapes decoded (twice: double encoding is common); with
+    `plus`, a `+` is a space, as in form-encoded query strings."""
+    for round_ in range(2):
+        if "%" in text or plus:
+            first_plus = plus and round_ == 0  # a `+` that decoding made is a plus sign
+            text = unquote_plus(text, errors="replace") if first_plus else unquote(text, errors="replace")
         if "\\" in text:
             text = _ESCAPE.sub(lambda m: chr(int(m.group(0)[2:], 16)), text)
         if "&" in text:
@@ -332,16 +338,15 @@ def _unescaped(text: str) -> str:
 
 
 def scrub_text(text: str, tally: Tally, allowed_keys: frozenset[str] = frozenset(), strict: bool = False) -> str:
-    """`text` without personal values. When only an escaped form gave one away, the decoded, scrubbed form
-    is what is kept: the escaping is lost, the value too. `strict` (for bodies that could not be parsed)
-    applies the allow-list to text: every `key: value` whose key is not in `allowed_keys` loses its value."""
-    clean = _scrub_plain(text, tally, allowed_keys, strict)
-    if "%" in clean or "\\" in clean or "&" in clean:
-        decoded = _unescaped(clean)
-        if decoded != clean:
-            probe = Tally()
-            scrubbed = _scrub_plain(decoded, probe, allowed_keys, strict)
-            if probe.replaced:
-                tally.replaced += probe.replaced
-                clean = scrubbed
-    return clean
+    """`text` without personal values. Escaped text is decoded first when only the decoded form gives a value
+    away (`%2B49%20170…`, `jane\\u0040…`): the escaping is lost, the value too. `strict` (for bodies that
+    could not be parsed) applies the allow-list to text: a value whose key is not in `allowed_keys` is gone."""
+    if "%" in text or "\\" in text or "&" in text:
+        # `+` is a space in form-encoded text (a query string: pairs, no spaces, quotes or braces) only
+        decoded = _unescaped(text, plus="=" in text and not any(c in text for c in ' {}"'))
+        if decoded != text:
+            probe, plain = Tally(), Tally()
+            _scrub_plain(decoded, probe, allowed_keys, False)
+            if probe.replaced and (_scrub_plain(text, plain, allowed_keys, False), plain.replaced)[1] < probe.replaced:
+                text = decoded
+    return _scrub_plain(text, tally, allowed_keys, strict)
