@@ -23,7 +23,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from loyjoy_collector.cli import local_env, start_function, start_local_bigquery
+from loyjoy_collector.ops.cli import local_env, start_function, start_local_bigquery
 
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
@@ -109,7 +109,7 @@ def bootstrap(env: dict[str, str], dataset: str) -> dict[str, str]:
     """A fresh dataset per measurement: the local BigQuery slows down as a table grows."""
     env = env | {"BQ_DATASET": dataset}
     subprocess.run(
-        [sys.executable, "-m", "loyjoy_collector.cli", "bootstrap"], env=env, check=True, capture_output=True
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=env, check=True, capture_output=True
     )
     return env
 

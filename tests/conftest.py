@@ -21,7 +21,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 from playwright.sync_api import Browser, sync_playwright
 
-from loyjoy_collector.cli import local_env, start_function, start_local_bigquery
+from loyjoy_collector.ops.cli import local_env, start_function, start_local_bigquery
 
 from .fault_bigquery import FaultyBigQuery
 
@@ -89,7 +89,7 @@ def local_bigquery() -> Iterator[LocalBigQuery]:
     )
     env = local_env(port, ORIGIN)
     subprocess.run(
-        [sys.executable, "-m", "loyjoy_collector.cli", "bootstrap"], env=env, check=True, capture_output=True
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=env, check=True, capture_output=True
     )
     try:
         yield LocalBigQuery(url, port, client)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from loyjoy_collector.cli import local_env, wait_for
+from loyjoy_collector.ops.cli import local_env, wait_for
 
 from .conftest import PAGE_PORT, LocalBigQuery, free_port, start_collector, stop
 
@@ -48,7 +48,15 @@ def demo_page(collector) -> Iterator[str]:
     """The dev command's page server, on the origin the collector allows."""
     env = local_env(0, "")
     process = subprocess.Popen(
-        [sys.executable, "-m", "loyjoy_collector.devserver", "--port", str(PAGE_PORT), "--collector", collector.url],
+        [
+            sys.executable,
+            "-m",
+            "loyjoy_collector.ops.devserver",
+            "--port",
+            str(PAGE_PORT),
+            "--collector",
+            collector.url,
+        ],
         env=env,
     )
     wait_for(f"http://127.0.0.1:{PAGE_PORT}/test/page.html", 15, process)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from loyjoy_collector.cli import local_env
+from loyjoy_collector.ops.cli import local_env
 from loyjoy_collector.privacy import Scrubber
 from loyjoy_collector.protocol import LoyJoyEvent
 from loyjoy_collector.rows import RequestContext, event_row, rejected_row
@@ -124,7 +124,7 @@ def seeded(local_bigquery) -> Seeded:
         assert client.insert_rows_json(table, rows) == []
 
     subprocess.run(
-        [sys.executable, "-m", "loyjoy_collector.cli", "bootstrap"], env=env, check=True, capture_output=True
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=env, check=True, capture_output=True
     )
 
     settings = Settings(bq_dataset=DATASET)

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
-FUNCTION_SOURCE = Path(__file__).resolve().parent.parent / "main.py"
+FUNCTION_SOURCE = Path(__file__).resolve().parents[2] / "main.py"
 DEV_ORIGINS = "http://127.0.0.1:8081,http://localhost:8081,http://127.0.0.1:8080,http://localhost:8080"
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from ..settings import Settings
     from .bootstrap import bootstrap
-    from .settings import Settings
 
     for line in bootstrap(Settings()):
         print(line)
@@ -48,7 +48,7 @@ def start_local_bigquery(port: int, data_dir: Path | None, log: Path | None = No
     command = [
         sys.executable,
         "-m",
-        "loyjoy_collector.local_bigquery",
+        "loyjoy_collector.ops.local_bigquery",
         "start",
         "--rest-port",
         str(port),
@@ -102,8 +102,8 @@ def local_env(bq_port: int, origins: str) -> dict[str, str]:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    from ..settings import Settings
     from .bootstrap import bootstrap
-    from .settings import Settings
 
     state = Path(args.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def start_demo(port: int, env: dict[str, str], collector: str) -> subprocess.Popen[bytes]:
     """The demo page (snippet + LoyJoy stand-in) on its own origin, reading rows from the same BigQuery."""
-    command = [sys.executable, "-m", "loyjoy_collector.devserver", "--port", str(port), "--collector", collector]
+    command = [sys.executable, "-m", "loyjoy_collector.ops.devserver", "--port", str(port), "--collector", collector]
     process = subprocess.Popen(command, env=env)
     wait_for(f"http://127.0.0.1:{port}/", 15, process)
     return process
@@ -162,7 +162,7 @@ The collector runs on http://127.0.0.1:{port}/ (Ctrl-C stops everything).
 
 def reading_settings(args: argparse.Namespace) -> Settings:
     """The local BigQuery of `dev`, unless the environment names another one or --cloud says so."""
-    from .settings import Settings
+    from ..settings import Settings
 
     settings = Settings()
     if not settings.bigquery_api_endpoint and not args.cloud:
@@ -172,7 +172,7 @@ def reading_settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_rows(args: argparse.Namespace) -> int:
-    from .sink import BigQuerySink
+    from ..sink import BigQuerySink
 
     settings = reading_settings(args)
     sink = BigQuerySink(settings)
@@ -191,8 +191,8 @@ def cmd_rows(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from datetime import date
 
+    from ..sink import BigQuerySink
     from .replay import rejected_rows, replay
-    from .sink import BigQuerySink
 
     settings = reading_settings(args)
     since = date.fromisoformat(args.since) if args.since else None

@@ -14,8 +14,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-SNIPPET_DIR = Path(__file__).resolve().parents[2] / "snippet"
-SHIPPED = Path(__file__).resolve().parent / "static" / "loyjoy-collector.min.js"
+SNIPPET_DIR = Path(__file__).resolve().parents[3] / "snippet"
+SHIPPED = Path(__file__).resolve().parents[1] / "static" / "loyjoy-collector.min.js"
 
 
 class DemoHandler(SimpleHTTPRequestHandler):
@@ -55,8 +55,8 @@ class DemoHandler(SimpleHTTPRequestHandler):
 
 @cache
 def _sink() -> Any:
-    from .settings import Settings
-    from .sink import BigQuerySink
+    from ..settings import Settings
+    from ..sink import BigQuerySink
 
     return BigQuerySink(Settings())  # one client for the page's polling, not one per poll
 

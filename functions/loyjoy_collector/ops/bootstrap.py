@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from .schema import tables, views
-from .settings import Settings
-from .sink import BigQuerySink
+from ..schema import tables, views
+from ..settings import Settings
+from ..sink import BigQuerySink
 
 
 def _schema(fields: list[dict[str, Any]]) -> list[Any]:

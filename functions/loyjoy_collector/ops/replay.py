@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
-from .sink import BigQuerySink
+from ..sink import BigQuerySink
 
 
 @dataclass(frozen=True)
