@@ -57,3 +57,13 @@ output "looker_studio_url" {
 
   depends_on = [google_bigquery_table.views_tier3]
 }
+
+output "check_command" {
+  description = "Run after every apply: health, CORS for your first origin, the snippet, a test event stored and read back (left out of every view), a refusal kept. Non-zero exit on failure."
+  value       = "BQ_PROJECT=${var.project_id} BQ_DATASET=${var.dataset_id} loyjoy-collector check ${local.collector_url} --origin ${var.allowed_origins[0]} --cloud"
+}
+
+output "erase_command" {
+  description = "How to erase one person (GDPR Art. 17): the deployed key is read from Secret Manager; add --dry-run to count first."
+  value       = "BQ_PROJECT=${var.project_id} BQ_DATASET=${var.dataset_id} loyjoy-collector erase --email ADDRESS --secret ${google_secret_manager_secret.pii_hash_key.secret_id} --cloud"
+}

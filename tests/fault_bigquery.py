@@ -73,6 +73,7 @@ class FaultyBigQuery:
             self._refuse: Callable[[dict[str, Any]], str | None] | None = None
             self._stop_others = False
             self._poison: tuple[bytes, int, str] | None = None
+            self._dml_refusals = 0
             self.insert_calls = []
 
     def fail(self, status: int = 503, times: int | None = None) -> None:
@@ -96,6 +97,12 @@ class FaultyBigQuery:
         with self._lock:
             self._poison = (value.encode(), status, f"/tables/{table}/insertAll")
 
+    def refuse_dml(self, times: int) -> None:
+        """Answer the next `times` DELETE/UPDATE/MERGE jobs as BigQuery does for rows that insertAll streamed in
+        the last ~30 minutes."""
+        with self._lock:
+            self._dml_refusals = times
+
     def start(self) -> None:
         self._thread.start()
 
@@ -110,6 +117,14 @@ class FaultyBigQuery:
         body = request.rfile.read(length) if length else b""
         if request.path.split("?")[0].endswith("/insertAll"):
             status, payload = self._insert_all(request, body)
+        elif self._refuses_dml(request, body):
+            message = (
+                "UPDATE or DELETE statement over table loyjoy-local.loyjoy.events would affect rows in the "
+                "streaming buffer, which is not supported"
+            )
+            error = {"code": 400, "message": message, "status": "INVALID_ARGUMENT",
+                     "errors": [{"message": message, "domain": "global", "reason": "invalidQuery"}]}  # fmt: skip
+            status, payload = 400, json.dumps({"error": error}).encode()
         else:
             status, payload = self._forward(request, body)
         request.send_response(status)
@@ -117,6 +132,15 @@ class FaultyBigQuery:
         request.send_header("Content-Length", str(len(payload)))
         request.end_headers()
         request.wfile.write(payload)
+
+    def _refuses_dml(self, request: BaseHTTPRequestHandler, body: bytes) -> bool:
+        if request.command != "POST" or not request.path.split("?")[0].endswith(("/jobs", "/queries")):
+            return False
+        with self._lock:
+            if self._dml_refusals <= 0 or b"DELETE FROM" not in body:
+                return False
+            self._dml_refusals -= 1
+            return True
 
     def _forward(self, request: BaseHTTPRequestHandler, body: bytes) -> tuple[int, bytes]:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in {"host", "content-length"}}

@@ -210,6 +210,53 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if stored == len(results) else 1
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    from .. import logs
+    from ..sink import BigQuerySink
+    from .erase import Erasure, hash_key_from_secret, keyed_hash, load_pending, pseudonyms, run
+
+    settings = reading_settings(args)
+    logs.configure("json", settings.project, lambda text: text)  # the audit line: hashes and counts only
+    pending_file = Path(args.pending_file)
+    if args.resume:
+        todo = load_pending(pending_file)
+        if not todo:
+            print(f"nothing pending in {pending_file}")
+    else:
+        if not args.email and not args.client_id:
+            print("name the person: --email ADDRESS and/or --client-id ID", file=sys.stderr)
+            return 2
+        if args.email:
+            key_value = settings.pii_hash_key.get_secret_value().encode() if settings.pii_hash_key else None
+            if key_value is None and args.cloud:
+                key_value = hash_key_from_secret(settings.project or "", args.secret)
+            if key_value is None:
+                print("the e-mail hash needs the deployed key: set PII_HASH_KEY, or use --cloud", file=sys.stderr)
+                return 2
+            todo = [Erasure(keyed_hash(key_value, args.email), list(args.client_id), pseudonyms(key_value, args.email))]
+        else:
+            todo = [Erasure(None, list(args.client_id))]
+    sink = BigQuerySink(settings)
+    for erasure in todo:
+        run(sink, erasure, dry_run=args.dry_run, wait_minutes=args.wait, retry_seconds=args.retry_every,
+            say=print, pending_file=None if args.dry_run else pending_file)  # fmt: skip
+        total = sum(erasure.deleted.values())
+        print(f"{total} rows {'would be ' if args.dry_run else ''}deleted: {json.dumps(erasure.deleted)}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ..sink import BigQuerySink
+    from .check import check
+
+    sink = None if args.no_read else BigQuerySink(reading_settings(args))
+    passed = check(
+        args.url, args.origin, sink, lambda s: print(f"{'PASS' if s.ok else 'FAIL'}  {s.name:13} {s.detail}")
+    )
+    print("all checks passed" if passed else "FAILED")
+    return 0 if passed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loyjoy-collector", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -242,6 +289,29 @@ def main(argv: list[str] | None = None) -> int:
     again.add_argument("--bigquery-port", type=int, default=9050)
     again.add_argument("--cloud", action="store_true", help="read the BigQuery the environment names")
     again.set_defaults(run=cmd_replay)
+
+    erase = commands.add_parser("erase", help="delete one person's rows everywhere (GDPR Art. 17)")
+    erase.add_argument("--email", help="the person's e-mail address (hashed with the deployed key, never stored)")
+    erase.add_argument("--client-id", action="append", default=[], help="a client id of theirs (repeatable)")
+    erase.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    erase.add_argument("--resume", action="store_true", help="finish erasures that were interrupted")
+    erase.add_argument("--wait", type=float, default=90, help="minutes to wait out BigQuery's streaming buffer")
+    erase.add_argument("--retry-every", type=float, default=60, help="seconds between tries while waiting")
+    erase.add_argument("--secret", default="loyjoy-collector-pii-hash-key", help="Secret Manager secret (--cloud)")
+    erase.add_argument("--pending-file", default=".local/erasure-pending.json")
+    erase.add_argument("--bigquery-port", type=int, default=9050)
+    erase.add_argument(
+        "--cloud", action="store_true", help="the BigQuery the environment names; key from Secret Manager"
+    )
+    erase.set_defaults(run=cmd_erase)
+
+    verify = commands.add_parser("check", help="after a deploy: health, CORS, snippet, an event stored, a refusal kept")
+    verify.add_argument("url", help="the collector URL (terraform output -raw collector_url)")
+    verify.add_argument("--origin", required=True, help="your site's origin, as in allowed_origins")
+    verify.add_argument("--no-read", action="store_true", help="do not read BigQuery back (no access)")
+    verify.add_argument("--bigquery-port", type=int, default=9050)
+    verify.add_argument("--cloud", action="store_true", help="read the BigQuery the environment names")
+    verify.set_defaults(run=cmd_check)
 
     args = parser.parse_args(argv)
     return int(args.run(args))

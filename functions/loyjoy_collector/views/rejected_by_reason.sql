@@ -9,4 +9,5 @@ SELECT
   MAX(received_at) AS last_seen,
   MAX(reason_detail) AS example_detail
 FROM `${project}.${dataset}.events_rejected`
+WHERE NOT STARTS_WITH(IFNULL(raw_payload, ''), '{"event": "collector_check"')  -- `loyjoy-collector check`
 GROUP BY day, reason, protocol, http_status
