@@ -48,6 +48,8 @@ STRICT_TEXT = frozenset({"raw_payload", "query"})
 # Identifiers: a placeholder would merge every visitor (or event) whose id held a personal value into one;
 # such an id becomes a keyed pseudonym of itself instead (a fresh one for an event id, without a key).
 ID_COLUMNS = frozenset({"event_id", "client_id", "session_id", "ga_client_id"})
+# Made by the collector itself from nothing a sender wrote: a keyed hash, enum values, its own version.
+OWN_COLUMNS = frozenset({"email_hash", "protocol", "consent_analytics", "collector_version"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _DROP = object()
@@ -94,6 +96,8 @@ class Gate:
     def _cell(self, column: dict[str, Any], value: Any, tally: Tally) -> Any:
         name, kind = column["name"], column["type"]
         limit = LIMITS.get(name, DEFAULT_LIMIT)
+        if name in OWN_COLUMNS:
+            return value
         if kind == "STRING" and name in ID_COLUMNS and isinstance(value, str):
             return self._identifier(name, value, tally)
         if kind == "STRING":

@@ -20,6 +20,7 @@ import base64
 import binascii
 import html
 import re
+from functools import lru_cache
 from urllib.parse import unquote, unquote_plus
 
 EMAIL_PLACEHOLDER = "[email]"
@@ -31,6 +32,7 @@ CARD_PLACEHOLDER = "[card]"
 REDACTED = "[redacted]"
 
 
+@lru_cache(maxsize=4096)
 def normalise_key(name: str) -> str:
     """`First-Name`, `firstName` and `first_name` are one key: lower case, letters and digits only."""
     return re.sub(r"[^0-9a-zß-ÿ]", "", name.lower())
@@ -79,6 +81,7 @@ PERSONAL_STEMS = (
 )  # fmt: skip
 
 
+@lru_cache(maxsize=4096)
 def personal_key(name: str) -> bool:
     key = normalise_key(name.rpartition(".")[2])  # `ep.vorname`: a GA4 parameter
     return key in PERSONAL_WORDS or any(stem in key for stem in PERSONAL_STEMS)
@@ -98,7 +101,14 @@ _LETTER = re.compile(r"[^\W\d_]")
 # ---------------------------------------------------------------------------------------- base64, JWT
 
 _B64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{16,}(?:={1,2}|(?:%3D){1,2})?")
-_PRINTABLE = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
+_PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
+# Hex digits and hyphens (UUIDs, hashes): base64 of readable text always has other letters, so skip decoding.
+_HEXISH = re.compile(r"[0-9a-f\-]+")
+_MIXED_CASE = re.compile(r"(?=.*[A-Z])(?=.*[a-z])")  # base64 of 16+ characters of text has both, nearly always
+# Nothing can be found in it: no digits, no `@`, `:`, `=` or escapes, and shorter than a base64 run.
+_TRIVIAL = re.compile(r"[A-Za-z_.\- ]{0,15}")
+_DIGIT = re.compile(r"\d")
+_EIGHT_DIGITS = re.compile(r"(?:\D*\d){8}")
 
 # ------------------------------------------------------------------------------- phone, IBAN, cards
 
@@ -179,7 +189,7 @@ def _decoded_b64(run: str) -> bytes | None:
             decoded = base64.b64decode(part, validate=True)
         except (binascii.Error, ValueError):
             continue
-        if decoded and sum(byte in _PRINTABLE for byte in decoded) >= 0.85 * len(decoded):
+        if decoded and len(decoded.translate(None, _PRINTABLE)) <= 0.15 * len(decoded):
             return decoded
     return None
 
@@ -209,7 +219,7 @@ def _b64(match: re.Match[str], tally: Tally) -> str:
     if run.startswith("eyJ"):  # base64 of '{"': a JWT segment, whole or not
         tally.replaced += 1
         return JWT_PLACEHOLDER
-    if _decoded_b64(run) is None:
+    if _HEXISH.fullmatch(run) or not _MIXED_CASE.match(run) or _decoded_b64(run) is None:
         return run
     tally.replaced += 1
     return BASE64_PLACEHOLDER
@@ -309,9 +319,9 @@ def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool)
             text = _EMAIL_RFC.sub(lambda m: _email(m, tally), text)
     if len(text) >= 16:
         text = _B64_RUN.sub(lambda m: _b64(m, tally), text)
-    if any(ch.isdigit() for ch in text):
+    if _DIGIT.search(text):
         text = _STREET.sub(lambda m: _street(m, tally), text)
-    if sum(ch.isdigit() for ch in text) >= 8:
+    if _EIGHT_DIGITS.match(text):
         text = _IBAN.sub(lambda m: _iban(m, tally), text)
         text = _CARD.sub(lambda m: _card(m, tally), text)
         text = _PHONE_INTL.sub(lambda m: _phone(m, tally, 8), text)
@@ -341,6 +351,8 @@ def scrub_text(text: str, tally: Tally, allowed_keys: frozenset[str] = frozenset
     """`text` without personal values. Escaped text is decoded first when only the decoded form gives a value
     away (`%2B49%20170…`, `jane\\u0040…`): the escaping is lost, the value too. `strict` (for bodies that
     could not be parsed) applies the allow-list to text: a value whose key is not in `allowed_keys` is gone."""
+    if _TRIVIAL.fullmatch(text):
+        return text
     if "%" in text or "\\" in text or "&" in text:
         # `+` is a space in form-encoded text (a query string: pairs, no spaces, quotes or braces) only
         decoded = _unescaped(text, plus="=" in text and not any(c in text for c in ' {}"'))
