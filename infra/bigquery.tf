@@ -34,7 +34,7 @@ resource "google_bigquery_table" "tables" {
   table_id            = each.key
   description         = each.value.description
   schema              = file("${local.schema_dir}/${each.value.schema_file}")
-  clustering          = each.value.clustering
+  clustering          = length(each.value.clustering) > 0 ? each.value.clustering : null
   deletion_protection = var.deletion_protection
   labels              = local.labels
 

@@ -52,6 +52,10 @@ class BigQuerySink:
         self._group = GroupCommit() if settings.bq_group_commit else None
         self._last_stored = float("-inf")  # when an insert last went through: BigQuery is up
 
+    @property
+    def dataset(self) -> str:
+        return self._settings.bq_dataset
+
     def table_id(self, table: str) -> str:
         return f"{self.client.project}.{self._settings.bq_dataset}.{table}"
 

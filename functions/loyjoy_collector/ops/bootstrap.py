@@ -12,6 +12,7 @@ from typing import Any
 from ..schema import tables, views
 from ..settings import Settings
 from ..sink import BigQuerySink
+from .refresh import MODELS, refresh
 
 
 def _schema(fields: list[dict[str, Any]]) -> list[Any]:
@@ -43,7 +44,7 @@ def bootstrap(settings: Settings, sink: BigQuerySink | None = None) -> list[str]
             table.time_partitioning = bigquery.TimePartitioning(
                 type_=bigquery.TimePartitioningType.DAY, field=spec.partition_field
             )
-            table.clustering_fields = spec.clustering
+            table.clustering_fields = spec.clustering or None
             client.create_table(table)
             done.append(f"table {table_id}: created")
             continue
@@ -55,6 +56,16 @@ def bootstrap(settings: Settings, sink: BigQuerySink | None = None) -> list[str]
             done.append(f"table {table_id}: added {', '.join(f['name'] for f in missing)}")
         else:
             done.append(f"table {table_id}: up to date")
+
+    for name in MODELS:  # the analyst tables used to be views of these names
+        try:
+            if client.get_table(f"{dataset_id}.{name}").table_type == "VIEW":
+                client.delete_table(f"{dataset_id}.{name}")
+                done.append(f"view {dataset_id}.{name}: dropped (now a table)")
+        except NotFound:
+            pass
+    ran = refresh(BigQuerySink(settings) if sink is None else sink)
+    done.append(f"analyst tables: {', '.join(MODELS)} refreshed ({ran.days} days)")
 
     values = {
         "project": client.project,

@@ -245,6 +245,19 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from ..sink import BigQuerySink
+    from .refresh import refresh
+
+    ran = refresh(BigQuerySink(reading_settings(args)), recent_days=args.days, full=args.full)
+    if not ran.days and not ran.rejected_days:
+        print(f"nothing new since the last refresh ({ran.seconds:.1f} s)")
+    else:
+        print(f"rebuilt {ran.days} event days ({ran.first_day} to {ran.last_day}), {ran.session_days} session days, "
+              f"{ran.rejected_days} refusal days in {ran.seconds:.1f} s")  # fmt: skip
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from ..sink import BigQuerySink
     from .check import check
@@ -289,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     again.add_argument("--bigquery-port", type=int, default=9050)
     again.add_argument("--cloud", action="store_true", help="read the BigQuery the environment names")
     again.set_defaults(run=cmd_replay)
+
+    again_tables = commands.add_parser("refresh", help="bring the analyst tables up to date (incremental)")
+    again_tables.add_argument("--days", type=int, default=0, help="also rebuild the last N days, new rows or not")
+    again_tables.add_argument("--full", action="store_true", help="rebuild the whole history")
+    again_tables.add_argument("--bigquery-port", type=int, default=9050)
+    again_tables.add_argument("--cloud", action="store_true", help="the BigQuery the environment names")
+    again_tables.set_defaults(run=cmd_refresh)
 
     erase = commands.add_parser("erase", help="delete one person's rows everywhere (GDPR Art. 17)")
     erase.add_argument("--email", help="the person's e-mail address (hashed with the deployed key, never stored)")

@@ -1,6 +1,4 @@
--- Every event once: insertAll's insertId dedup is best-effort and senders retry, so keep the first copy
--- of each event_id. Every other view reads this one. `loyjoy-collector check`'s test events are left out.
+-- Every event once, kept for Looker Studio sources made before the analyst tables: events_clean is the
+-- deduplicated table (refreshed incrementally, partitioned by day), so this view prunes like it.
 SELECT *
-FROM `${project}.${dataset}.events`
-WHERE event_name != 'collector_check'
-QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY received_at) = 1
+FROM `${project}.${dataset}.events_clean`

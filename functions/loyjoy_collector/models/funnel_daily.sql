@@ -1,5 +1,5 @@
--- The chat funnel per day and process: sessions that reached each step, and the rate from step to step.
--- A step counts when its event happened in the session (a chat opened by API may have no `show`).
+-- The chat funnel per day and process, for every day whose sessions this run rebuilt: sessions that reached
+-- each step, and the rate from step to step. A step counts when its event happened in the session.
 SELECT
   day,
   bot_id,
@@ -19,4 +19,5 @@ SELECT
   SAFE_DIVIDE(COUNTIF(opted_in), COUNTIF(started)) AS opt_in_rate,
   SAFE_DIVIDE(COUNTIF(signed_up OR opted_in), COUNTIF(loaded)) AS conversion_rate
 FROM `${project}.${dataset}.sessions`
+WHERE day IN UNNEST(session_days)
 GROUP BY day, bot_id, process_id

@@ -1,5 +1,7 @@
--- One row per chat session: when, how long, how far it got, where the visitor came from.
--- Events without a session id (no analytics consent) are counted in daily_counts, not here.
+-- One row per chat session: when, how long, how far it got, where the visitor came from. Rebuilt for every
+-- session with an event on a day of this run, from all its events: a session that spans midnight (or the
+-- edge of the run's days) is read from the day before and after too. Events without a session id (no
+-- analytics consent) are counted in daily_counts, not here.
 SELECT
   *,
   DATE(started_at) AS day,
@@ -35,7 +37,11 @@ FROM (
     MAX(utm_campaign) AS utm_campaign,
     MAX(device_type) AS device_type,
     MAX(page_hostname) AS page_hostname
-  FROM `${project}.${dataset}.events_dedup`
-  WHERE session_id IS NOT NULL
+  FROM `${project}.${dataset}.events_clean`
+  WHERE DATE(event_ts) BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY)
+    AND session_id IN (
+      SELECT session_id FROM `${project}.${dataset}.events_clean`
+      WHERE DATE(event_ts) IN UNNEST(days) AND session_id IS NOT NULL
+    )
   GROUP BY session_id
 )

@@ -1,4 +1,4 @@
--- Events per day, bot, process and event name: the table behind most Looker Studio charts.
+-- Events per day, bot, process and event name, for the days of this run: the table behind most charts.
 SELECT
   DATE(event_ts) AS day,
   bot_id,
@@ -9,5 +9,6 @@ SELECT
   COUNT(*) AS events,
   COUNT(DISTINCT session_id) AS sessions,
   COUNT(DISTINCT client_id) AS clients
-FROM `${project}.${dataset}.events_dedup`
+FROM `${project}.${dataset}.events_clean`
+WHERE DATE(event_ts) IN UNNEST(days)
 GROUP BY day, bot_id, process_id, event_name

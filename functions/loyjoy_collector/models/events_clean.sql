@@ -1,0 +1,8 @@
+-- Every event once, for the days of this run: the first copy of each event_id (insertAll's insertId dedup is
+-- best-effort, and the snippet sends again what a page could not confirm). `loyjoy-collector check`'s test
+-- events are left out. Partitioned by day of event_ts, like `events`: a report on 30 days reads 30 partitions.
+SELECT *
+FROM `${project}.${dataset}.events`
+WHERE DATE(event_ts) IN UNNEST(days)
+  AND event_name != 'collector_check'
+QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY received_at) = 1

@@ -1,0 +1,97 @@
+-- One refresh of the analyst tables. The same script runs in `loyjoy-collector refresh` and as the BigQuery
+-- scheduled query Terraform creates. The run window comes from the manifest: the days that received events
+-- since the last run (its watermark, less ${lookback_minutes} minutes for rows still in flight then), plus the
+-- last ${recent_days} days. Events are never older than ${max_age_days} days when they arrive (the collector
+-- clamps client times), so only that many partitions of `events` are read to find them. Then, per table, a
+-- `<table>_this_run` scratch table with just those days, and a short replace of those days. Running it twice
+-- changes nothing; a first run (empty manifest) builds the whole history.
+DECLARE run_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP();
+DECLARE first_run BOOL DEFAULT (SELECT COUNT(*) = 0 FROM `${project}.${dataset}.refresh_manifest`);
+DECLARE since TIMESTAMP DEFAULT (
+  SELECT IFNULL(TIMESTAMP_SUB(MAX(watermark), INTERVAL ${lookback_minutes} MINUTE), TIMESTAMP '2000-01-01 00:00:00+00')
+  FROM `${project}.${dataset}.refresh_manifest`
+);
+DECLARE oldest TIMESTAMP DEFAULT IF(
+  first_run OR ${recent_days} >= 36500,
+  TIMESTAMP '2000-01-01 00:00:00+00',
+  TIMESTAMP_SUB(run_at, INTERVAL GREATEST(${max_age_days}, ${recent_days}) DAY)
+);
+DECLARE days ARRAY<DATE> DEFAULT (
+  SELECT IFNULL(ARRAY_AGG(DISTINCT DATE(event_ts)), [])
+  FROM `${project}.${dataset}.events`
+  WHERE event_ts >= oldest
+    AND (first_run OR received_at > since OR DATE(event_ts) > DATE_SUB(DATE(run_at), INTERVAL ${recent_days} DAY))
+);
+DECLARE first_day DATE DEFAULT (SELECT MIN(d) FROM UNNEST(days) AS d);
+DECLARE last_day DATE DEFAULT (SELECT MAX(d) FROM UNNEST(days) AS d);
+DECLARE rejected_days ARRAY<DATE> DEFAULT (
+  SELECT IFNULL(ARRAY_AGG(DISTINCT DATE(received_at)), [])
+  FROM `${project}.${dataset}.events_rejected`
+  WHERE received_at >= oldest
+    AND (first_run OR received_at > since OR DATE(received_at) > DATE_SUB(DATE(run_at), INTERVAL ${recent_days} DAY))
+);
+DECLARE session_days ARRAY<DATE> DEFAULT [];
+
+-- events_clean: the days of this run, deduplicated.
+CREATE OR REPLACE TABLE `${project}.${dataset}.events_clean_this_run` AS
+${events_clean};
+CREATE TABLE IF NOT EXISTS `${project}.${dataset}.events_clean` PARTITION BY DATE(event_ts) CLUSTER BY bot_id, process_id, event_name
+AS SELECT * FROM `${project}.${dataset}.events_clean_this_run` WHERE FALSE;
+DELETE FROM `${project}.${dataset}.events_clean` WHERE DATE(event_ts) IN UNNEST(days);
+INSERT INTO `${project}.${dataset}.events_clean` SELECT * FROM `${project}.${dataset}.events_clean_this_run`;
+
+-- sessions: every session with an event on those days, whole, wherever it started.
+CREATE OR REPLACE TABLE `${project}.${dataset}.sessions_this_run` AS
+${sessions};
+CREATE TABLE IF NOT EXISTS `${project}.${dataset}.sessions` PARTITION BY day CLUSTER BY bot_id, process_id
+AS SELECT * FROM `${project}.${dataset}.sessions_this_run` WHERE FALSE;
+SET session_days = (
+  SELECT IFNULL(ARRAY_AGG(DISTINCT day), []) FROM (
+    SELECT day FROM `${project}.${dataset}.sessions_this_run`
+    UNION ALL
+    SELECT day FROM `${project}.${dataset}.sessions`
+    WHERE day BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY)
+      AND session_id IN (SELECT session_id FROM `${project}.${dataset}.sessions_this_run`)
+  )
+);
+DELETE FROM `${project}.${dataset}.sessions`
+WHERE day BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY)
+  AND session_id IN (SELECT session_id FROM `${project}.${dataset}.sessions_this_run`);
+INSERT INTO `${project}.${dataset}.sessions` SELECT * FROM `${project}.${dataset}.sessions_this_run`;
+
+-- daily_counts and opt_ins: the days of this run.
+CREATE OR REPLACE TABLE `${project}.${dataset}.daily_counts_this_run` AS
+${daily_counts};
+CREATE TABLE IF NOT EXISTS `${project}.${dataset}.daily_counts` PARTITION BY day CLUSTER BY bot_id, process_id, event_name
+AS SELECT * FROM `${project}.${dataset}.daily_counts_this_run` WHERE FALSE;
+DELETE FROM `${project}.${dataset}.daily_counts` WHERE day IN UNNEST(days);
+INSERT INTO `${project}.${dataset}.daily_counts` SELECT * FROM `${project}.${dataset}.daily_counts_this_run`;
+
+CREATE OR REPLACE TABLE `${project}.${dataset}.opt_ins_this_run` AS
+${opt_ins};
+CREATE TABLE IF NOT EXISTS `${project}.${dataset}.opt_ins` PARTITION BY day CLUSTER BY bot_id, process_id, topic
+AS SELECT * FROM `${project}.${dataset}.opt_ins_this_run` WHERE FALSE;
+DELETE FROM `${project}.${dataset}.opt_ins` WHERE day IN UNNEST(days);
+INSERT INTO `${project}.${dataset}.opt_ins` SELECT * FROM `${project}.${dataset}.opt_ins_this_run`;
+
+-- funnel_daily: the days whose sessions changed.
+CREATE OR REPLACE TABLE `${project}.${dataset}.funnel_daily_this_run` AS
+${funnel_daily};
+CREATE TABLE IF NOT EXISTS `${project}.${dataset}.funnel_daily` PARTITION BY day CLUSTER BY bot_id, process_id
+AS SELECT * FROM `${project}.${dataset}.funnel_daily_this_run` WHERE FALSE;
+DELETE FROM `${project}.${dataset}.funnel_daily` WHERE day IN UNNEST(session_days);
+INSERT INTO `${project}.${dataset}.funnel_daily` SELECT * FROM `${project}.${dataset}.funnel_daily_this_run`;
+
+-- rejected_by_reason: the days that received refusals.
+CREATE OR REPLACE TABLE `${project}.${dataset}.rejected_by_reason_this_run` AS
+${rejected_by_reason};
+CREATE TABLE IF NOT EXISTS `${project}.${dataset}.rejected_by_reason` PARTITION BY day CLUSTER BY reason, protocol
+AS SELECT * FROM `${project}.${dataset}.rejected_by_reason_this_run` WHERE FALSE;
+DELETE FROM `${project}.${dataset}.rejected_by_reason` WHERE day IN UNNEST(rejected_days);
+INSERT INTO `${project}.${dataset}.rejected_by_reason` SELECT * FROM `${project}.${dataset}.rejected_by_reason_this_run`;
+
+INSERT INTO `${project}.${dataset}.refresh_manifest` (run_at, watermark, days, session_days, rejected_days)
+VALUES (run_at, run_at, days, session_days, rejected_days);
+
+SELECT run_at, ARRAY_LENGTH(days) AS days, ARRAY_LENGTH(session_days) AS session_days,
+  ARRAY_LENGTH(rejected_days) AS rejected_days, first_day, last_day;

@@ -1,0 +1,65 @@
+"""Refresh of the analyst tables: `models/refresh.sql` with the model files (`models/<table>.sql`) filled in.
+
+The same rendered script runs here and, from Terraform, as the BigQuery scheduled query: one source of SQL.
+The script finds its own window (the manifest's watermark); this only fills in the knobs and reports.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ..sink import BigQuerySink
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+MODELS = ("events_clean", "sessions", "daily_counts", "opt_ins", "funnel_daily", "rejected_by_reason")
+_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+FULL_DAYS = 36500  # `--full`: every day since 2000
+
+
+@cache
+def model_sql(name: str) -> str:
+    return (MODELS_DIR / f"{name}.sql").read_text()
+
+
+def render(template: str, values: dict[str, Any]) -> str:
+    """What Terraform's templatefile() makes of it: only ${name} is replaced."""
+    return _PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), template)
+
+
+def script(
+    project: str, dataset: str, *, recent_days: int = 0, max_age_days: int = 31, lookback_minutes: int = 60
+) -> str:
+    values: dict[str, Any] = {"project": project, "dataset": dataset}
+    models = {name: render(model_sql(name), values).strip().rstrip(";") for name in MODELS}
+    knobs = {"recent_days": recent_days, "max_age_days": max_age_days, "lookback_minutes": lookback_minutes}
+    return render(model_sql("refresh"), values | models | knobs)
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    days: int
+    session_days: int
+    rejected_days: int
+    first_day: Any
+    last_day: Any
+    seconds: float
+
+
+def refresh(sink: BigQuerySink, *, recent_days: int = 0, full: bool = False) -> Refreshed:
+    started = time.monotonic()
+    sql = script(sink.client.project, sink.dataset, recent_days=FULL_DAYS if full else recent_days)
+    rows = list(sink.client.query(sql).result())
+    last = dict(rows[-1].items()) if rows else {}
+    return Refreshed(
+        int(last.get("days") or 0),
+        int(last.get("session_days") or 0),
+        int(last.get("rejected_days") or 0),
+        last.get("first_day"),
+        last.get("last_day"),
+        time.monotonic() - started,
+    )
