@@ -101,22 +101,32 @@ def test_erasure_takes_the_person_with_their_linked_client_ids_and_waits_out_the
     assert collector.post({"events": sends}).status_code == 200
     refused = collector.post({"event": "Bad Name", "bot_id": tag, "client_id": mine, "detail": {"email": email}})
     assert refused.status_code == 400
+    assert run_cli("refresh", bigquery_url=local_bigquery.url).returncode == 0  # the analyst tables have them too
     pending = tmp_path / "pending.json"
     common = ("--retry-every", "0.5", "--pending-file", str(pending))
 
     dry = run_cli("erase", "--email", email, "--dry-run", *common, bigquery_url=fault_injector.url)
     assert dry.returncode == 0, dry.stderr
     assert "events: 3 rows would be deleted" in dry.stdout and "events_rejected: 1 rows would be deleted" in dry.stdout
+    assert "events_clean: 3 rows would be deleted" in dry.stdout
     assert len(local_bigquery.events("bot_id = @tag", tag=tag)) == 4
 
     fault_injector.refuse_dml(2)  # rows streamed minutes ago: BigQuery says no, twice
     done = run_cli("erase", "--email", email, *common, bigquery_url=fault_injector.url)
     assert done.returncode == 0, done.stderr
-    assert "streaming buffer" in done.stdout and "4 rows deleted" in done.stdout
+    assert "streaming buffer" in done.stdout
     assert [r["client_id"] for r in local_bigquery.events("bot_id = @tag", tag=tag)] == [other]
     assert local_bigquery.rejected("rejected_id = @id", id=refused.json()["rejected_id"]) == []
     [audit] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert audit["event"] == "erasure" and audit["deleted"] == {"events": 3, "events_rejected": 1}
+    deleted = {table: n for table, n in audit["deleted"].items() if n}
+    assert audit["event"] == "erasure" and deleted == {
+        "events": 3, "events_rejected": 1, "events_clean": 3, "events_clean_this_run": 3
+    }  # fmt: skip
+    for table in ("events_clean", "sessions"):
+        left = local_bigquery.query(
+            f"SELECT COUNT(*) AS n FROM `{local_bigquery.table(table)}` WHERE client_id = @c", c=mine
+        )
+        assert left[0]["n"] == 0
     assert email not in done.stdout + done.stderr and mine not in json.dumps(audit)
     assert not pending.exists()
 

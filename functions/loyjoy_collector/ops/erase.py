@@ -2,8 +2,8 @@
 
 The collector never stores an address, only HMAC-SHA256(PII_HASH_KEY, address): so the same key finds the
 rows. A person's anonymous events go too: the client ids that ever appeared with their hash (and the
-pseudonyms of ids that held the address itself). Every table of the schema with `email_hash`, `client_id` or a
-kept payload is covered, so tables added later are too.
+pseudonyms of ids that held the address itself). Every table of the dataset with `email_hash`, `client_id` or
+a kept payload is covered: the raw tables, the analyst tables and their scratch copies, and tables added later.
 
 BigQuery refuses DELETE on rows that insertAll streamed in the last ~30 minutes ("would affect rows in the
 streaming buffer"). The erasure then waits and tries again by itself; an interrupted one is written to a
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import logs
-from ..schema import tables
 from ..sink import BigQuerySink
 
 STREAMING_BUFFER = "streaming buffer"
@@ -62,8 +61,24 @@ def linked_client_ids(sink: BigQuerySink, erasure: Erasure) -> list[str]:
     return sorted(row["client_id"] for row in sink.client.query(query, job_config=config).result())
 
 
-def conditions(erasure: Erasure) -> Iterator[tuple[str, str, list[Any]]]:
-    """(table, WHERE clause, parameters) for every table of the schema that can hold the person's rows."""
+def person_tables(sink: BigQuerySink) -> dict[str, set[str]]:
+    """Every table of the dataset (not views) with a column that can hold a person's rows: the schema's tables,
+    the analyst tables and their `_this_run` scratch copies, and whatever is added later."""
+    found: dict[str, set[str]] = {}
+    for item in sink.client.list_tables(f"{sink.client.project}.{sink.dataset}"):
+        if item.table_type != "TABLE":
+            continue
+        columns = {field.name for field in sink.client.get_table(item.reference).schema}
+        if columns & PERSON_COLUMNS:
+            found[item.table_id] = columns
+    return found
+
+
+PERSON_COLUMNS = frozenset({"email_hash", "client_id", "raw_payload"})
+
+
+def conditions(erasure: Erasure, sink: BigQuerySink) -> Iterator[tuple[str, str, list[Any]]]:
+    """(table, WHERE clause, parameters) for every table that can hold the person's rows."""
     from google.cloud import bigquery
 
     ids = sorted(set(erasure.client_ids) | set(erasure.pseudonyms))
@@ -71,8 +86,7 @@ def conditions(erasure: Erasure) -> Iterator[tuple[str, str, list[Any]]]:
         bigquery.ScalarQueryParameter("hash", "STRING", erasure.email_hash or "-"),
         bigquery.ArrayQueryParameter("ids", "STRING", ids),
     ]
-    for spec in tables().values():
-        names = set(spec.field_names)
+    for table, names in sorted(person_tables(sink).items()):
         where = []
         if "email_hash" in names:
             where.append("email_hash = @hash")
@@ -82,7 +96,7 @@ def conditions(erasure: Erasure) -> Iterator[tuple[str, str, list[Any]]]:
             where.append("STRPOS(raw_payload, @hash) > 0")
             where.append("EXISTS (SELECT 1 FROM UNNEST(@ids) AS id WHERE STRPOS(raw_payload, id) > 0)")
         if where:
-            yield spec.name, " OR ".join(where), params
+            yield table, " OR ".join(where), params
 
 
 def run(
@@ -101,7 +115,7 @@ def run(
     erasure.client_ids = sorted(set(erasure.client_ids) | set(linked_client_ids(sink, erasure)))
     say(f"{len(erasure.client_ids)} client ids linked to the address or named")
     deadline = time.monotonic() + wait_minutes * 60
-    for table, where, params in conditions(erasure):
+    for table, where, params in conditions(erasure, sink):
         config = bigquery.QueryJobConfig(query_parameters=params)
         count_sql = f"SELECT COUNT(*) AS n FROM `{sink.table_id(table)}` WHERE {where}"
         [counted] = list(sink.client.query(count_sql, job_config=config).result())

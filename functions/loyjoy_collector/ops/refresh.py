@@ -16,7 +16,8 @@ from typing import Any
 from ..sink import BigQuerySink
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-MODELS = ("events_clean", "sessions", "daily_counts", "opt_ins", "funnel_daily", "rejected_by_reason")
+# One file per analyst table, named after it; refresh.sql is the script that builds them all.
+MODELS = tuple(sorted(path.stem for path in MODELS_DIR.glob("*.sql") if path.stem != "refresh"))
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 FULL_DAYS = 36500  # `--full`: every day since 2000
 
