@@ -74,7 +74,7 @@ resource "google_bigquery_table" "views_tier1" {
     use_legacy_sql = false
   }
 
-  depends_on = [google_bigquery_table.tables]
+  depends_on = [google_bigquery_table.tables, google_bigquery_job.analyst_tables]
 }
 
 resource "google_bigquery_table" "views_tier2" {
@@ -95,24 +95,4 @@ resource "google_bigquery_table" "views_tier2" {
   }
 
   depends_on = [google_bigquery_table.views_tier1]
-}
-
-resource "google_bigquery_table" "views_tier3" {
-  #checkov:skip=CKV_GCP_121:Views hold no data, only SQL from this repository; Terraform must be able to replace them.
-  #checkov:skip=CKV_GCP_80:Views store no data to encrypt.
-  for_each = { for name, spec in local.views : name => spec if spec.tier == 3 }
-
-  project             = var.project_id
-  dataset_id          = google_bigquery_dataset.loyjoy.dataset_id
-  table_id            = each.key
-  description         = each.value.description
-  deletion_protection = false
-  labels              = local.labels
-
-  view {
-    query          = templatefile("${local.views_dir}/${each.key}.sql", local.view_values)
-    use_legacy_sql = false
-  }
-
-  depends_on = [google_bigquery_table.views_tier2]
 }

@@ -40,7 +40,7 @@ output "views" {
 }
 
 output "looker_studio_url" {
-  description = "Opens a new Looker Studio report on the funnel, sessions, daily counts and opt-in views (Linking API)."
+  description = "Opens a new Looker Studio report on the funnel_daily, sessions, daily_counts and opt_ins tables (Linking API): day-partitioned, so each chart reads the days it shows."
   value = join("&", concat(
     ["https://lookerstudio.google.com/reporting/create?c.mode=edit", "r.reportName=${urlencode("LoyJoy chats")}"],
     flatten([
@@ -55,7 +55,7 @@ output "looker_studio_url" {
     ])
   ))
 
-  depends_on = [google_bigquery_table.views_tier3]
+  depends_on = [google_bigquery_job.analyst_tables, google_bigquery_table.views_tier2]
 }
 
 output "check_command" {

@@ -235,6 +235,17 @@ variable "alert_window_minutes" {
   }
 }
 
+variable "refresh_schedule" {
+  description = "How often the analyst tables are refreshed (BigQuery scheduled query syntax, UTC): the delay before today's events show in Looker Studio. Each run reads only the days that received events."
+  type        = string
+  default     = "every 1 hours"
+
+  validation {
+    condition     = can(regex("^every ", var.refresh_schedule))
+    error_message = "refresh_schedule is a scheduled query schedule such as \"every 1 hours\" or \"every 15 minutes\"."
+  }
+}
+
 variable "kms_key_name" {
   description = "Customer-managed Cloud KMS key for the dataset and tables (projects/.../cryptoKeys/...); null: Google-managed. BigQuery's service agent needs Encrypter/Decrypter on it."
   type        = string

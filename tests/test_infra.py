@@ -221,7 +221,7 @@ def test_tables_and_views_come_from_the_shared_files(infra):
     assert '"${path.module}/../functions/loyjoy_collector/schema"' in main
     bigquery = (INFRA / "bigquery.tf").read_text()
     assert 'schema              = file("${local.schema_dir}/${each.value.schema_file}")' in bigquery
-    assert bigquery.count('templatefile("${local.views_dir}/${each.key}.sql", local.view_values)') == 3
+    assert bigquery.count('templatefile("${local.views_dir}/${each.key}.sql", local.view_values)') == 2
     # Every view file is declared, and every placeholder it uses is one Terraform provides.
     declared = {spec.name for spec in views()}
     assert declared == {path.stem for path in VIEWS_DIR.glob("*.sql")}
@@ -230,12 +230,35 @@ def test_tables_and_views_come_from_the_shared_files(infra):
     for spec in views():
         assert set(re.findall(r"\$\{(\w+)\}", spec.template)) <= provided, spec.name
         assert "%{" not in spec.template  # a template directive would change the SQL under templatefile()
-    assert {v.tier for v in views()} <= {1, 2, 3}
+    assert {v.tier for v in views()} <= {1, 2}
     for spec in views():
         for other in views():
             if f".{other.name}`" in spec.template:
                 assert other.tier < spec.tier, f"{spec.name} reads {other.name}"
-    assert set(tables()) == {"events", "events_rejected"}
+    assert set(tables()) == {"events", "events_rejected", "refresh_manifest"}
+
+
+def test_the_scheduled_refresh_runs_the_same_sql_as_the_command_line(infra):
+    """One source: Terraform renders models/refresh.sql with every models/<table>.sql, as ops/refresh.py does,
+    runs it once at apply (the views need the tables) and on a schedule, as an account that may do only that."""
+    from loyjoy_collector.ops.refresh import MODELS, MODELS_DIR, script
+
+    analytics = (INFRA / "analytics.tf").read_text()
+    assert 'fileset(local.models_dir, "*.sql")' in analytics and 'file != "refresh.sql"' in analytics
+    assert '"${path.module}/../functions/loyjoy_collector/models"' in analytics
+    knobs = {"project", "dataset", "recent_days", "max_age_days", "lookback_minutes"}
+    assert set(re.findall(r"\$\{(\w+)\}", (MODELS_DIR / "refresh.sql").read_text())) == knobs | set(MODELS)
+    for name in MODELS:
+        assert set(re.findall(r"\$\{(\w+)\}", (MODELS_DIR / f"{name}.sql").read_text())) <= {"project", "dataset"}
+    rendered = script("p", "d")
+    assert "${" not in rendered and all(f"`p.d.{name}`" in rendered for name in MODELS)
+    [transfer] = [b for k, t, n, b in objects(infra) if t == "google_bigquery_data_transfer_config"]
+    assert unquote(transfer["data_source_id"]) == "scheduled_query"
+    assert transfer["params"]["query"] == "${local.refresh_script}"
+    [job] = [b for k, t, n, b in objects(infra) if t == "google_bigquery_job"]
+    assert job["query"][0]["query"] == "${local.refresh_script}"
+    roles = {unquote(b["role"]) for k, t, n, b in objects(infra) if "refresh" in b.get("member", "")}
+    assert roles == {"roles/bigquery.dataEditor", "roles/bigquery.jobUser"}
 
 
 def test_runtime_account_writes_to_this_dataset_only(infra):

@@ -1,0 +1,93 @@
+# The analyst tables (events_clean, sessions, daily_counts, opt_ins, funnel_daily, rejected_by_reason):
+# day-partitioned and clustered, so a Looker Studio chart reads the days it shows, not the whole history. One
+# script builds them incrementally (functions/loyjoy_collector/models/refresh.sql, with one .sql file per
+# table): the same script `loyjoy-collector refresh` runs. Terraform runs it once at apply (which creates the
+# tables the views need) and schedules it (var.refresh_schedule) as a BigQuery scheduled query.
+locals {
+  models_dir  = "${path.module}/../functions/loyjoy_collector/models"
+  model_names = [for file in fileset(local.models_dir, "*.sql") : trimsuffix(file, ".sql") if file != "refresh.sql"]
+  model_sql = {
+    for name in local.model_names : name => trimsuffix(trimspace(templatefile("${local.models_dir}/${name}.sql", {
+      project = var.project_id
+      dataset = var.dataset_id
+    })), ";")
+  }
+  refresh_script = templatefile("${local.models_dir}/refresh.sql", merge(local.model_sql, {
+    project          = var.project_id
+    dataset          = var.dataset_id
+    recent_days      = 0
+    max_age_days     = 31
+    lookback_minutes = 60
+  }))
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+# Runs the scheduled refresh: may change tables in this dataset and run query jobs, nothing else.
+resource "google_service_account" "refresh" {
+  project      = var.project_id
+  account_id   = "${substr(var.function_name, 0, 20)}-rfsh"
+  display_name = "LoyJoy collector (analyst tables refresh)"
+
+  depends_on = [google_project_service.services]
+}
+
+resource "google_bigquery_dataset_iam_member" "refresh_writes_tables" {
+  project    = var.project_id
+  dataset_id = google_bigquery_dataset.loyjoy.dataset_id
+  role       = "roles/bigquery.dataEditor"
+  member     = "serviceAccount:${google_service_account.refresh.email}"
+}
+
+resource "google_project_iam_member" "refresh_runs_jobs" {
+  project = var.project_id
+  role    = "roles/bigquery.jobUser"
+  member  = "serviceAccount:${google_service_account.refresh.email}"
+}
+
+# The BigQuery Data Transfer service agent runs scheduled queries as that account.
+resource "google_service_account_iam_member" "transfer_agent_acts_as_refresh" {
+  service_account_id = google_service_account.refresh.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-bigquerydatatransfer.iam.gserviceaccount.com"
+}
+
+# The first run, at apply: creates the analyst tables (the views read them) and builds them from the history.
+# A changed script is a new job.
+resource "google_bigquery_job" "analyst_tables" {
+  project  = var.project_id
+  job_id   = "loyjoy_analyst_tables_${substr(sha256(local.refresh_script), 0, 16)}"
+  location = var.dataset_location
+  labels   = local.labels
+
+  query {
+    query              = local.refresh_script
+    use_legacy_sql     = false
+    create_disposition = ""
+    write_disposition  = ""
+  }
+
+  depends_on = [google_bigquery_table.tables]
+}
+
+resource "google_bigquery_data_transfer_config" "refresh" {
+  project              = var.project_id
+  display_name         = "LoyJoy analyst tables (${var.dataset_id})"
+  location             = var.dataset_location
+  data_source_id       = "scheduled_query"
+  schedule             = var.refresh_schedule
+  service_account_name = google_service_account.refresh.email
+
+  params = {
+    query = local.refresh_script
+  }
+
+  depends_on = [
+    google_bigquery_job.analyst_tables,
+    google_bigquery_dataset_iam_member.refresh_writes_tables,
+    google_project_iam_member.refresh_runs_jobs,
+    google_service_account_iam_member.transfer_agent_acts_as_refresh,
+  ]
+}
