@@ -111,7 +111,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     if not key_file.exists():
         key_file.write_text("dev-only-" + secrets.token_hex(16))
     os.environ.setdefault("PII_HASH_KEY", key_file.read_text().strip())
-    env = local_env(args.bigquery_port, DEV_ORIGINS)
+    demo = f"http://127.0.0.1:{args.demo_port},http://localhost:{args.demo_port}"
+    env = local_env(args.bigquery_port, f"{DEV_ORIGINS},{demo}")
     children: list[subprocess.Popen[bytes]] = []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the finally below stops the children
     try:
@@ -123,7 +124,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
         children.append(start_function(args.port, env))
         children.append(start_demo(args.demo_port, env, f"http://127.0.0.1:{args.port}/"))
         print(DEV_HELP.format(port=args.port, demo_port=args.demo_port))
+        from ..sink import BigQuerySink
+        from .refresh import refresh
+
+        sink, refreshed = BigQuerySink(Settings()), 0.0
         while all(child.poll() is None for child in children):
+            if time.monotonic() - refreshed > DEV_REFRESH_SECONDS:  # the analyst tables, as the schedule would
+                try:
+                    refresh(sink)
+                except Exception as exc:  # the next round tries again; the collector runs on regardless
+                    print(f"refresh failed: {exc}", file=sys.stderr)
+                refreshed = time.monotonic()
             time.sleep(0.5)
         print("a child process exited; stopping", file=sys.stderr)
         return 1
@@ -147,6 +158,8 @@ def start_demo(port: int, env: dict[str, str], collector: str) -> subprocess.Pop
     return process
 
 
+DEV_REFRESH_SECONDS = 30
+
 DEV_HELP = """
 The collector runs on http://127.0.0.1:{port}/ (Ctrl-C stops everything).
 
@@ -157,6 +170,7 @@ The collector runs on http://127.0.0.1:{port}/ (Ctrl-C stops everything).
   See the rows:
     loyjoy-collector rows            # latest events
     loyjoy-collector rows --rejected # latest refusals, with reasons
+  The analyst tables (funnel_daily, daily_counts, sessions, ...) are refreshed every 30 s; the demo page charts them.
 """
 
 

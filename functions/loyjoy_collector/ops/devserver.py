@@ -16,6 +16,8 @@ from typing import Any
 
 SNIPPET_DIR = Path(__file__).resolve().parents[3] / "snippet"
 SHIPPED = Path(__file__).resolve().parents[1] / "static" / "loyjoy-collector.min.js"
+# A charting library for the demo's charts, served from the checkout (npm, pinned in snippet/package.json).
+CHARTS = SNIPPET_DIR / "node_modules" / "chart.js" / "dist" / "chart.umd.min.js"
 
 
 class DemoHandler(SimpleHTTPRequestHandler):
@@ -39,6 +41,10 @@ class DemoHandler(SimpleHTTPRequestHandler):
             )
         elif self.path == "/rows":
             return self._send("application/json", json.dumps(type(self).rows(), default=str))
+        elif self.path == "/analytics":
+            return self._send("application/json", json.dumps(analytics(), default=str))
+        elif self.path == "/vendor/chart.umd.min.js":
+            return self._send("application/javascript", CHARTS.read_text())
         elif self.path == "/dist/loyjoy-collector.min.js":  # the build the collector serves, for pages here
             return self._send("application/javascript", SHIPPED.read_text())
         return super().do_GET()
@@ -71,6 +77,23 @@ def latest_rows() -> dict[str, list[dict[str, Any]]]:
         query = f"SELECT {columns} FROM `{sink.table_id(table)}` ORDER BY received_at DESC LIMIT 15"
         out["events" if table == "events" else "rejected"] = [dict(r.items()) for r in sink.client.query(query)]
     return out
+
+
+def analytics() -> dict[str, Any]:
+    """The last 30 days from the analyst tables, as the demo's charts draw them (and as Looker Studio reads them:
+    by the partition column, so only those days are read)."""
+    sink = _sink()
+    window = "day >= DATE_SUB(CURRENT_DATE(), INTERVAL 30 DAY)"
+    funnel = f"""SELECT SUM(loaded) AS loaded, SUM(shown) AS shown, SUM(opened) AS opened, SUM(started) AS started,
+        SUM(signed_up) AS signed_up, SUM(opted_in) AS opted_in FROM `{sink.table_id("funnel_daily")}` WHERE {window}"""
+    daily = f"""SELECT day, SUM(events) AS events, SUM(sessions) AS sessions FROM `{sink.table_id("daily_counts")}`
+        WHERE {window} GROUP BY day ORDER BY day"""
+    try:
+        steps = [dict(row.items()) for row in sink.client.query(funnel).result()]
+        days = [dict(row.items()) for row in sink.client.query(daily).result()]
+    except Exception as exc:  # tables not built yet: the page says so
+        return {"error": str(exc)[:200]}
+    return {"funnel": steps[0] if steps else {}, "daily": days}
 
 
 def main() -> None:
