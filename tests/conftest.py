@@ -71,6 +71,15 @@ class LocalBigQuery:
         )
         return [dict(row.items()) for row in self.client.query(sql, job_config=config).result()]
 
+    def refresh(self, dataset: str = DATASET) -> None:
+        """Bring the analyst tables up to date, as the scheduled query does in the cloud."""
+        from loyjoy_collector.ops.refresh import refresh
+        from loyjoy_collector.settings import Settings
+        from loyjoy_collector.sink import BigQuerySink
+
+        settings = Settings(bigquery_api_endpoint=self.url, bq_project=PROJECT, bq_dataset=dataset)
+        refresh(BigQuerySink(settings))
+
     def events(self, where: str = "TRUE", **params: Any) -> list[dict[str, Any]]:
         return self.query(f"SELECT * FROM `{self.table('events')}` WHERE {where} ORDER BY event_ts", **params)
 

@@ -191,6 +191,7 @@ def tally(local_bigquery: LocalBigQuery, tags: list[str], wait: float = 10.0) ->
         if expected <= found or time.monotonic() > deadline:
             break
         time.sleep(0.5)
+    local_bigquery.refresh()  # events_dedup reads the analyst table events_clean
     [counted] = local_bigquery.query(
         f"SELECT COUNT(*) AS n FROM `{view}` WHERE bot_id IN UNNEST(@tags) AND label LIKE 'seq-%'", tags=tags
     )
