@@ -47,6 +47,7 @@ def scrub(text: str, strict: bool = False) -> str:
         ("tel +4917012345678 bitte", "tel [phone] bitte"),
         ("(030) 1234567", "[phone]"),
         ("0049 (0)30 1234567", "[phone]"),
+        ("0049 (0)30 528158520", "[phone]"),  # 13 digits after the prefix and trunk zero: found by the fuzz run
         ("+41 79 123 45 67", "[phone]"),
         ("+49%20170%201234567", "[phone]"),
         ("IBAN DE89 3704 0044 0532 0130 00 EUR", "IBAN [iban] EUR"),

@@ -113,6 +113,7 @@ _EIGHT_DIGITS = re.compile(r"(?:\D*\d){8}")
 # ------------------------------------------------------------------------------- phone, IBAN, cards
 
 _SEP = r"[\s./\-\u2013]?"
+_INTERNATIONAL_PREFIX = re.compile(r"^(?:\+|00|%2[Bb])")
 _PHONE_INTL = re.compile(
     rf"(?<![\w+\-])(?:\+|00|%2[Bb])\s?[1-9]\d{{0,2}}{_SEP}(?:\(0\){_SEP})?\(?\d{{1,5}}\)?(?:{_SEP}\d{{2,}}){{1,5}}(?![\w\-])"
 )
@@ -226,7 +227,9 @@ def _b64(match: re.Match[str], tally: Tally) -> str:
 
 
 def _phone(match: re.Match[str], tally: Tally, least: int) -> str:
-    if not least <= len(_digits(match.group(0))) <= 15:
+    # E.164's 15 digits do not count the international prefix (+, 00) or a trunk zero written as (0)
+    number = _INTERNATIONAL_PREFIX.sub("", match.group(0).strip()).replace("(0)", "")
+    if not least <= len(_digits(number)) <= 15:
         return match.group(0)
     tally.replaced += 1
     return PHONE_PLACEHOLDER
