@@ -5,9 +5,9 @@ titles, labels, ids, refused bodies that could not be parsed. It is built to sur
 broken senders do not send tidy values: an e-mail is anything shaped like `local@domain` (however damaged the
 local part, however escaped the `@`, with `+` tags and international domains); a JWT is found by its segments
 one by one, and so is any base64 run that decodes to readable text; phone numbers, IBANs and card numbers are
-found by their formats and checksums; `key=value` and `"key": "value"` pairs whose key names a personal field
-(in German, English, French, Italian, Spanish or Dutch) lose their value. Percent-, unicode- and
-HTML-escaped forms are decoded and looked at again.
+found by their formats and checksums, street addresses by a street word and a house number; `key=value` and
+`"key": "value"` pairs whose key names a personal field (in German, English, French, Italian, Spanish or Dutch)
+lose their value. Percent-, unicode- and HTML-escaped forms are decoded and looked at again.
 
 False positives are the price: `package@1.2` reads as an e-mail, a national number with a leading zero and
 separators (`0170 1234567`, `030/12345678`) as a phone number. Plain dates are kept (a date is a birth date
@@ -29,6 +29,7 @@ BASE64_PLACEHOLDER = "[base64]"
 PHONE_PLACEHOLDER = "[phone]"
 IBAN_PLACEHOLDER = "[iban]"
 CARD_PLACEHOLDER = "[card]"
+STREET_PLACEHOLDER = "[address]"
 REDACTED = "[redacted]"
 
 
@@ -142,7 +143,6 @@ _STREET = re.compile(
     r"[\w'\-]+,?\s+(?:n\.?\s*|nº\s*)?\d{1,4}"
     r")(?!\w)"
 )
-STREET_PLACEHOLDER = "[address]"
 
 # ----------------------------------------------------------------------------------- keyed values
 
