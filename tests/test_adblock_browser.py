@@ -52,12 +52,7 @@ class World:
     edge: Edge
     context: BrowserContext
     first_party: bool
-    no_keepalive: bool = False
     tags: dict[str, list[str]] = field(default_factory=dict)  # scenario -> tags of its chats
-
-    @property
-    def collector_base(self) -> str:
-        return self.edge.url(SHOP, "/lj/") if self.first_party else self.edge.url(COLLECTOR, "/")
 
     def shop(self, tag: str) -> str:
         return self.edge.url(SHOP, f"/page?tag={tag}")
@@ -252,7 +247,7 @@ def test_control_without_keepalive_the_blocker_drops_beacons(browser, engine, ed
     even then the snippet loses nothing once the visitor comes back, since beacons are never acknowledged."""
     edge = make_edge(engine, edge_collector.url, blocking=True, no_keepalive=True)
     context = browser.new_context()
-    world = World(edge, context, first_party=False, no_keepalive=True)
+    world = World(edge, context, first_party=False)
     try:
         page = open_shop(world, tag := new_tag(world, "link_away"))
         assert page.evaluate("() => 'keepalive' in Request.prototype") is False
