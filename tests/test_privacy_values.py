@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loyjoy_collector.gate import Gate
-from loyjoy_collector.pii_values import Tally, scrub_text
-from loyjoy_collector.privacy import CONTAINER_KEYS, Scrubber
+from loyjoy_collector.privacy.gate import Gate
+from loyjoy_collector.privacy.keys import CONTAINER_KEYS, Scrubber
+from loyjoy_collector.privacy.tally import Tally
+from loyjoy_collector.privacy.values import scrub_text
 
 from .test_fuzz import ALLOWED_KEYS, OTHER_KEYS, PERSONAL_KEYS, placed, plants, typed_field
 

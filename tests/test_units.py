@@ -11,8 +11,9 @@ import yaml
 from loyjoy_collector import catalog, schema
 from loyjoy_collector.cors import origin_allowed
 from loyjoy_collector.enrich import parse_user_agent, reconcile_clock
-from loyjoy_collector.pii_values import Tally
-from loyjoy_collector.privacy import Scrubber, truncate_ip
+from loyjoy_collector.privacy.ip import truncate_ip
+from loyjoy_collector.privacy.keys import Scrubber
+from loyjoy_collector.privacy.tally import Tally
 from loyjoy_collector.protocol import LoyJoyEvent
 from loyjoy_collector.rows import RequestContext, event_row, rejected_row
 from loyjoy_collector.settings import Settings

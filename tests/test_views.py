@@ -14,7 +14,7 @@ import pytest
 
 from loyjoy_collector.ops.cli import local_env
 from loyjoy_collector.ops.refresh import MODELS
-from loyjoy_collector.privacy import Scrubber
+from loyjoy_collector.privacy.keys import Scrubber
 from loyjoy_collector.protocol import LoyJoyEvent
 from loyjoy_collector.rows import RequestContext, event_row, rejected_row
 from loyjoy_collector.schema import views

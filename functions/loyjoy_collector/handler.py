@@ -22,9 +22,9 @@ from pydantic import ValidationError
 
 from . import __version__, logs
 from .cors import cors_headers, origin_allowed, preflight_headers
-from .gate import Gate
-from .pii_values import Tally
-from .privacy import Scrubber
+from .privacy.gate import Gate
+from .privacy.keys import Scrubber
+from .privacy.tally import Tally
 from .protocol import LoyJoyEvent, explain
 from .rows import RequestContext, event_row, rejected_row
 from .schema import EVENTS, REJECTED

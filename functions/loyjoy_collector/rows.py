@@ -15,9 +15,10 @@ from typing import Any
 from . import __version__
 from .catalog import normalise
 from .enrich import page_parts, parse_user_agent, reconcile_clock
-from .gate import Gate
-from .pii_values import Tally
-from .privacy import Scrubber, truncate_ip
+from .privacy.gate import Gate
+from .privacy.ip import truncate_ip
+from .privacy.keys import Scrubber
+from .privacy.tally import Tally
 from .protocol import KNOWN_FIELDS, LoyJoyEvent
 from .schema import EVENTS, REJECTED
 from .settings import Settings

@@ -12,8 +12,6 @@ pending file (hashes and pseudonymous ids only) that `erase --resume` finishes.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import logs
+from ..privacy import hashing
 from ..sink import BigQuerySink
 
 STREAMING_BUFFER = "streaming buffer"
@@ -37,13 +36,8 @@ class Erasure:
     requested_at: float = field(default_factory=time.time)
 
 
-def keyed_hash(key: bytes, email: str) -> str:
-    return hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
-
-
-def pseudonyms(key: bytes, email: str) -> list[str]:
-    variants = dict.fromkeys((email, email.strip(), email.strip().lower()))
-    return ["pii-" + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:32] for v in variants]
+keyed_hash = hashing.email_hash
+pseudonyms = hashing.email_pseudonyms
 
 
 def linked_client_ids(sink: BigQuerySink, erasure: Erasure) -> list[str]:

@@ -4,7 +4,7 @@ Rows are built from what senders said (`rows.py`); this is the one place that ma
 a column added to the schema later cannot forget it. Per column type, from the schema files:
 
 - STRING: control characters removed, lone surrogates replaced (BigQuery wants valid UTF-8), personal values
-  replaced (`pii_values`), then cut to the column's length limit (flagged `truncated_<column>`). A structured
+  replaced (`values.py`), then cut to the column's length limit (flagged `truncated_<column>`). A structured
   value for a STRING column (a refused payload) is walked like JSON and stored as JSON text.
 - JSON: every string and key as above; integers outside INT64 and non-finite floats dropped (BigQuery would
   refuse the whole row); too large as a whole: dropped, flagged.
@@ -23,9 +23,10 @@ import re
 import uuid
 from typing import Any
 
-from .pii_values import Tally, scrub_text
-from .privacy import CONTAINER_KEYS, Scrubber
-from .schema import tables
+from ..schema import tables
+from .keys import CONTAINER_KEYS, Scrubber
+from .tally import Tally
+from .values import scrub_text
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DEFAULT_LIMIT = 1024

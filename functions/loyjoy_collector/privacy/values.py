@@ -23,6 +23,8 @@ import re
 from functools import lru_cache
 from urllib.parse import unquote, unquote_plus
 
+from .tally import Tally
+
 EMAIL_PLACEHOLDER = "[email]"
 JWT_PLACEHOLDER = "[jwt]"
 BASE64_PLACEHOLDER = "[base64]"
@@ -193,18 +195,6 @@ def _decoded_b64(run: str) -> bytes | None:
         if decoded and len(decoded.translate(None, _PRINTABLE)) <= 0.15 * len(decoded):
             return decoded
     return None
-
-
-class Tally:
-    """What one row lost on its way in: reported in its `quality_flags`."""
-
-    __slots__ = ("dropped_keys", "out_of_range", "replaced", "truncated")
-
-    def __init__(self) -> None:
-        self.replaced = 0  # personal values replaced in strings
-        self.dropped_keys: list[str] = []  # keys not on the allow-list, and secrets
-        self.out_of_range = 0  # numbers BigQuery could not hold, dropped
-        self.truncated: list[str] = []  # columns cut to their length limit
 
 
 def _email(match: re.Match[str], tally: Tally) -> str:

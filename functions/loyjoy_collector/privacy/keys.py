@@ -6,7 +6,7 @@ any language (`vorname`, `telefon`, `strasse`, `antwort`). A deny-list of person
 that, so parsed objects keep only keys known to be analytical (LoyJoy's documented fields, the protocols'
 own fields, GA4 and Stape parameters) plus those the operator names in `PII_ALLOWED_KEYS` (`*` patterns
 allowed). Secrets go whatever the setting; `email` becomes a keyed hash. Every string that is kept still
-passes the value detectors of `pii_values` at the row boundary (`gate.py`).
+passes the value detectors of `values.py` at the row boundary (`gate.py`).
 
 The trade-off: a custom analytical key of a chat flow is dropped until the operator allows it; the row's
 `quality_flags` say how many keys were dropped and name them (`dropped_key:<name>`), so that is visible.
@@ -14,15 +14,14 @@ The trade-off: a custom analytical key of a chat flow is dropped until the opera
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from .pii_values import Tally, normalise_key
+from . import hashing
+from .tally import Tally
+from .values import normalise_key
 
 SECRET_KEYS = frozenset(
     normalise_key(k)
@@ -88,16 +87,12 @@ class Scrubber:
         self.kept_keys = ANALYTICAL_KEYS | exact  # also spares these keys' values in text (`key=value`)
 
     def hash_email(self, email: str) -> str | None:
-        if self.hash_key is None:
-            return None
-        return hmac.new(self.hash_key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+        return None if self.hash_key is None else hashing.email_hash(self.hash_key, email)
 
     def pseudonym(self, value: str) -> str | None:
         """An identifier that held a personal value (a client id that is an e-mail): the same keyed hash for
         the same value, so counts and joins still work and the value is gone. None without a key."""
-        if self.hash_key is None:
-            return None
-        return "pii-" + hmac.new(self.hash_key, value.encode(), hashlib.sha256).hexdigest()[:32]
+        return None if self.hash_key is None else hashing.pseudonym(self.hash_key, value)
 
     def allowed(self, name: str) -> bool:
         if name.startswith(GA4_PARAM_PREFIXES):
@@ -126,15 +121,3 @@ class Scrubber:
                 continue
             clean[name] = self.scrub(item, tally)
         return clean
-
-
-def truncate_ip(ip: str | None) -> str | None:
-    """/24 for IPv4, /48 for IPv6: enough for a country, not for a person."""
-    if not ip:
-        return None
-    try:
-        address = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return None
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
