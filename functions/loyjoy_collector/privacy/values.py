@@ -1,13 +1,21 @@
 """Personal values found by their shape, in any string, whatever key or language carried them.
 
-Keys decide most of privacy (see `privacy.py`); this is the net under every string that is kept anyway: URLs,
+Keys decide most of privacy (see `keys.py`); this is the net under every string that is kept anyway: URLs,
 titles, labels, ids, refused bodies that could not be parsed. It is built to survive damage, since hostile or
 broken senders do not send tidy values: an e-mail is anything shaped like `local@domain` (however damaged the
 local part, however escaped the `@`, with `+` tags and international domains); a JWT is found by its segments
 one by one, and so is any base64 run that decodes to readable text; phone numbers, IBANs and card numbers are
-found by their formats and checksums, street addresses by a street word and a house number; `key=value` and
+found by their formats and checksums (international, national with a trunk zero, North American, grouped),
+IPv4 and IPv6 addresses by their syntax, street addresses by a street word and a house number; `key=value` and
 `"key": "value"` pairs whose key names a personal field (in German, English, French, Italian, Spanish or Dutch)
-lose their value. Percent-, unicode- and HTML-escaped forms are decoded and looked at again.
+lose their value. Percent-, unicode- and HTML-escaped forms are decoded and looked at again; `jane(at)example
+(dot)com` is an address too.
+
+Every pattern that repeats runs on RE2, whose matching time is linear in its input: the collector is a public
+URL, and one crafted 75-byte string must not hold an instance's interpreter for seconds, as a backtracking
+engine would. RE2 has no look-around; a boundary a pattern needs is matched as a character of its own (the
+`pre` and `post` groups, given back unchanged), and a second pass finds a value whose boundary the value
+before it took. What stays on Python's `re` are single-character classes, which cannot backtrack.
 
 False positives are the price: `package@1.2` reads as an e-mail, a national number with a leading zero and
 separators (`0170 1234567`, `030/12345678`) as a phone number. Plain dates are kept (a date is a birth date
@@ -19,9 +27,15 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import ipaddress
 import re
+import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 from urllib.parse import unquote, unquote_plus
+
+import re2
 
 from .tally import Tally
 
@@ -32,6 +46,7 @@ PHONE_PLACEHOLDER = "[phone]"
 IBAN_PLACEHOLDER = "[iban]"
 CARD_PLACEHOLDER = "[card]"
 STREET_PLACEHOLDER = "[address]"
+IP_PLACEHOLDER = "[ip]"
 REDACTED = "[redacted]"
 
 
@@ -90,37 +105,84 @@ def personal_key(name: str) -> bool:
     return key in PERSONAL_WORDS or any(stem in key for stem in PERSONAL_STEMS)
 
 
+# ----------------------------------------------------------------------------------------- the engine
+
+Match = Any  # re2's match object: group(), start(), end(), string
+
+
+def _re2(pattern: str) -> Any:
+    return re2.compile(pattern)
+
+
+def _edges(match: Match, replacement: str) -> str:
+    """The replacement between the boundary characters the pattern had to take."""
+    groups = match.re.groupindex
+    pre = (match.group("pre") or "") if "pre" in groups else ""
+    post = (match.group("post") or "") if "post" in groups else ""
+    return pre + replacement + post
+
+
+def _sub_twice(pattern: Any, replace: Callable[[Match], str], text: str) -> str:
+    """A boundary character taken by one match (`post`) may be the one the next match needs (`pre`): a second
+    pass, only after a first that found something, finds those."""
+    text, found = pattern.subn(replace, text)
+    return pattern.sub(replace, text) if found else text
+
+
+def _bounded(core: str, before: str, after: str) -> str:
+    """`core` not preceded by a character of the class `before` nor followed by one of `after`, in RE2."""
+    return rf"(?:^|(?P<pre>[^{before}]))(?P<v>{core})(?:$|(?P<post>[^{after}]))"
+
+
+_WORD = r"\pL\pN_"  # Python's \w, which RE2 spells out
+
 # ------------------------------------------------------------------------------------------- e-mail
 
-_AT = r"(?:@|\uff20|\ufe6b|%40|%2540|\\u0040|\\x40|&#0*64;|&#x0*40;|&commat;)"
-_ADDRESS_CHARS = r"[^\s\"'<>()\[\]{},;:/=&?#|@\uff20\ufe6b`]"
-_EMAIL = re.compile(rf"{_ADDRESS_CHARS}{{1,128}}{_AT}{_ADDRESS_CHARS}{{2,255}}", re.IGNORECASE)
+_AT = r"(?:@|\x{ff20}|\x{fe6b}|%40|%2540|\\u0040|\\x40|&#0*64;|&#x0*40;|&commat;)"
+_ADDRESS_CHARS = r"[^\s\"'<>()\[\]{},;:/=&?#|@\x{ff20}\x{fe6b}`]"
+_EMAIL = _re2(rf"(?i){_ADDRESS_CHARS}+{_AT}{_ADDRESS_CHARS}{{2,}}")
 # Second pass, for what is left: every character RFC 5322 allows in a local part (`=`, `&`, `?`, `/`, `'`,
 # backquotes, braces). Not first: in a URL it would take `?email=` along with the address.
-_EMAIL_RFC = re.compile(rf"[^\s\"<>()\[\],;:@\uff20\ufe6b]{{1,128}}{_AT}{_ADDRESS_CHARS}{{2,255}}", re.IGNORECASE)
-_HAS_AT = re.compile(_AT, re.IGNORECASE)
-_LETTER = re.compile(r"[^\W\d_]")
+_EMAIL_RFC = _re2(rf"(?i)[^\s\"<>()\[\],;:@\x{{ff20}}\x{{fe6b}}]+{_AT}{_ADDRESS_CHARS}{{2,}}")
+_HAS_AT = _re2(rf"(?i){_AT}")
+# Written out for people and harvesters: jane(at)example(dot)com, jane [at] example [dot] com, jane at example.com
+_OPEN, _CLOSE = r"[(\[{<]", r"[)\]}>]"
+_OBFUSCATED_AT = rf"(?:\s*{_OPEN}\s*(?:at|ät)\s*{_CLOSE}\s*|\s+(?:at|ät)\s+)"
+_OBFUSCATED_DOT = rf"(?:\s*\.\s*|\s*{_OPEN}\s*(?:dot|punkt)\s*{_CLOSE}\s*|\s+(?:dot|punkt)\s+)"
+_EMAIL_SPELLED = _re2(
+    rf"(?i)(?:^|(?P<pre>[^{_WORD}.%+\-]))(?P<v>[{_WORD}.%+\-]+{_OBFUSCATED_AT}[{_WORD}\-]+(?:{_OBFUSCATED_DOT}[{_WORD}\-]+)+)"
+)
+_SPELLED_HINT = _re2(r"(?i)(?:[(\[{<]\s*(?:at|ät)\s*[)\]}>]|\s(?:at|ät)\s)")
+_LETTER = re.compile(r"[^\W\d_]")  # one character class: cannot backtrack
 
 # ---------------------------------------------------------------------------------------- base64, JWT
 
-_B64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{16,}(?:={1,2}|(?:%3D){1,2})?")
+_B64_RUN = _re2(r"[A-Za-z0-9+/_\-]{16,}(?:={1,2}|(?:%3D){1,2})?")
 _PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
-# Hex digits and hyphens (UUIDs, hashes): base64 of readable text always has other letters, so skip decoding.
-_HEXISH = re.compile(r"[0-9a-f\-]+")
-_MIXED_CASE = re.compile(r"(?=.*[A-Z])(?=.*[a-z])")  # base64 of 16+ characters of text has both, nearly always
-# Nothing can be found in it: no digits, no `@`, `:`, `=` or escapes, and shorter than a base64 run.
-_TRIVIAL = re.compile(r"[A-Za-z_.\- ]{0,15}")
-_DIGIT = re.compile(r"\d")
-_EIGHT_DIGITS = re.compile(r"(?:\D*\d){8}")
+_HEX_CHARS = "0123456789abcdef-"  # UUIDs, hashes: base64 of readable text always has other letters
+_TRIVIAL_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.- "
+_ASCII_DIGITS = str.maketrans("", "", "0123456789")
 
 # ------------------------------------------------------------------------------- phone, IBAN, cards
 
-_SEP = r"[\s./\-\u2013]?"
-_INTERNATIONAL_PREFIX = re.compile(r"^(?:\+|00|%2[Bb])")
-_PHONE_INTL = re.compile(
-    rf"(?<![\w+\-])(?:\+|00|%2[Bb])\s?[1-9]\d{{0,2}}{_SEP}(?:\(0\){_SEP})?\(?\d{{1,5}}\)?(?:{_SEP}\d{{2,}}){{1,5}}(?![\w\-])"
+_SEP = r"[\s./\-\x{2013}]?"
+_INTERNATIONAL_PREFIX = re.compile(r"^(?:\+|00|%2[Bb])")  # anchored, no repetition
+_PHONE_INTL = _re2(
+    _bounded(
+        rf"(?:\+|00|%2[Bb])\s?[1-9]\d{{0,2}}{_SEP}(?:\(0\){_SEP})?\(?\d{{1,5}}\)?(?:{_SEP}\d{{2,}}){{1,5}}",
+        rf"{_WORD}+\-",
+        rf"{_WORD}\-",
+    )
 )
-_PHONE_NATIONAL = re.compile(r"(?<![\w+.,-])(?:\(?0\d{1,5}\)?(?:[\s/\-\u2013]\d{2,}){1,4}|0[1-9]\d{8,11})(?![\w/-])")
+_PHONE_NATIONAL = _re2(
+    _bounded(r"\(?0\d{1,5}\)?(?:[\s/\-\x{2013}]\d{2,}){1,4}|0[1-9]\d{8,11}", rf"{_WORD}+.,\-", rf"{_WORD}/\-")
+)
+# North American (NANP): (212) 555-0199, 212-555-0199, 212.555.0199, +1 212 555 0199
+_PHONE_NANP = _re2(
+    _bounded(r"(?:\+?1[\s.\-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}", rf"{_WORD}+.,\-", rf"{_WORD}/.\-")
+)
+# National numbers written without a trunk zero, in groups (347 123 4567, 612 34 56 78, 79 123 45 67)
+_PHONE_GROUPED = _re2(_bounded(r"[1-9]\d{1,3}(?:[ \-]\d{2,4}){2,4}", rf"{_WORD}+.,\-", rf"{_WORD}/.,\-"))
 # The countries of the IBAN registry; with the checksum this keeps hex ids and the like out.
 IBAN_COUNTRIES = frozenset(
     (  # noqa: SIM905
@@ -129,39 +191,74 @@ IBAN_COUNTRIES = frozenset(
         "SC SD SE SI SK SM SO ST SV TL TN TR UA VA VG XK YE"
     ).split()
 )
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:\s?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+_IBAN = _re2(_bounded(r"[A-Z]{2}\d{2}(?:\s?[A-Z0-9]){11,30}", "A-Za-z0-9", "A-Za-z0-9"))
 # Grouped by four, or a bare run of a card network's length and prefix (a millisecond time starts with 1).
-_CARD = re.compile(r"(?<![\w.,])(?:\d{4}[ \-]\d{4}[ \-]\d{4}[ \-]\d{1,7}|3[47]\d{13}|[4-6]\d{15})(?![\w.,])")
+_CARD = _re2(_bounded(r"\d{4}[ \-]\d{4}[ \-]\d{4}[ \-]\d{1,7}|3[47]\d{13}|[4-6]\d{15}", rf"{_WORD}.,", rf"{_WORD}.,"))
+
+# ------------------------------------------------------------------------------------- IP addresses
+
+_IPV4 = _re2(_bounded(r"\d{1,3}(?:\.\d{1,3}){3}", rf"{_WORD}.", rf"{_WORD}."))
+_IPV6 = _re2(_bounded(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}", rf"{_WORD}:.", rf"{_WORD}:."))
 
 # A street and a house number, as written in the six languages (the number is what makes it an address).
-_STREET = re.compile(
-    r"(?<!\w)(?:"
-    r"[A-ZÄÖÜ][\wäöüß.\-]*(?:straße|strasse|str\.|gasse|weg|allee|platz|damm|ufer|straat|laan|gracht|plein|kade)"
-    r"\s*\d{1,4}\s?[a-zA-Z]?"
-    r"|[A-ZÄÖÜ][\wäöüß\-]*\s+(?:Straße|Strasse|Str\.|Gasse|Weg|Allee|Platz|Damm|Ufer)\s*\d{1,4}[a-z]?"
-    r"|\d{1,5}[A-Za-z]?\s*,?\s+(?:[A-Z][\w'\-]*\s+){1,3}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.|Lane|Drive|Boulevard|Way)"
-    r"|\d{1,4}\s*,?\s+(?:rue|avenue|boulevard|bd|chemin|allée|impasse|place)\s+(?:(?:de|du|des|la|le|l'|d')\s*)*[A-ZÀ-Ý][\w'\-]*"
-    r"|(?:[Vv]ia|[Vv]iale|[Pp]iazza|[Cc]orso|[Cc]alle|[Aa]venida|[Pp]laza|[Pp]aseo|[Cc]arrer)\s+(?:[\w'\-]+\s+){0,3}"
-    r"[\w'\-]+,?\s+(?:n\.?\s*|nº\s*)?\d{1,4}"
-    r")(?!\w)"
+_UPPER = "A-ZÄÖÜ"
+_STREET = _re2(
+    _bounded(
+        rf"[{_UPPER}][{_WORD}.\-]*(?:straße|strasse|str\.|gasse|weg|allee|platz|damm|ufer|straat|laan|gracht|plein|kade)"
+        r"\s*\d{1,4}\s?[a-zA-Z]?"
+        rf"|[{_UPPER}][{_WORD}\-]*\s+(?:Straße|Strasse|Str\.|Gasse|Weg|Allee|Platz|Damm|Ufer)\s*\d{{1,4}}[a-z]?"
+        rf"|\d{{1,5}}[A-Za-z]?\s*,?\s+(?:[A-Z][{_WORD}'\-]*\s+){{1,3}}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.|Lane|Drive|Boulevard|Way)"
+        rf"|\d{{1,4}}\s*,?\s+(?:rue|avenue|boulevard|bd|chemin|allée|impasse|place)\s+(?:(?:de|du|des|la|le|l'|d')\s*)*[A-ZÀ-Ý][{_WORD}'\-]*"
+        rf"|(?:[Vv]ia|[Vv]iale|[Pp]iazza|[Cc]orso|[Cc]alle|[Aa]venida|[Pp]laza|[Pp]aseo|[Cc]arrer)\s+(?:[{_WORD}'\-]+\s+){{0,3}}"
+        rf"[{_WORD}'\-]+,?\s+(?:n\.?\s*|nº\s*)?\d{{1,4}}",
+        _WORD,
+        _WORD,
+    )
 )
 
 # ----------------------------------------------------------------------------------- keyed values
 
-_KEYED = re.compile(
-    r"""(?P<q>["']?)(?P<key>[^\W\d][\w.\-]{0,40})(?P=q)\s*(?P<sep>[:=])\s*"""
-    r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|(?!//|[{\[])[^&\s,;}\]"'#?](?:[^&\n\r,;}\]"'#?]*[^&\s,;}\]"'#?])?)"""
+_KEY = rf"[\pL_][{_WORD}.\-]*"  # unbounded: a counted repeat of a Unicode class swells the automaton
+# An unquoted value: not `//…` (a protocol-relative URL) and not an object or array, spelled out for RE2.
+_END = "&\\s,;}\\]\"'#?"  # what ends a value, and what it may not end on
+_MID = "&\\n\\r,;}\\]\"'#?"  # inside, spaces are allowed
+_UNQUOTED = rf"(?:[^{_END}{{\[/](?:[^{_MID}]*[^{_END}])?|/(?:[^{_MID}/][^{_MID}]*[^{_END}]|[^{_END}/])?)"
+_KEYED = _re2(
+    rf"""(?:"(?P<k1>{_KEY})"|'(?P<k2>{_KEY})'|(?P<k3>{_KEY}))\s*(?P<sep>[:=])\s*"""
+    rf"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|{_UNQUOTED})"""
 )
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][\w.\-]{0,60}")
-_PLACEHOLDER = re.compile(r"\[[a-z]+\]")
-_GAP_WORD = re.compile(r"\[[a-z]+\]|[^\W\d_][\w.\-]*")
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"(?P<key>\s*:)?|"(?:[^"\\]|\\.)*$')
-_ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}")
+_IDENTIFIER = _re2(rf"[\pL_][{_WORD}.\-]*")
+_PLACEHOLDER = _re2(r"\[[a-z]+\]")
+_GAP_WORD = _re2(rf"\[[a-z]+\]|\pL[{_WORD}.\-]*")
+_QUOTED = _re2(r'"(?:[^"\\]|\\.)*"(?P<key>\s*:)?|"(?:[^"\\]|\\.)*$')
+_ESCAPE = _re2(r"\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}")
+_NON_DIGIT = re.compile(r"\D")  # one character class
+
+
+class _UnicodeDigits(dict[int, int]):
+    """Decimal digits of any script (full-width, Arabic-Indic, Devanagari) as ASCII, learnt as they are met:
+    a phone number in full-width digits is a phone number, and RE2's `\\d` is ASCII."""
+
+    def __missing__(self, code: int) -> int:
+        value = unicodedata.decimal(chr(code), None)
+        self[code] = code if value is None else ord(str(value))
+        return self[code]
+
+
+_DIGITS_OF_ANY_SCRIPT = _UnicodeDigits()
+
+
+def ascii_digits(text: str) -> str:
+    return text if text.isascii() else text.translate(_DIGITS_OF_ANY_SCRIPT)
+
+
+def digit_count(text: str) -> int:
+    return len(text) - len(text.translate(_ASCII_DIGITS))
 
 
 def _digits(text: str) -> str:
-    return re.sub(r"\D", "", text)
+    return _NON_DIGIT.sub("", text)
 
 
 def _luhn(number: str) -> bool:
@@ -173,7 +270,7 @@ def _luhn(number: str) -> bool:
 
 
 def _iban_valid(candidate: str) -> bool:
-    compact = re.sub(r"\s", "", candidate)
+    compact = "".join(candidate.split())
     if not 15 <= len(compact) <= 34:
         return False
     moved = compact[4:] + compact[:4]
@@ -197,73 +294,115 @@ def _decoded_b64(run: str) -> bytes | None:
     return None
 
 
-def _email(match: re.Match[str], tally: Tally) -> str:
-    domain = _HAS_AT.split(match.group(0), maxsplit=1)[-1]
-    if not _LETTER.search(domain):
+def _email(match: Match, tally: Tally) -> str:
+    if not _LETTER.search(_HAS_AT.split(match.group(0), 1)[-1]):
         return match.group(0)  # "3@45" is a score, not an address
     tally.replaced += 1
     return EMAIL_PLACEHOLDER
 
 
-def _b64(match: re.Match[str], tally: Tally) -> str:
+_SPELLED_AT_SPLIT = _re2(rf"(?i){_OBFUSCATED_AT}")
+
+
+def _spelled_email(match: Match, tally: Tally) -> str:
+    if not _LETTER.search(_SPELLED_AT_SPLIT.split(match.group("v"), 1)[-1]):
+        return match.group(0)  # "meet at 10.30" is a time
+    tally.replaced += 1
+    return _edges(match, EMAIL_PLACEHOLDER)
+
+
+def _b64(match: Match, tally: Tally) -> str:
     run = match.group(0)
     if run.startswith("eyJ"):  # base64 of '{"': a JWT segment, whole or not
         tally.replaced += 1
         return JWT_PLACEHOLDER
-    if _HEXISH.fullmatch(run) or not _MIXED_CASE.match(run) or _decoded_b64(run) is None:
+    mixed_case = run.lower() != run and run.upper() != run  # base64 of 16+ characters of text, nearly always
+    if not run.strip(_HEX_CHARS) or not mixed_case or _decoded_b64(run) is None:
         return run
     tally.replaced += 1
     return BASE64_PLACEHOLDER
 
 
-def _phone(match: re.Match[str], tally: Tally, least: int) -> str:
+def _phone(match: Match, tally: Tally, least: int) -> str:
     # E.164's 15 digits do not count the international prefix (+, 00) or a trunk zero written as (0)
-    number = _INTERNATIONAL_PREFIX.sub("", match.group(0).strip()).replace("(0)", "")
-    if not least <= len(_digits(number)) <= 15:
+    number = _INTERNATIONAL_PREFIX.sub("", match.group("v").strip()).replace("(0)", "")
+    if not least <= digit_count(number) <= 15:
         return match.group(0)
     tally.replaced += 1
-    return PHONE_PLACEHOLDER
+    return _edges(match, PHONE_PLACEHOLDER)
 
 
-def _iban(match: re.Match[str], tally: Tally) -> str:
+def _iban(match: Match, tally: Tally) -> str:
     """The longest prefix with a valid checksum: the pattern may have run on into a following word."""
-    found = match.group(0)
+    found = match.group("v")
     if found[:2] not in IBAN_COUNTRIES:
-        return found
+        return match.group(0)
     for end in range(len(found), 14, -1):
         if (end == len(found) or found[end] == " ") and _iban_valid(found[:end]):
             tally.replaced += 1
-            return IBAN_PLACEHOLDER + found[end:]
-    return found
+            return _edges(match, IBAN_PLACEHOLDER + found[end:])
+    return match.group(0)
 
 
-def _card(match: re.Match[str], tally: Tally) -> str:
-    if not _luhn(_digits(match.group(0))):
+def _card(match: Match, tally: Tally) -> str:
+    if not _luhn(_digits(match.group("v"))):
         return match.group(0)
     tally.replaced += 1
-    return CARD_PLACEHOLDER
+    return _edges(match, CARD_PLACEHOLDER)
 
 
-def _street(match: re.Match[str], tally: Tally) -> str:
+def _ipv4(match: Match, tally: Tally) -> str:
+    found = match.group("v")
+    if any(int(octet) > 255 for octet in found.split(".")):
+        return match.group(0)
+    start = _start(match, "v")
+    text = match.string
+    if start >= 2 and text[start - 1] == "/" and text[start - 2].isalpha():
+        return match.group(0)  # a product token's version (`Chrome/120.0.0.0`), not an address
     tally.replaced += 1
-    return STREET_PLACEHOLDER
+    return _edges(match, IP_PLACEHOLDER)
 
 
-def _keyed(match: re.Match[str], tally: Tally, allowed: frozenset[str], strict: bool) -> str:
-    key = match.group("key")
+def _ipv6(match: Match, tally: Tally) -> str:
+    found = match.group("v")
+    if len(found) > 45 or found.count(":") < 2:
+        return match.group(0)
+    try:
+        ipaddress.IPv6Address(found)
+    except ValueError:
+        return match.group(0)  # 12:30:45 is a time
+    tally.replaced += 1
+    return _edges(match, IP_PLACEHOLDER)
+
+
+def _street(match: Match, tally: Tally) -> str:
+    tally.replaced += 1
+    return _edges(match, STREET_PLACEHOLDER)
+
+
+def _start(match: Match, group: str) -> int:
+    return match.start(match.re.groupindex[group])  # re2 names groups by number only here
+
+
+def _key_of(match: Match) -> str:
+    return match.group("k1") or match.group("k2") or match.group("k3")
+
+
+def _keyed(match: Match, tally: Tally, allowed: frozenset[str], strict: bool) -> str:
+    key = _key_of(match)
     value = match.group("value")
     inner = value.strip("\"'")
     keep = not inner or _PLACEHOLDER.fullmatch(inner) or normalise_key(key.rpartition(".")[2]) in allowed
     if keep or (not strict and not personal_key(key)):
         if len(value) > 2 and value[0] in "\"'" and ("=" in inner or ":" in inner):
             # a kept quoted value may hold pairs of its own: "url": "https://…/?vorname=Erika"
-            start = match.start("value") - match.start(0) + 1
+            start = _start(match, "value") - match.start(0) + 1
             body = _KEYED.sub(lambda m: _keyed(m, tally, allowed, False), value[1:-1])
             return match.group(0)[:start] + body + value[-1]
         return match.group(0)
     tally.replaced += 1
     quote = value[0] if value[0] in "\"'" else ""
-    return match.group(0)[: match.start("value") - match.start(0)] + f"{quote}{REDACTED}{quote}"
+    return match.group(0)[: _start(match, "value") - match.start(0)] + f"{quote}{REDACTED}{quote}"
 
 
 def _strict_quoted(text: str, tally: Tally, allowed: frozenset[str]) -> str:
@@ -279,9 +418,10 @@ def _strict_quoted(text: str, tally: Tally, allowed: frozenset[str]) -> str:
         out.append(_GAP_WORD.sub(lambda m: _gap_word(m, tally), text[position : match.start()]))
         position = match.end()
         token = match.group(0)
-        dangling = len(token) < 2 or not token.endswith('"') or (match.group("key") is None and token.endswith('\\"'))
-        inner = token[1 : token.rindex('"')] if match.group("key") else (token[1:] if dangling else token[1:-1])
-        if match.group("key") and _IDENTIFIER.fullmatch(inner):
+        is_key = match.group("key") is not None
+        dangling = len(token) < 2 or not token.endswith('"') or (not is_key and token.endswith('\\"'))
+        inner = token[1 : token.rindex('"')] if is_key else (token[1:] if dangling else token[1:-1])
+        if is_key and len(inner) <= 61 and _IDENTIFIER.fullmatch(inner):
             last_key = inner
             out.append(token)
         elif (
@@ -292,12 +432,12 @@ def _strict_quoted(text: str, tally: Tally, allowed: frozenset[str]) -> str:
             out.append(token)
         else:
             tally.replaced += 1
-            out.append(f'"{REDACTED}"' + (token[token.rindex('"') + 1 :] if match.group("key") else ""))
+            out.append(f'"{REDACTED}"' + (token[token.rindex('"') + 1 :] if is_key else ""))
     out.append(_GAP_WORD.sub(lambda m: _gap_word(m, tally), text[position:]))
     return "".join(out)
 
 
-def _gap_word(match: re.Match[str], tally: Tally) -> str:
+def _gap_word(match: Match, tally: Tally) -> str:
     word = match.group(0)
     if word in ("true", "false", "null") or _PLACEHOLDER.fullmatch(word):
         return word
@@ -310,15 +450,25 @@ def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool)
         text = _EMAIL.sub(lambda m: _email(m, tally), text)
         if _HAS_AT.search(text):
             text = _EMAIL_RFC.sub(lambda m: _email(m, tally), text)
+    if _SPELLED_HINT.search(text):
+        text = _sub_twice(_EMAIL_SPELLED, lambda m: _spelled_email(m, tally), text)
     if len(text) >= 16:
         text = _B64_RUN.sub(lambda m: _b64(m, tally), text)
-    if _DIGIT.search(text):
-        text = _STREET.sub(lambda m: _street(m, tally), text)
-    if _EIGHT_DIGITS.match(text):
-        text = _IBAN.sub(lambda m: _iban(m, tally), text)
-        text = _CARD.sub(lambda m: _card(m, tally), text)
-        text = _PHONE_INTL.sub(lambda m: _phone(m, tally, 8), text)
-        text = _PHONE_NATIONAL.sub(lambda m: _phone(m, tally, 9), text)  # 8 digits would take 01/02/2024
+    digits = digit_count(text)
+    if digits:
+        text = _sub_twice(_STREET, lambda m: _street(m, tally), text)
+    if digits >= 4 and ("." in text or ":" in text):
+        if "." in text:
+            text = _sub_twice(_IPV4, lambda m: _ipv4(m, tally), text)
+        if text.count(":") >= 2:
+            text = _sub_twice(_IPV6, lambda m: _ipv6(m, tally), text)
+    if digits >= 8:
+        text = _sub_twice(_IBAN, lambda m: _iban(m, tally), text)
+        text = _sub_twice(_CARD, lambda m: _card(m, tally), text)
+        text = _sub_twice(_PHONE_INTL, lambda m: _phone(m, tally, 8), text)
+        text = _sub_twice(_PHONE_NATIONAL, lambda m: _phone(m, tally, 9), text)  # 8 digits would take 01/02/2024
+        text = _sub_twice(_PHONE_NANP, lambda m: _phone(m, tally, 10), text)
+        text = _sub_twice(_PHONE_GROUPED, lambda m: _phone(m, tally, 9), text)
     if ":" in text or "=" in text:  # last: a value's shape is surer than its key, and a key may cut a value short
         text = _KEYED.sub(lambda m: _keyed(m, tally, allowed, strict), text)
     if strict and '"' in text:
@@ -337,6 +487,15 @@ def _unescaped(text: str, plus: bool = False) -> str:
             text = _ESCAPE.sub(lambda m: chr(int(m.group(0)[2:], 16)), text)
         if "&" in text:
             text = html.unescape(text)
+    return _storable(text)
+
+
+def _storable(text: str) -> str:
+    """Lone surrogates (which decoding can make) as U+FFFD: RE2 reads UTF-8, and BigQuery stores only that."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
     return text
 
 
@@ -344,8 +503,9 @@ def scrub_text(text: str, tally: Tally, allowed_keys: frozenset[str] = frozenset
     """`text` without personal values. Escaped text is decoded first when only the decoded form gives a value
     away (`%2B49%20170…`, `jane\\u0040…`): the escaping is lost, the value too. `strict` (for bodies that
     could not be parsed) applies the allow-list to text: a value whose key is not in `allowed_keys` is gone."""
-    if _TRIVIAL.fullmatch(text):
-        return text
+    if len(text) <= 15 and not text.strip(_TRIVIAL_CHARS):
+        return text  # nothing can be found in it: no digits, no `@`, `:`, `=` or escapes, shorter than base64
+    text = _storable(ascii_digits(text))
     if "%" in text or "\\" in text or "&" in text:
         # `+` is a space in form-encoded text (a query string: pairs, no spaces, quotes or braces) only
         decoded = _unescaped(text, plus="=" in text and not any(c in text for c in ' {}"'))
@@ -353,5 +513,5 @@ def scrub_text(text: str, tally: Tally, allowed_keys: frozenset[str] = frozenset
             probe, plain = Tally(), Tally()
             _scrub_plain(decoded, probe, allowed_keys, False)
             if probe.replaced and (_scrub_plain(text, plain, allowed_keys, False), plain.replaced)[1] < probe.replaced:
-                text = decoded
+                text = ascii_digits(decoded)
     return _scrub_plain(text, tally, allowed_keys, strict)
