@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+WANTED = frozenset((*UTM_KEYS, "gclid"))
+LONGEST_KEY = 3 * max(len(key) for key in WANTED)  # every character percent-encoded
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,30 @@ def page_parts(url: str | None) -> PageParts:
         return PageParts(None, None, {}, None)
     try:
         parts = urlsplit(url)
+        hostname = parts.hostname
     except ValueError:
         return PageParts(None, None, {}, None)
-    query = parse_qs(parts.query, max_num_fields=100) if parts.query else {}
-    utm = {key: query[key][0][:256] for key in UTM_KEYS if query.get(key)}
-    gclid = query["gclid"][0][:256] if query.get("gclid") else None
-    return PageParts(parts.hostname, parts.path or None, utm, gclid)
+    found = _wanted_parameters(parts.query)
+    utm = {key: found[key] for key in UTM_KEYS if key in found}
+    return PageParts(hostname, parts.path or None, utm, found.get("gclid"))
+
+
+def _wanted_parameters(query: str) -> dict[str, str]:
+    """The first non-empty value of each wanted key, as parse_qs would give it.
+
+    A faceted-search page has hundreds of parameters: ordinary traffic, not an attack, so there is no field
+    limit to trip over. Each piece is looked at once, and only a key short enough to be a wanted one is
+    decoded: linear in the query's length.
+    """
+    found: dict[str, str] = {}
+    for piece in query.split("&"):
+        name, equals, value = piece.partition("=")
+        if not equals or not value or len(name) > LONGEST_KEY:
+            continue
+        key = unquote_plus(name)
+        if key in WANTED and key not in found:
+            found[key] = unquote_plus(value[: 3 * 256])[:256]
+    return found
 
 
 @dataclass(frozen=True)

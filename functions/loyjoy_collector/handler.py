@@ -281,7 +281,7 @@ def data_client(request: flask.Request, ctx: RequestContext, rt: Runtime) -> fla
     try:
         items, is_array = data_payload(ctx.method, text, request.mimetype or "", request.args.items())
     except ProtocolError as exc:
-        raise Refusal(400, exc.reason, exc.detail, text or ctx.query, raw_bytes=size) from None
+        raise Refusal(exc.status, exc.reason, exc.detail, text or ctx.query, raw_bytes=size) from None
     if nesting_depth(items, rt.settings.max_nesting_depth + 1) > rt.settings.max_nesting_depth + 1:
         raise Refusal(400, "nesting_too_deep", f"more than {rt.settings.max_nesting_depth} levels", text,
                       raw_bytes=size)  # fmt: skip
@@ -304,11 +304,17 @@ def data_client(request: flask.Request, ctx: RequestContext, rt: Runtime) -> fla
 def ga4_collect(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:
     """/g/collect: what a GA4 tag with server_container_url sends (one hit per body line). Answered 204."""
     text, size = ("", len(ctx.query)) if ctx.method == "GET" else read_text(request, rt.settings, GA4_TYPES)
-    hits = ga4_hits(ctx.query, text)
+    try:
+        hits = ga4_hits(ctx.query, text)
+    except ProtocolError as exc:
+        raise Refusal(exc.status, exc.reason, exc.detail, text or ctx.query, raw_bytes=size) from None
     check_count(len(hits), text or ctx.query, size, rt.settings)
     keep = rt.settings.non_loyjoy_hits == "store"
     events: list[Any] = []
     for hit in hits:
+        if isinstance(hit, ProtocolError):
+            events.append(Refused(hit.reason, hit.detail, hit.payload))
+            continue
         try:
             event = to_event(ga4_to_fields(hit), "ga4", keep_others=keep)
             if event is not None:

@@ -29,13 +29,17 @@ def _to_datetime(value: object) -> datetime:
             parsed = datetime.fromisoformat(value)
         except ValueError as exc:
             raise ValueError("not an RFC 3339 timestamp") from exc
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        try:  # year 1 east of UTC and year 9999 west of it are before and after what a datetime can hold
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("the timestamp is out of range in UTC") from exc
     raise ValueError("a timestamp is an RFC 3339 string or epoch milliseconds")
 
 
 def _to_session_number(value: object) -> object:
-    """GA4 session ids are digits; gtag keeps them as strings in cookies."""
-    if isinstance(value, str) and value.isdigit() and len(value) <= 18:
+    """GA4 session ids are digits; gtag keeps them as strings in cookies. ASCII digits only: `'²'.isdigit()`
+    is true and `int('²')` fails."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
         return int(value)
     return value
 

@@ -41,13 +41,54 @@ DROPPED = frozenset({"ip_override", "user_agent", "uid", "user_id", "screen_reso
                      *ACTION_KEYS, *LABEL_KEYS})  # fmt: skip
 
 
-class ProtocolError(ValueError):
-    """Input that the protocol cannot carry: (reason, detail)."""
+MAX_FIELDS = 500  # parameters of one query, form body or GA4 line: gtag sends a few dozen
 
-    def __init__(self, reason: str, detail: str) -> None:
+
+class ProtocolError(ValueError):
+    """Input that the protocol cannot carry: (reason, detail), and the status that refuses it."""
+
+    def __init__(self, reason: str, detail: str, status: int = 400, payload: str | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.status = status
+        self.payload = payload  # what was refused, when it is less than the whole request (a GA4 body line)
+
+
+def parse_fields(text: str, where: str) -> dict[str, str]:
+    """A query string or form body as fields, refused past MAX_FIELDS (parse_qsl raises a bare ValueError)."""
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS))
+    except ValueError:
+        raise ProtocolError("too_many_fields", f"{where}: more than {MAX_FIELDS} fields", 413) from None
+
+
+def _check_field_count(count: int, where: str) -> None:
+    if count > MAX_FIELDS:
+        raise ProtocolError("too_many_fields", f"{where}: {count} fields; the limit is {MAX_FIELDS}", 413)
+
+
+def ascii_digits(text: str) -> bool:
+    """`str.isdigit()` is true for '²', '٣' and full-width digits, which `int()` refuses or reads as numbers
+    no sender meant: identifiers and counts are ASCII."""
+    return text.isascii() and text.isdigit()
+
+
+def parse_number(text: str) -> int | float:
+    """A GA4 numeric parameter (`epn.*`): ASCII decimal, finite, within what BigQuery's JSON holds.
+
+    `int()` and `float()` also take '1_000', ' 7 ', '٣', 'nan' and '1e999' (infinity, which JSON cannot carry).
+    """
+    body = text[1:] if text.startswith("-") else text
+    whole, dot, fraction = body.partition(".")
+    if len(text) > 32 or not ascii_digits(whole) or (dot and not ascii_digits(fraction)):
+        raise ValueError(text)
+    if dot:
+        return float(text)
+    number = int(text)
+    if not -(2**63) <= number < 2**63:
+        raise ValueError(text)
+    return number
 
 
 def unique_event_id() -> str:
@@ -114,7 +155,9 @@ def data_payload(
     method: str, body: str, mimetype: str, query: list[tuple[str, str]]
 ) -> tuple[list[dict[str, Any]], bool]:
     """The Data Tag's event(s): a JSON body, a form body, or a pixel's `dtcd` (JSON) / `dtdc` (base64 JSON)."""
-    params = dict(query)
+    pairs = list(query)
+    _check_field_count(len(pairs), "the query string")
+    params = dict(pairs)
     if method == "GET":
         encoded = params.pop("dtdc", None)
         raw = params.pop("dtcd", None)
@@ -129,10 +172,12 @@ def data_payload(
         if raw is not None:
             try:
                 payload = json.loads(raw)
+            except RecursionError:
+                raise ProtocolError("nesting_too_deep", "the pixel's JSON nests too deeply") from None
             except ValueError as exc:
                 raise ProtocolError("invalid_json", f"pixel data: {exc}") from None
     elif mimetype == "application/x-www-form-urlencoded":
-        payload = dict(parse_qsl(body, keep_blank_values=True, max_num_fields=500))
+        payload = parse_fields(body, "the form body")
     else:
         if not body.strip():
             raise ProtocolError("empty_body", "the body is empty; send the event as JSON")
@@ -163,13 +208,22 @@ def _consent(params: dict[str, str]) -> str | None:
     return None
 
 
-def ga4_hits(query: str, body: str) -> list[dict[str, str]]:
-    """One hit per body line (or the query string alone), each merged with the query string."""
-    shared = dict(parse_qsl(query, keep_blank_values=True, max_num_fields=500))
+def ga4_hits(query: str, body: str) -> list[dict[str, str] | ProtocolError]:
+    """One hit per body line (or the query string alone), each merged with the query string.
+
+    A query the protocol cannot carry refuses the request (raised); a line it cannot carry stands in the list
+    as its error, so that the other lines' hits are still stored."""
+    shared = parse_fields(query, "the query string")
     lines = [line for line in body.splitlines() if line.strip()]
     if not lines:
         return [shared]
-    return [{**shared, **dict(parse_qsl(line, keep_blank_values=True, max_num_fields=500))} for line in lines]
+    hits: list[dict[str, str] | ProtocolError] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            hits.append({**shared, **parse_fields(line, f"body line {number}")})
+        except ProtocolError as exc:
+            hits.append(ProtocolError(exc.reason, exc.detail, exc.status, line))
+    return hits
 
 
 def ga4_to_fields(hit: dict[str, str]) -> dict[str, Any]:
@@ -188,7 +242,7 @@ def ga4_to_fields(hit: dict[str, str]) -> dict[str, Any]:
         target = fields if prefix.startswith("e") else user
         if prefix.endswith("n"):
             try:
-                target[name] = float(value) if "." in value else int(value)
+                target[name] = parse_number(value)
             except ValueError:
                 raise ProtocolError("invalid_field", f"{key}={value!r} is not a number") from None
         else:
@@ -210,7 +264,7 @@ def ga4_context(hit: dict[str, str]) -> dict[str, Any]:
     if hit.get("cid"):
         context["client_id"] = hit["cid"]
     if hit.get("sid"):
-        if not hit["sid"].isdigit():
+        if not ascii_digits(hit["sid"]) or len(hit["sid"]) > 19:
             raise ProtocolError("invalid_field", f"sid={hit['sid']!r} is not a GA4 session id")
         context["ga_session_id"] = int(hit["sid"])
         context["session_id"] = hit["sid"]
