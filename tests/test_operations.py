@@ -78,72 +78,13 @@ def test_storage_unavailable_and_rows_bigquery_refuses_are_logged(faulty_collect
     assert EMAIL not in json.dumps(line)
 
 
-# --------------------------------------------------------------------------------------------- erasure
+# ------------------------------------------------------------- the CLI (erasure: tests/test_erase.py)
 
 
 def run_cli(*args: str, bigquery_url: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = local_env(0, ORIGIN) | {"BIGQUERY_API_ENDPOINT": bigquery_url, "PII_HASH_KEY": HASH_KEY}
     return subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)  # fmt: skip
-
-
-def test_erasure_takes_the_person_with_their_linked_client_ids_and_waits_out_the_streaming_buffer(
-    collector, local_bigquery, fault_injector, tag, tmp_path
-):
-    email = f"erase.me.{tag}@example.com"
-    mine, other = f"c-{tag}-mine", f"c-{tag}-other"
-    sends = [
-        {"event": "sign_in", "bot_id": tag, "client_id": mine, "detail": {"email": email}},
-        {"event": "open", "bot_id": tag, "client_id": mine},  # anonymous, but the same browser
-        {"event": "open", "bot_id": tag, "client_id": email},  # a site that uses the address as its client id
-        {"event": "open", "bot_id": tag, "client_id": other},  # somebody else
-    ]
-    assert collector.post({"events": sends}).status_code == 200
-    refused = collector.post({"event": "Bad Name", "bot_id": tag, "client_id": mine, "detail": {"email": email}})
-    assert refused.status_code == 400
-    assert run_cli("refresh", bigquery_url=local_bigquery.url).returncode == 0  # the analyst tables have them too
-    pending = tmp_path / "pending.json"
-    common = ("--retry-every", "0.5", "--pending-file", str(pending))
-
-    dry = run_cli("erase", "--email", email, "--dry-run", *common, bigquery_url=fault_injector.url)
-    assert dry.returncode == 0, dry.stderr
-    assert "events: 3 rows would be deleted" in dry.stdout and "events_rejected: 1 rows would be deleted" in dry.stdout
-    assert "events_clean: 3 rows would be deleted" in dry.stdout
-    assert len(local_bigquery.events("bot_id = @tag", tag=tag)) == 4
-
-    fault_injector.refuse_dml(2)  # rows streamed minutes ago: BigQuery says no, twice
-    done = run_cli("erase", "--email", email, *common, bigquery_url=fault_injector.url)
-    assert done.returncode == 0, done.stderr
-    assert "streaming buffer" in done.stdout
-    assert [r["client_id"] for r in local_bigquery.events("bot_id = @tag", tag=tag)] == [other]
-    assert local_bigquery.rejected("rejected_id = @id", id=refused.json()["rejected_id"]) == []
-    [audit] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    deleted = {table: n for table, n in audit["deleted"].items() if n}
-    assert audit["event"] == "erasure" and deleted == {
-        "events": 3, "events_rejected": 1, "events_clean": 3, "events_clean_this_run": 3
-    }  # fmt: skip
-    for table in ("events_clean", "sessions"):
-        left = local_bigquery.query(
-            f"SELECT COUNT(*) AS n FROM `{local_bigquery.table(table)}` WHERE client_id = @c", c=mine
-        )
-        assert left[0]["n"] == 0
-    assert email not in done.stdout + done.stderr and mine not in json.dumps(audit)
-    assert not pending.exists()
-
-
-def test_an_interrupted_erasure_is_finished_by_resume(collector, local_bigquery, fault_injector, tag, tmp_path):
-    mine = f"c-{tag}"
-    assert collector.post({"event": "open", "bot_id": tag, "client_id": mine}).status_code == 200
-    pending = tmp_path / "pending.json"
-    fault_injector.refuse_dml(100)
-    stopped = run_cli("erase", "--client-id", mine, "--wait", "0", "--pending-file", str(pending),
-                      bigquery_url=fault_injector.url)  # fmt: skip
-    assert stopped.returncode != 0 and "--resume" in stopped.stdout and pending.exists()
-    assert mine in pending.read_text() and len(local_bigquery.events("bot_id = @tag", tag=tag)) == 1
-    fault_injector.reset()
-    resumed = run_cli("erase", "--resume", "--pending-file", str(pending), bigquery_url=fault_injector.url)
-    assert resumed.returncode == 0, resumed.stderr
-    assert local_bigquery.events("bot_id = @tag", tag=tag) == [] and not pending.exists()
 
 
 # ----------------------------------------------------------------------------------------------- check

@@ -226,34 +226,40 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_erase(args: argparse.Namespace) -> int:
     from .. import logs
+    from ..settings import Settings
     from ..sink import BigQuerySink
-    from .erase import Erasure, hash_key_from_secret, keyed_hash, load_pending, pseudonyms, run
+    from . import erase as erasing
+    from .erase import Erasure
 
+    pending_file = Path(args.pending_file)
+    if not args.resume and not args.email and not args.client_id:
+        print("name the person: --email ADDRESS and/or --client-id ID", file=sys.stderr)
+        return 2
+    # Before reading_settings: for the local BigQuery it fills in a made-up dev key, which finds nothing.
+    env_key = None if args.resume else Settings().pii_hash_key
     settings = reading_settings(args)
     logs.configure("json", settings.project, lambda text: text)  # the audit line: hashes and counts only
-    pending_file = Path(args.pending_file)
-    if args.resume:
-        todo = load_pending(pending_file)
+    if args.resume:  # the pending file holds hashes and pseudonyms already
+        todo = erasing.load_pending(pending_file)
         if not todo:
             print(f"nothing pending in {pending_file}")
     else:
-        if not args.email and not args.client_id:
-            print("name the person: --email ADDRESS and/or --client-id ID", file=sys.stderr)
+        try:
+            key = erasing.resolve_key(
+                env_key.get_secret_value() if env_key else None,
+                args.cloud,
+                lambda: erasing.hash_key_from_secret(settings.project or "", args.secret),
+            )
+        except erasing.MissingKey as exc:
+            print(f"erase: {exc}", file=sys.stderr)
             return 2
-        if args.email:
-            key_value = settings.pii_hash_key.get_secret_value().encode() if settings.pii_hash_key else None
-            if key_value is None and args.cloud:
-                key_value = hash_key_from_secret(settings.project or "", args.secret)
-            if key_value is None:
-                print("the e-mail hash needs the deployed key: set PII_HASH_KEY, or use --cloud", file=sys.stderr)
-                return 2
-            todo = [Erasure(keyed_hash(key_value, args.email), list(args.client_id), pseudonyms(key_value, args.email))]
-        else:
-            todo = [Erasure(None, list(args.client_id))]
+        named = [value for value in args.client_id if value]  # `--client-id ''` would name nobody's rows
+        own = erasing.named_pseudonyms(key, named) + (erasing.pseudonyms(key, args.email) if args.email else [])
+        todo = [Erasure(erasing.keyed_hash(key, args.email) if args.email else None, named, own)]
     sink = BigQuerySink(settings)
     for erasure in todo:
-        run(sink, erasure, dry_run=args.dry_run, wait_minutes=args.wait, retry_seconds=args.retry_every,
-            say=print, pending_file=None if args.dry_run else pending_file)  # fmt: skip
+        erasing.run(sink, erasure, dry_run=args.dry_run, wait_minutes=args.wait, retry_seconds=args.retry_every,
+                    say=print, pending_file=None if args.dry_run else pending_file)  # fmt: skip
         total = sum(erasure.deleted.values())
         print(f"{total} rows {'would be ' if args.dry_run else ''}deleted: {json.dumps(erasure.deleted)}")
     return 0
@@ -326,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
 
     erase = commands.add_parser("erase", help="delete one person's rows everywhere (GDPR Art. 17)")
     erase.add_argument("--email", help="the person's e-mail address (hashed with the deployed key, never stored)")
-    erase.add_argument("--client-id", action="append", default=[], help="a client id of theirs (repeatable)")
+    erase.add_argument("--client-id", action="append", default=[],
+                       help="a client or GA client id of theirs (repeatable); erased even if ambiguous")  # fmt: skip
     erase.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     erase.add_argument("--resume", action="store_true", help="finish erasures that were interrupted")
     erase.add_argument("--wait", type=float, default=90, help="minutes to wait out BigQuery's streaming buffer")

@@ -1,9 +1,18 @@
-"""Erasure of one person (GDPR Art. 17): every row that carries their e-mail hash or one of their client ids.
+"""Erasure of one person (GDPR Art. 17): every row that carries their e-mail hash or one of their ids, and no
+row of anybody else.
 
 The collector never stores an address, only HMAC-SHA256(PII_HASH_KEY, address): so the same key finds the
-rows. A person's anonymous events go too: the client ids that ever appeared with their hash (and the
-pseudonyms of ids that held the address itself). Every table of the dataset with `email_hash`, `client_id` or
-a kept payload is covered: the raw tables, the analyst tables and their scratch copies, and tables added later.
+rows, and without that key nothing can be found (a run with another key would delete nothing and look done,
+so there is none). A person's anonymous events go too: the client ids and GA client ids that appeared with
+their hash (a GA4 hit's `client_id` is its GA client id), and the pseudonyms of ids that held the address.
+
+Ids are matched whole, never as substrings: in columns by equality, in a kept JSON payload by the value of
+its id fields, in a text payload or query string as a whole token. Client ids are what a sender claims, so
+anybody can post another visitor's id next to their own address: an id seen with more than one e-mail hash
+is ambiguous, and it goes only when the operator names it (`--client-id`).
+
+Every table of the dataset with `email_hash`, `client_id`, `ga_client_id`, a kept payload or query is
+covered: the raw tables, the analyst tables and their scratch copies, and tables added later.
 
 BigQuery refuses DELETE on rows that insertAll streamed in the last ~30 minutes ("would affect rows in the
 streaming buffer"). The erasure then waits and tries again by itself; an interrupted one is written to a
@@ -15,10 +24,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from .. import logs
 from ..privacy import hashing
@@ -30,29 +40,82 @@ STREAMING_BUFFER = "streaming buffer"
 @dataclass
 class Erasure:
     email_hash: str | None
-    client_ids: list[str] = field(default_factory=list)
+    client_ids: list[str] = field(default_factory=list)  # named by the operator: erased, ambiguous or not
     pseudonyms: list[str] = field(default_factory=list)  # what the gate made of ids that held the address
     deleted: dict[str, int] = field(default_factory=dict)
     requested_at: float = field(default_factory=time.time)
+    linked: list[str] = field(default_factory=list)  # client and GA client ids seen with the hash
+    ambiguous: list[str] = field(default_factory=list)  # linked ids seen with another hash too
+
+    def ids(self) -> list[str]:
+        """What is erased by id: an ambiguous id only when it was named (or is a pseudonym of the address)."""
+        linked = set(self.linked) - set(self.ambiguous)
+        return sorted(linked | set(self.client_ids) | set(self.pseudonyms))
+
+    def skipped(self) -> list[str]:
+        return sorted(set(self.ambiguous) - set(self.client_ids) - set(self.pseudonyms))
+
+
+class MissingKey(Exception):
+    """No deployed key: a made-up one would find nothing, delete nothing and still report success."""
 
 
 keyed_hash = hashing.email_hash
 pseudonyms = hashing.email_pseudonyms
 
 
-def linked_client_ids(sink: BigQuerySink, erasure: Erasure) -> list[str]:
-    """Client ids that ever appeared with the person's hash: their anonymous events are theirs too."""
+def named_pseudonyms(key: bytes, client_ids: Iterable[str]) -> list[str]:
+    """A named id that held a personal value (an address as client id) is stored as its pseudonym."""
+    return sorted({hashing.pseudonym(key, value) for value in client_ids})
+
+
+def resolve_key(env_key: str | None, cloud: bool, fetch: Callable[[], bytes]) -> bytes:
+    """The deployed key, from PII_HASH_KEY or (with --cloud) Secret Manager; never a stand-in."""
+    if env_key:
+        return env_key.encode()
+    if cloud:
+        key = fetch()
+        if key:
+            return key
+        raise MissingKey("the Secret Manager secret holding PII_HASH_KEY is empty")
+    raise MissingKey(
+        "erase needs the deployed PII_HASH_KEY (rows are found by their keyed hashes; any other key finds "
+        "nothing): set PII_HASH_KEY, or use --cloud to read it from Secret Manager. For `loyjoy-collector dev`: "
+        "PII_HASH_KEY=$(cat .local/pii_hash_key)"
+    )
+
+
+def linked_ids(sink: BigQuerySink, erasure: Erasure) -> list[str]:
+    """Client ids and GA client ids that appeared with the person's hash: their anonymous events are theirs too."""
     from google.cloud import bigquery
 
     if erasure.email_hash is None:
         return []
     query = (
-        f"SELECT DISTINCT client_id FROM `{sink.table_id('events')}` WHERE email_hash = @hash AND client_id IS NOT NULL"
-    )
+        f"SELECT DISTINCT id FROM `{sink.table_id('events')}`, UNNEST([client_id, ga_client_id]) AS id "
+        "WHERE email_hash = @hash AND LENGTH(id) > 0"
+    )  # an empty GA client id (the snippet's field may be empty) would link everybody without one; not `!= ''`:
+    # the local BigQuery answers that with "dataset not found"
     config = bigquery.QueryJobConfig(
         query_parameters=[bigquery.ScalarQueryParameter("hash", "STRING", erasure.email_hash)]
     )
-    return sorted(row["client_id"] for row in sink.client.query(query, job_config=config).result())
+    return sorted(row["id"] for row in sink.client.query(query, job_config=config).result())
+
+
+def ambiguous_ids(sink: BigQuerySink, ids: list[str]) -> dict[str, int]:
+    """Ids seen with more than one e-mail hash, and with how many: anybody can send another visitor's client
+    id with their own address, so such an id does not tell whose its anonymous rows are."""
+    from google.cloud import bigquery
+
+    if not ids:
+        return {}
+    query = (
+        f"SELECT id, COUNT(DISTINCT e.email_hash) AS hashes FROM `{sink.table_id('events')}` AS e, "
+        "UNNEST(@ids) AS id WHERE e.email_hash IS NOT NULL AND (e.client_id = id OR e.ga_client_id = id) "
+        "GROUP BY id HAVING COUNT(DISTINCT e.email_hash) > 1"
+    )
+    config = bigquery.QueryJobConfig(query_parameters=[bigquery.ArrayQueryParameter("ids", "STRING", ids)])
+    return {row["id"]: row["hashes"] for row in sink.client.query(query, job_config=config).result()}
 
 
 def person_tables(sink: BigQuerySink) -> dict[str, set[str]]:
@@ -68,29 +131,87 @@ def person_tables(sink: BigQuerySink) -> dict[str, set[str]]:
     return found
 
 
-PERSON_COLUMNS = frozenset({"email_hash", "client_id", "raw_payload"})
+# `query`: a refused request's query string, where a GA4 hit carries its `cid`.
+PERSON_COLUMNS = frozenset({"email_hash", "client_id", "ga_client_id", "raw_payload", "query"})
+# Where a kept JSON payload names an id: the snippet's and Data Tag's fields and GA4's, on the payload itself,
+# on each element of a top-level array (a Data Tag batch) and on each of its `events`.
+PAYLOAD_ID_KEYS = ("client_id", "session_id", "ga_client_id", "cid", "sid")
+# What ends a token in text that is not JSON (a cut-off body, form or GA4 lines, a query string): so `c-1`
+# matches in `client_id=c-1&en=x` or `"c-1"`, but neither in `c-10` nor in `xc-1`.
+TOKEN_EDGE = r"""[\s"'&=,;?#{}\[\]()<>|\\]"""
+_PAYLOAD = "SAFE.PARSE_JSON(raw_payload)"
+_ITEMS = (
+    f"ARRAY_CONCAT([{_PAYLOAD}], "
+    f"IFNULL(CASE WHEN JSON_TYPE({_PAYLOAD}) = 'array' THEN JSON_QUERY_ARRAY({_PAYLOAD}, '$') END, []), "
+    f"IFNULL(CASE WHEN JSON_TYPE(JSON_QUERY({_PAYLOAD}, '$.events')) = 'array' "
+    f"THEN JSON_QUERY_ARRAY({_PAYLOAD}, '$.events') END, []))"
+)  # the CASEs: JSON_QUERY_ARRAY of something that is no array is an error in the local BigQuery
+_PAYLOAD_IDS = " OR ".join(f"JSON_VALUE(item, '$.{key}') IN UNNEST(@ids)" for key in PAYLOAD_ID_KEYS)
+
+
+def token_pattern(value: str) -> str:
+    """An RE2 pattern for `value` as a whole token. Every ASCII character that is not a letter or digit is
+    written as `\\x{..}`, so no id can be read as regular-expression syntax (RE2 in BigQuery and DuckDB alike)."""
+    body = "".join(ch if ch.isalnum() or not ch.isascii() else f"\\x{{{ord(ch):x}}}" for ch in value)
+    return f"(?:^|{TOKEN_EDGE}){body}(?:{TOKEN_EDGE}|$)"
+
+
+def text_forms(value: str) -> list[str]:
+    """How an id can be written in text: as it is, form- or URL-encoded, or escaped inside a JSON string."""
+    forms = (value, quote(value, safe=""), quote_plus(value, safe=""), json.dumps(value)[1:-1],
+             json.dumps(value, ensure_ascii=False)[1:-1])  # fmt: skip
+    return list(dict.fromkeys(forms))
 
 
 def conditions(erasure: Erasure, sink: BigQuerySink) -> Iterator[tuple[str, str, list[Any]]]:
-    """(table, WHERE clause, parameters) for every table that can hold the person's rows."""
+    """(table, WHERE clause, parameters) for every table that can hold the person's rows. The SQL is built
+    from constants only; the hash, ids and their token patterns are query parameters."""
     from google.cloud import bigquery
 
-    ids = sorted(set(erasure.client_ids) | set(erasure.pseudonyms))
+    ids = erasure.ids()
+    tokens = sorted({token_pattern(form) for value in ids for form in text_forms(value)})
     params: list[Any] = [
-        bigquery.ScalarQueryParameter("hash", "STRING", erasure.email_hash or "-"),
+        bigquery.ScalarQueryParameter("hash", "STRING", erasure.email_hash or ""),
+        bigquery.ScalarQueryParameter("hash_token", "STRING", token_pattern(erasure.email_hash or "")),
         bigquery.ArrayQueryParameter("ids", "STRING", ids),
+        bigquery.ArrayQueryParameter("tokens", "STRING", tokens),
     ]
+    in_text = "EXISTS (SELECT 1 FROM UNNEST(@tokens) AS pattern WHERE REGEXP_CONTAINS({column}, pattern))"
     for table, names in sorted(person_tables(sink).items()):
         where = []
-        if "email_hash" in names:
+        if "email_hash" in names and erasure.email_hash is not None:
             where.append("email_hash = @hash")
-        if "client_id" in names:
+        if "client_id" in names:  # a GA4 hit's client_id is its GA client id: linked ids hold both kinds
             where.append("client_id IN UNNEST(@ids)")
+        if "ga_client_id" in names:
+            where.append("ga_client_id IN UNNEST(@ids)")
         if "raw_payload" in names:  # a refused payload keeps `email_hash` and ids as sent
-            where.append("STRPOS(raw_payload, @hash) > 0")
-            where.append("EXISTS (SELECT 1 FROM UNNEST(@ids) AS id WHERE STRPOS(raw_payload, id) > 0)")
+            where.append(
+                f"({_PAYLOAD} IS NOT NULL AND EXISTS (SELECT 1 FROM UNNEST({_ITEMS}) AS item WHERE {_PAYLOAD_IDS}))"
+            )
+            where.append(f"({_PAYLOAD} IS NULL AND {in_text.format(column='raw_payload')})")
+            if erasure.email_hash is not None:  # at any depth (`detail`, `user_data`, an event): as a token
+                where.append("REGEXP_CONTAINS(raw_payload, @hash_token)")
+        if "query" in names:
+            where.append(in_text.format(column="query"))
         if where:
             yield table, " OR ".join(where), params
+
+
+def resolve_ids(sink: BigQuerySink, erasure: Erasure, say: Callable[[str], None]) -> None:
+    """Linked and ambiguous ids, added to what an interrupted run saved: after its first tables were done,
+    the rows that linked an id (or made it ambiguous) may be gone, and an ambiguous id must stay skipped."""
+    erasure.linked = sorted(set(erasure.linked) | set(linked_ids(sink, erasure)))
+    seen = ambiguous_ids(sink, sorted(set(erasure.linked) | set(erasure.client_ids)))
+    erasure.ambiguous = sorted(set(erasure.ambiguous) | set(seen))
+    say(f"{len(erasure.linked)} client ids linked to the address, {len(erasure.client_ids)} named")
+    for value in erasure.ambiguous:
+        hashes = f"{seen[value]} e-mail hashes" if value in seen else "more than one e-mail hash"
+        if value in erasure.client_ids or value in erasure.pseudonyms:
+            say(f"ambiguous client id {value} (seen with {hashes}): erased, it was named")
+        else:
+            say(f"ambiguous client id {value} (seen with {hashes}): skipped, not erased; rows with the person's "
+                "e-mail hash still go. Name it with --client-id to erase all of its rows")  # fmt: skip
 
 
 def run(
@@ -106,8 +227,7 @@ def run(
     from google.api_core import exceptions
     from google.cloud import bigquery
 
-    erasure.client_ids = sorted(set(erasure.client_ids) | set(linked_client_ids(sink, erasure)))
-    say(f"{len(erasure.client_ids)} client ids linked to the address or named")
+    resolve_ids(sink, erasure, say)
     deadline = time.monotonic() + wait_minutes * 60
     for table, where, params in conditions(erasure, sink):
         config = bigquery.QueryJobConfig(query_parameters=params)
@@ -134,7 +254,8 @@ def run(
             break
     if not dry_run:
         logs.emit(logging.WARNING, "erasure done", "erasure", email_hash=erasure.email_hash,
-                  client_ids=len(erasure.client_ids), deleted=erasure.deleted)  # fmt: skip
+                  client_ids=len(erasure.ids()), ambiguous_skipped=len(erasure.skipped()),
+                  deleted=erasure.deleted)  # fmt: skip
         if pending_file is not None:
             drop_pending(pending_file, erasure)
     return erasure
