@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .conftest import ORIGIN
 
@@ -198,3 +204,209 @@ def test_the_calendars_own_edges_fall_back_to_server_time(collector, local_bigqu
     for row in rows:
         assert row["event_ts"] == row["received_at"]
         assert "client_clock_skewed" in row["quality_flags"]
+
+
+# --------------------------------------------------------------------------- the rest, generated
+
+EXAMPLES = int(os.environ.get("STRUCTURAL_EXAMPLES", "60"))  # `STRUCTURAL_EXAMPLES=3000` for a long run
+RANDOM = os.environ.get("STRUCTURAL_RANDOM") == "1"  # CI: the same examples every run
+ROUTES = ["/", "/data", "/lj-events", "/g/collect", "/lj/g/collect", "/lj/data"]
+COUNTS = [0, 1, 99, 100, 101, 499, 500, 501, 1500]
+DEPTHS = [1, 15, 16, 17, 18, 100, 999, 1000, 1001, 3000, 20_000]
+NUMERALS = ["²", "٣", "١٢٣", "\uff11\uff12", "\U0001d7d8", "Ⅻ", "½", "1_000", " 7 ", "-0", "-1", "0x1F", "1e999", "nan",
+            "inf", "1.5", "99999999999999999999", "9" * 5000, "", "0", "17324", "\u0663\u0664.\u0665"]  # fmt: skip
+KEYS = ["", " ", "k" * 129, "k" * 10_000, "ep.", "epn.", "up.", ".", "=", "&", "%", "\u0000", "ü", "utm_source",
+        "event", "ts", "detail", "events", "sid", "en", "dtcd", "dtdc", "gclid", "\ud800"]  # fmt: skip
+OFFSETS = ["", "Z", "+00:00", "+01:00", "-01:00", "+23:59", "-23:59", "+14:00", "-12:00", "+24:00"]
+YEARS = ["0001", "0002", "1969", "1970", "2026", "9998", "9999", "0000", "10000"]
+EPOCHS = [0, -1, -62135596800000, -62135596800001, 253402300799999, 253402300800000, 10**20, -(10**20), 2**63,
+          1e308, -1e308, 1.5, 1e400]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Probe:
+    method: str
+    path: str
+    query: str
+    body: bytes
+    content_type: str | None
+
+
+def nested_text(depth: int, kind: str, leaf: str = "1") -> str:
+    """JSON nested `depth` deep, built as text: json.dumps itself would recurse."""
+    if kind == "list":
+        return "[" * depth + leaf + "]" * depth
+    if kind == "object":
+        return '{"a":' * depth + leaf + "}" * depth
+    return '{"a":[' * (depth // 2) + leaf + "]}" * (depth // 2)
+
+
+moments = st.one_of(
+    st.builds(lambda y, rest, off: f"{y}-{rest}{off}", st.sampled_from(YEARS),
+              st.sampled_from(["01-01T00:00:00", "12-31T23:59:59", "12-31T23:59:59.999999", "02-29T12:00:00",
+                               "01-01", "01-01T00:00:00,5", "W01-1T00:00"]),
+              st.sampled_from(OFFSETS)),
+    st.sampled_from(EPOCHS),
+    st.sampled_from(NUMERALS),
+)  # fmt: skip
+scalars = st.one_of(st.sampled_from(NUMERALS), moments, st.integers(), st.booleans(), st.none(),
+                    st.text(max_size=20), st.sampled_from(KEYS))  # fmt: skip
+
+
+@st.composite
+def url_with(draw: st.DrawFn) -> str:
+    """A page URL with many parameters, some of them the ones enrichment reads."""
+    count = draw(st.sampled_from(COUNTS))
+    pieces = [f"f{i}=v" for i in range(count)]
+    pieces += draw(st.lists(st.sampled_from(["utm_source=a", "utm_source=", "utm%5Fsource=b", "gclid=g", "gclid",
+                                             "&", "=", "utm_term=" + "x" * 2000, "%zz=1", "utm_source=%E2%82"]),
+                            max_size=4))  # fmt: skip
+    host = draw(st.sampled_from(["shop.example.com", "[::1", "[::1]:99999", "\u2100", "xn--", "", "a:b@c"]))
+    return f"https://{host}/p?" + "&".join(draw(st.permutations(pieces)) if len(pieces) < 8 else pieces)
+
+
+@st.composite
+def snippet_events(draw: st.DrawFn, tag: str) -> dict[str, Any]:
+    """A snippet-protocol event with some of its fields at their extremes."""
+    event: dict[str, Any] = {"event": draw(st.sampled_from(["open", "close", "sign_up", "²", "", "a" * 200])),
+                             "bot_id": tag}  # fmt: skip
+    for name, values in (("ts", moments), ("sent_at", moments), ("ga_session_id", scalars), ("retry", scalars),
+                         ("event_id", scalars), ("page_location", url_with()), ("session_id", scalars),
+                         ("language", scalars)):  # fmt: skip
+        if draw(st.integers(0, 3)) == 0:
+            event[name] = draw(values)
+    if draw(st.booleans()):
+        event["detail"] = {draw(st.sampled_from(KEYS)): draw(scalars), "label": draw(scalars)}
+    return event
+
+
+def form(fields: dict[str, Any], count: int) -> str:
+    extra = "&".join(f"x{i}=1" for i in range(count))
+    encoded = urlencode({k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}, errors="replace")
+    return "&".join(part for part in (encoded, extra) if part)
+
+
+@st.composite
+def json_text(draw: st.DrawFn, tag: str, data_tag: bool) -> str:
+    """A JSON body or pixel value: events (some extreme), deep nesting, or both mixed."""
+    shape = draw(st.sampled_from(["event", "batch", "nested", "nested_detail", "array", "broken"]))
+    good = data_push(tag) if data_tag else {"event": "open", "bot_id": tag}
+    if shape == "nested":
+        return nested_text(draw(st.sampled_from(DEPTHS)), draw(st.sampled_from(["list", "object", "mixed"])))
+    if shape == "nested_detail":
+        depth, kind = draw(st.sampled_from(DEPTHS)), draw(st.sampled_from(["list", "object", "mixed"]))
+        return json.dumps(good)[:-1] + ', "detail": ' + nested_text(depth, kind) + "}"
+    if shape == "broken":
+        return draw(st.sampled_from(['{"event": "open"', "\ud800", "[]", "{}", "null", '"x"', "1e400", "-", "{" * 5]))
+    extreme = draw(snippet_events(tag))
+    if data_tag:
+        extreme = data_push(tag, **{k: v for k, v in extreme.items() if k != "event"})
+    if shape == "event":
+        return json.dumps(extreme, ensure_ascii=draw(st.booleans()))
+    if shape == "array" or data_tag:
+        return json.dumps([good, extreme])
+    return json.dumps({"bot_id": tag, "events": [good, extreme]})
+
+
+@st.composite
+def ga4_line(draw: st.DrawFn, tag: str) -> str:
+    fields = loyjoy_hit(tag, draw(st.sampled_from(["open", "close", "²"])))
+    for name in draw(st.lists(st.sampled_from(["sid", "epn.step", "epn.x", "up.customer_tier", "upn.n", "dl", "v",
+                                               "en", "gcs", "gcd", "_p"]), max_size=4)):  # fmt: skip
+        fields[name] = draw(url_with()) if name == "dl" else str(draw(scalars))
+    for key in draw(st.lists(st.sampled_from(KEYS), max_size=2)):
+        fields[key] = "v"
+    return form(fields, draw(st.sampled_from(COUNTS)))
+
+
+@st.composite
+def probes(draw: st.DrawFn, tag: str) -> Probe:
+    path = draw(st.sampled_from(ROUTES))
+    method = draw(st.sampled_from(["GET", "POST"]))
+    content_type = draw(st.sampled_from([None, "text/plain", "application/json", "application/x-www-form-urlencoded",
+                                         "text/plain;charset=UTF-8"]))  # fmt: skip
+    is_ga4, is_data = path.endswith("/g/collect"), path.endswith(("/data", "/lj-events"))
+    query, body = "", ""
+    if is_ga4:
+        query = draw(ga4_line(tag)) if method == "GET" or draw(st.booleans()) else ""
+        if method == "POST":
+            body = "\n".join(draw(st.lists(ga4_line(tag), min_size=1, max_size=3)))
+            if draw(st.integers(0, 5)) == 0:  # mixed: a JSON or nested body where lines belong
+                body = draw(json_text(tag, True))
+    elif is_data and method == "GET":
+        value = draw(json_text(tag, True))
+        encoding = draw(st.sampled_from(["dtcd", "dtdc", "dtdc-url", "both", "plain"]))
+        raw = value.encode("utf-8", "surrogatepass")
+        encoded = {"dtcd": value, "dtdc": base64.b64encode(raw).decode(),
+                   "dtdc-url": base64.urlsafe_b64encode(raw).decode().rstrip("=")}  # fmt: skip
+        params = {"both": {"dtcd": value, "dtdc": encoded["dtdc"]}, "plain": data_push(tag)}.get(
+            encoding, {encoding[:4]: encoded.get(encoding, value)}
+        )
+        query = form(params, draw(st.sampled_from(COUNTS)))
+    elif is_data and content_type == "application/x-www-form-urlencoded":
+        fields = data_push(tag) | {draw(st.sampled_from(KEYS)): draw(json_text(tag, True))}
+        body = form(fields, draw(st.sampled_from(COUNTS)))
+    else:
+        body = draw(json_text(tag, is_data))
+        if draw(st.integers(0, 5)) == 0:  # mixed: form fields where JSON belongs
+            body = form(data_push(tag), draw(st.sampled_from(COUNTS)))
+    return Probe(method, path, query, body.encode("utf-8", "surrogatepass"), content_type)
+
+
+@dataclass
+class Ledger:
+    stored_ids: list[str] = field(default_factory=list)
+    rejected_ids: list[str] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+def check(probe: Probe, answer: requests.Response, ledger: Ledger) -> None:
+    """2xx or 4xx, and every refusal answered names a kept record (checked at the end, all at once)."""
+    where = f"{probe.method} {probe.path}?{probe.query[:300]} {probe.body[:300]!r}: {answer.status_code} "
+    where += answer.text[:300]
+    ledger.statuses[answer.status_code] += 1
+    assert answer.status_code in (200, 204, 207) or 400 <= answer.status_code < 500, where
+    if answer.status_code == 204 or answer.headers.get("Content-Type") == "image/gif":
+        return
+    body = answer.json()
+    if answer.status_code == 200 and probe.path.endswith(("/data", "/lj-events")):
+        return
+    if "results" in body:
+        for result in body["results"]:
+            if result["stored"]:
+                ledger.stored_ids.append(result["event_id"])
+            else:
+                assert result.get("rejected_id") and result.get("reason"), where
+                ledger.rejected_ids.append(result["rejected_id"])
+                ledger.reasons[result["reason"]] += 1
+        return
+    assert body["error"]["reason"] and body.get("rejected_id"), where
+    ledger.rejected_ids.append(body["rejected_id"])
+    ledger.reasons[body["error"]["reason"]] += 1
+
+
+def test_structural_extremes_answer_2xx_or_a_kept_4xx(collector, local_bigquery, tag):
+    ledger = Ledger()
+    started = time.monotonic()
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True, derandomize=not RANDOM,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])  # fmt: skip
+    @given(probe=probes(tag))
+    def one(probe: Probe) -> None:
+        url = f"{collector.url}{probe.path}" + (f"?{probe.query}" if probe.query else "")
+        headers = {"Origin": ORIGIN} | ({"Content-Type": probe.content_type} if probe.content_type else {})
+        body = probe.body if probe.method == "POST" else None
+        check(probe, requests.request(probe.method, url, data=body, headers=headers, timeout=60), ledger)
+
+    one()
+    stored = {row["event_id"] for row in local_bigquery.query(
+        f"SELECT event_id FROM `{local_bigquery.table('events')}` WHERE event_id IN UNNEST(@ids)",
+        ids=ledger.stored_ids)}  # fmt: skip
+    kept = {row["rejected_id"] for row in local_bigquery.query(
+        f"SELECT rejected_id FROM `{local_bigquery.table('events_rejected')}` WHERE rejected_id IN UNNEST(@ids)",
+        ids=ledger.rejected_ids)}  # fmt: skip
+    print(f"\nstructural: {sum(ledger.statuses.values())} requests in {time.monotonic() - started:.0f} s, "
+          f"statuses {dict(sorted(ledger.statuses.items()))}, reasons {dict(ledger.reasons.most_common())}")  # fmt: skip
+    assert set(ledger.stored_ids) <= stored, sorted(set(ledger.stored_ids) - stored)[:5]
+    assert set(ledger.rejected_ids) <= kept, sorted(set(ledger.rejected_ids) - kept)[:5]

@@ -388,7 +388,10 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
     def refuse_event(index: int, reason: str, detail: str, raw: Any) -> None:
         result = Result(index, False, reason=reason, detail=detail)
         fields = raw if isinstance(raw, dict) else {}
-        size = body_bytes if len(events) == 1 else len(json.dumps(raw, ensure_ascii=False).encode())
+        # surrogatepass: a JSON "\ud800" escape decodes to a lone surrogate, which has no UTF-8 of its own
+        size = (
+            body_bytes if len(events) == 1 else len(json.dumps(raw, ensure_ascii=False).encode(errors="surrogatepass"))
+        )
         row = rejected_row(
             ctx,
             rt.scrubber,
