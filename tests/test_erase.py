@@ -23,7 +23,8 @@ from loyjoy_collector.ops import erase
 from loyjoy_collector.ops.cli import local_env
 from loyjoy_collector.privacy import hashing
 
-from .conftest import HASH_KEY, ORIGIN
+from .conftest import HASH_KEY, ORIGIN, Collector, LocalBigQuery
+from .fault_bigquery import FaultyBigQuery
 
 
 def run_cli(*args: str, bigquery_url: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -32,7 +33,7 @@ def run_cli(*args: str, bigquery_url: str, timeout: float = 120) -> subprocess.C
                           text=True, timeout=timeout)  # fmt: skip
 
 
-def erase_cli(local_bigquery: Any, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def erase_cli(local_bigquery: LocalBigQuery, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     result = run_cli("erase", *args, "--pending-file", str(tmp_path / "pending.json"), bigquery_url=local_bigquery.url)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
@@ -43,13 +44,13 @@ def ga_client_id() -> str:
     return f"{random.randrange(10**9, 10**10)}.{random.randrange(10**9, 10**10)}"
 
 
-def ga4_hit(collector: Any, tag: str, cid: str, label: str = "open", **extra: str) -> requests.Response:
+def ga4_hit(collector: Collector, tag: str, cid: str, label: str = "open", **extra: str) -> requests.Response:
     params = {"v": "2", "tid": "G-ERASE1", "cid": cid, "sid": "1732440000", "en": "loyjoy",
               "ep.gaEventCategory": "loyjoy", "ep.gaEventLabel": label, "ep.bot_id": tag} | extra  # fmt: skip
     return requests.get(collector.url + "/g/collect?" + urlencode(params), headers={"Origin": ORIGIN}, timeout=30)
 
 
-def rejected_ids(local_bigquery: Any, ids: list[str]) -> set[str]:
+def rejected_ids(local_bigquery: LocalBigQuery, ids: list[str]) -> set[str]:
     rows = local_bigquery.rejected("rejected_id IN UNNEST(@ids)", ids=ids)
     return {row["rejected_id"] for row in rows}
 
@@ -58,8 +59,8 @@ def rejected_ids(local_bigquery: Any, ids: list[str]) -> set[str]:
 
 
 def test_erasure_takes_the_person_with_their_linked_client_ids_and_waits_out_the_streaming_buffer(
-    collector, local_bigquery, fault_injector, tag, tmp_path
-):
+    collector: Collector, local_bigquery: LocalBigQuery, fault_injector: FaultyBigQuery, tag: str, tmp_path: Path
+) -> None:
     email = f"erase.me.{tag}@example.com"
     mine, other = f"c-{tag}-mine", f"c-{tag}-other"
     sends = [
@@ -101,7 +102,9 @@ def test_erasure_takes_the_person_with_their_linked_client_ids_and_waits_out_the
     assert not pending.exists()
 
 
-def test_an_interrupted_erasure_is_finished_by_resume(collector, local_bigquery, fault_injector, tag, tmp_path):
+def test_an_interrupted_erasure_is_finished_by_resume(
+    collector: Collector, local_bigquery: LocalBigQuery, fault_injector: FaultyBigQuery, tag: str, tmp_path: Path
+) -> None:
     mine = f"c-{tag}"
     assert collector.post({"event": "open", "bot_id": tag, "client_id": mine}).status_code == 200
     pending = tmp_path / "pending.json"
@@ -119,7 +122,9 @@ def test_an_interrupted_erasure_is_finished_by_resume(collector, local_bigquery,
 # ------------------------------------------------------------------------------------ GA4 hits are theirs
 
 
-def test_the_persons_ga4_hits_go_by_their_ga_client_id(collector, local_bigquery, tag, tmp_path):
+def test_the_persons_ga4_hits_go_by_their_ga_client_id(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str, tmp_path: Path
+) -> None:
     email = f"ga.person.{tag}@example.com"
     mine, theirs = ga_client_id(), ga_client_id()
     signin = {"event": "sign_in", "bot_id": tag, "client_id": f"c-{tag}", "ga_client_id": mine,
@@ -146,7 +151,9 @@ def test_the_persons_ga4_hits_go_by_their_ga_client_id(collector, local_bigquery
     assert sessions[0]["n"] == 0
 
 
-def test_an_empty_ga_client_id_links_nobody(collector, local_bigquery, tag, tmp_path):
+def test_an_empty_ga_client_id_links_nobody(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str, tmp_path: Path
+) -> None:
     email = f"empty.ga.{tag}@example.com"
     sends = [
         {"event": "sign_in", "bot_id": tag, "client_id": f"c-{tag}", "ga_client_id": "", "detail": {"email": email}},
@@ -161,11 +168,13 @@ def test_an_empty_ga_client_id_links_nobody(collector, local_bigquery, tag, tmp_
 # ------------------------------------------------------------------------- whole ids, never substrings
 
 
-def test_a_refusal_that_merely_contains_the_id_survives(collector, local_bigquery, tag, tmp_path):
+def test_a_refusal_that_merely_contains_the_id_survives(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str, tmp_path: Path
+) -> None:
     mine = f"c-{tag}"
     theirs = [mine + "0", "x" + mine, mine + "-2"]
-    assert collector.post({"events": [{"event": "open", "bot_id": tag, "client_id": c} for c in [mine, *theirs]]}
-                          ).status_code == 200  # fmt: skip
+    stored = [{"event": "open", "bot_id": tag, "client_id": value} for value in [mine, *theirs]]
+    assert collector.post({"events": stored}).status_code == 200
 
     def refuse(body: Any, path: str = "/") -> str:
         answer = collector.post(body, path=path)
@@ -194,7 +203,7 @@ def test_a_refusal_that_merely_contains_the_id_survives(collector, local_bigquer
 
 
 @pytest.mark.parametrize("value", ["c-1", "1234.5678", "a+b", "x(y)*", "a\\b", "ä.ö", "[x]"])
-def test_token_patterns_match_the_whole_id_only(value):
+def test_token_patterns_match_the_whole_id_only(value: str) -> None:
     pattern = re2.compile(erase.token_pattern(value))  # RE2, as BigQuery and the local BigQuery use
     for text in (value, f"cid={value}&en=x", f'"client_id": "{value}"', f"{value}\n", f"a {value}, b"):
         assert pattern.search(text), text
@@ -205,8 +214,9 @@ def test_token_patterns_match_the_whole_id_only(value):
 # ------------------------------------------------------------------------------ a shared id is ambiguous
 
 
-def test_an_id_claimed_by_someone_else_is_ambiguous_and_goes_only_when_named(collector, local_bigquery, tag,
-                                                                             tmp_path):  # fmt: skip
+def test_an_id_claimed_by_someone_else_is_ambiguous_and_goes_only_when_named(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str, tmp_path: Path
+) -> None:
     victim, attacker = f"victim.{tag}@example.com", f"me.{tag}@evil.example"
     shared = f"c-{tag}-victim"
     sends = [
@@ -237,7 +247,9 @@ def test_an_id_claimed_by_someone_else_is_ambiguous_and_goes_only_when_named(col
     assert local_bigquery.events("bot_id = @tag", tag=tag) == []
 
 
-def test_an_ambiguous_id_is_named_explicitly_without_an_address(collector, local_bigquery, tag, tmp_path):
+def test_an_ambiguous_id_is_named_explicitly_without_an_address(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str, tmp_path: Path
+) -> None:
     shared = f"c-{tag}"
     sends = [{"event": "sign_in", "bot_id": tag, "client_id": shared, "detail": {"email": f"{n}.{tag}@example.com"}}
              for n in ("one", "two")]  # fmt: skip
@@ -251,7 +263,7 @@ def test_an_ambiguous_id_is_named_explicitly_without_an_address(collector, local
 
 
 @pytest.mark.parametrize("who", [("--email", "nobody@example.com"), ("--client-id", "c-1")])
-def test_no_key_no_run(collector, local_bigquery, tag, who):
+def test_no_key_no_run(collector: Collector, local_bigquery: LocalBigQuery, tag: str, who: tuple[str, str]) -> None:
     assert collector.post({"event": "open", "bot_id": tag, "client_id": "c-1"}).status_code == 200
     env = {k: v for k, v in os.environ.items() if k not in ("PII_HASH_KEY", "BIGQUERY_API_ENDPOINT")}
     result = subprocess.run(
@@ -264,7 +276,7 @@ def test_no_key_no_run(collector, local_bigquery, tag, who):
     assert len(local_bigquery.events("bot_id = @tag", tag=tag)) == 1
 
 
-def test_a_key_is_never_made_up():
+def test_a_key_is_never_made_up() -> None:
     with pytest.raises(erase.MissingKey, match="PII_HASH_KEY"):
         erase.resolve_key(None, False, lambda: b"unused")
     with pytest.raises(erase.MissingKey, match="empty"):
@@ -276,7 +288,9 @@ def test_a_key_is_never_made_up():
 # -------------------------------------------------------------------------- one hash, collector and erase
 
 
-def test_what_the_collector_stores_is_what_erase_computes(collector, local_bigquery, tag, tmp_path):
+def test_what_the_collector_stores_is_what_erase_computes(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str, tmp_path: Path
+) -> None:
     typed = f" Jane.{tag}@Example.COM "  # as a form sends it: case and spaces
     as_id = f"jane.{tag}@example.com"  # a site whose client id is the address
     sends = [
