@@ -174,7 +174,7 @@ def test_a_realistic_loyjoy_chat_keeps_its_analytics():
     assert dropped["customer_updated"] == ["geburtsdatum", "plz", "telefon"]
     assert all(dropped[n] == [] for n in ("quiz_answered", "newsletter_double_opt_in", "nps_survey_score_9"))
     link = json.loads(gate.json_text(scrubber.scrub(chat[7][1], Tally()), Tally()))
-    assert link["url"] == "https://shop.example.de/p/1?mail=[email]" and link["label"] == "Zum Produkt"
+    assert link["url"] == "https://shop.example.de/p/1?mail=[redacted]" and link["label"] == "Zum Produkt"
 
 
 # -------------------------------------------------------------- generated values, without servers (fast)

@@ -25,8 +25,10 @@ from typing import Any
 
 from ..schema import tables
 from .keys import CONTAINER_KEYS, Scrubber
+from .placeholders import REDACTED
 from .tally import Tally
-from .values import scrub_text
+from .urls import clean_url
+from .values import URL_VALUE_KEYS, language_tags, normalise_key, personal_event_name, personal_number, scrub_text
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DEFAULT_LIMIT = 1024
@@ -50,7 +52,11 @@ STRICT_TEXT = frozenset({"raw_payload", "query"})
 # such an id becomes a keyed pseudonym of itself instead (a fresh one for an event id, without a key).
 ID_COLUMNS = frozenset({"event_id", "client_id", "session_id", "ga_client_id"})
 # Made by the collector itself from nothing a sender wrote: a keyed hash, enum values, its own version.
-OWN_COLUMNS = frozenset({"email_hash", "protocol", "consent_analytics", "collector_version"})
+OWN_COLUMNS = frozenset({"email_hash", "protocol", "consent_analytics", "collector_version", "ip_truncated"})
+# Page addresses: only what `urls.py` lets a URL keep.
+URL_COLUMNS = frozenset({"page_location", "page_referrer"})
+# Event names reach the daily counts: one that carries a personal value becomes a pseudonym of itself.
+EVENT_NAME_COLUMNS = frozenset({"event_name", "event_name_raw"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _DROP = object()
@@ -66,13 +72,19 @@ class Gate:
             value = _CONTROL.sub("", value)
         if _SURROGATE.search(value):
             value = _SURROGATE.sub("\ufffd", value)
-        return scrub_text(value, tally, self._allowed, strict)
+        return scrub_text(value, tally, self._allowed, strict, self._scrubber.url_params)
 
-    def _json(self, value: Any, tally: Tally) -> Any:
+    def url(self, value: str, tally: Tally) -> str:
+        return self.text(clean_url(value, tally, self._scrubber.url_params), tally)
+
+    def _json(self, value: Any, tally: Tally, key: str = "") -> Any:
         if isinstance(value, str):
-            return self.text(value, tally)
+            return self.url(value, tally) if normalise_key(key) in URL_VALUE_KEYS else self.text(value, tally)
         if isinstance(value, bool) or value is None:
             return value
+        if isinstance(value, int | float) and (placeholder := personal_number(value, key)) is not None:
+            tally.replaced += 1
+            return placeholder
         if isinstance(value, int):
             if INT64_MIN <= value <= INT64_MAX:
                 return value
@@ -84,10 +96,10 @@ class Gate:
             tally.out_of_range += 1
             return _DROP
         if isinstance(value, dict):
-            clean = {self.text(str(k), tally): self._json(v, tally) for k, v in value.items()}
+            clean = {self.text(str(k), tally): self._json(v, tally, str(k)) for k, v in value.items()}
             return {k: v for k, v in clean.items() if v is not _DROP}
         if isinstance(value, list | tuple):
-            return [item for item in (self._json(v, tally) for v in value) if item is not _DROP]
+            return [item for item in (self._json(v, tally, key) for v in value) if item is not _DROP]
         return self.text(str(value), tally)
 
     def json_text(self, value: Any, tally: Tally) -> str:
@@ -101,6 +113,19 @@ class Gate:
             return value
         if kind == "STRING" and name in ID_COLUMNS and isinstance(value, str):
             return self._identifier(name, value, tally)
+        if kind == "STRING" and isinstance(value, str):
+            if name in EVENT_NAME_COLUMNS and personal_event_name(value):
+                tally.replaced += 1
+                return self._scrubber.pseudonym(value) or REDACTED
+            if name == "language":
+                value = language_tags(_CONTROL.sub("", value), tally)
+                if value is None:
+                    return None
+            elif name in URL_COLUMNS:
+                value = clean_url(value, tally, self._scrubber.url_params)
+            elif name == "utm_term" and "utm_term" not in self._scrubber.url_params:
+                tally.replaced += 1
+                return None
         if kind == "STRING":
             text = (
                 self.text(value, tally, name in STRICT_TEXT) if isinstance(value, str) else self.json_text(value, tally)

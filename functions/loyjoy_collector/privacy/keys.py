@@ -80,11 +80,13 @@ class Scrubber:
 
     hash_key: bytes | None
     allowed_keys: frozenset[str] = field(default_factory=frozenset)
+    url_params: frozenset[str] = field(default_factory=frozenset)  # query parameters URLs keep beyond utm_*, click ids
 
     def __post_init__(self) -> None:
         exact = {normalise_key(k) for k in self.allowed_keys if "*" not in k and "?" not in k}
         self._patterns = tuple(re.sub(r"[^0-9a-zß-ÿ*?]", "", k.lower()) for k in self.allowed_keys if k not in exact)
         self.kept_keys = ANALYTICAL_KEYS | exact  # also spares these keys' values in text (`key=value`)
+        self.url_params = frozenset(name.strip().lower() for name in self.url_params if name.strip())
 
     def hash_email(self, email: str) -> str | None:
         return None if self.hash_key is None else hashing.email_hash(self.hash_key, email)

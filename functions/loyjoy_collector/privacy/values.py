@@ -32,22 +32,21 @@ import re
 import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import quote, unquote, unquote_plus
 
-import re2
-
+from .engine import Match, Pattern
+from .placeholders import (
+    BASE64_PLACEHOLDER,
+    CARD_PLACEHOLDER,
+    EMAIL_PLACEHOLDER,
+    IBAN_PLACEHOLDER,
+    IP_PLACEHOLDER,
+    JWT_PLACEHOLDER,
+    PHONE_PLACEHOLDER,
+    REDACTED,
+    STREET_PLACEHOLDER,
+)
 from .tally import Tally
-
-EMAIL_PLACEHOLDER = "[email]"
-JWT_PLACEHOLDER = "[jwt]"
-BASE64_PLACEHOLDER = "[base64]"
-PHONE_PLACEHOLDER = "[phone]"
-IBAN_PLACEHOLDER = "[iban]"
-CARD_PLACEHOLDER = "[card]"
-STREET_PLACEHOLDER = "[address]"
-IP_PLACEHOLDER = "[ip]"
-REDACTED = "[redacted]"
 
 
 @lru_cache(maxsize=4096)
@@ -105,24 +104,24 @@ def personal_key(name: str) -> bool:
     return key in PERSONAL_WORDS or any(stem in key for stem in PERSONAL_STEMS)
 
 
+# Keys whose values are URLs (normalised), whose query strings `urls.py` cleans wherever they appear.
+URL_VALUE_KEYS = frozenset({"url", "href", "linkurl", "pagelocation", "pagereferrer", "pagepath", "dl", "dr", "link"})
+
 # ----------------------------------------------------------------------------------------- the engine
 
-Match = Any  # re2's match object: group(), start(), end(), string
+_re2 = Pattern
 
 
-def _re2(pattern: str) -> Any:
-    return re2.compile(pattern)
+def _group(match: Match, name: str) -> str | None:
+    return match.named(name)
 
 
 def _edges(match: Match, replacement: str) -> str:
     """The replacement between the boundary characters the pattern had to take."""
-    groups = match.re.groupindex
-    pre = (match.group("pre") or "") if "pre" in groups else ""
-    post = (match.group("post") or "") if "post" in groups else ""
-    return pre + replacement + post
+    return (match.named("pre") or "") + replacement + (match.named("post") or "")
 
 
-def _sub_twice(pattern: Any, replace: Callable[[Match], str], text: str) -> str:
+def _sub_twice(pattern: Pattern, replace: Callable[[Match], str], text: str) -> str:
     """A boundary character taken by one match (`post`) may be the one the next match needs (`pre`): a second
     pass, only after a first that found something, finds those."""
     text, found = pattern.subn(replace, text)
@@ -216,6 +215,15 @@ _STREET = _re2(
     )
 )
 
+# What any street pattern needs: one of its words (a literal alternation, matched as one automaton).
+_STREET_WORD = _re2(
+    r"(?i)stra(?:ss|ß)e|str\.|gasse|weg|allee|platz|damm|ufer|straat|laan|gracht|plein|kade|street|st\.|avenue|ave"
+    r"|road|rd\.|lane|drive|boulevard|way|rue|bd|chemin|allée|impasse|place|via|piazza|corso|calle|avenida|plaza"
+    r"|paseo|carrer"
+)
+# What a phone, card or IBAN needs: eight digits with at most three separators between each two.
+_EIGHT_CLOSE_DIGITS = _re2(r"\d(?:[\s./\-\x{2013}()+]{0,3}\d){7}")
+
 # ----------------------------------------------------------------------------------- keyed values
 
 _KEY = rf"[\pL_][{_WORD}.\-]*"  # unbounded: a counted repeat of a Unicode class swells the automaton
@@ -229,7 +237,14 @@ _KEYED = _re2(
 )
 
 _IDENTIFIER = _re2(rf"[\pL_][{_WORD}.\-]*")
-_PLACEHOLDER = _re2(r"\[[a-z]+\]")
+
+
+def _is_placeholder(text: str) -> bool:
+    """`[email]`, `[redacted]`: what a detector left, and what the next one must leave."""
+    inner = text[1:-1]
+    return text[:1] == "[" and text[-1:] == "]" and inner.isascii() and inner.isalpha() and inner.islower()
+
+
 _GAP_WORD = _re2(rf"\[[a-z]+\]|\pL[{_WORD}.\-]*")
 _QUOTED = _re2(r'"(?:[^"\\]|\\.)*"(?P<key>\s*:)?|"(?:[^"\\]|\\.)*$')
 _ESCAPE = _re2(r"\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}")
@@ -269,14 +284,6 @@ def _luhn(number: str) -> bool:
     return total % 10 == 0
 
 
-def _iban_valid(candidate: str) -> bool:
-    compact = "".join(candidate.split())
-    if not 15 <= len(compact) <= 34:
-        return False
-    moved = compact[4:] + compact[:4]
-    return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
-
-
 def _decoded_b64(run: str) -> bytes | None:
     """The bytes a base64 or base64url run stands for, trying each alignment (damage shifts it)."""
     core = run.replace("%3D", "").replace("%3d", "").rstrip("=").replace("-", "+").replace("_", "/")
@@ -295,7 +302,7 @@ def _decoded_b64(run: str) -> bytes | None:
 
 
 def _email(match: Match, tally: Tally) -> str:
-    if not _LETTER.search(_HAS_AT.split(match.group(0), 1)[-1]):
+    if not _LETTER.search(_HAS_AT.split_once(match.group(0))[-1]):
         return match.group(0)  # "3@45" is a score, not an address
     tally.replaced += 1
     return EMAIL_PLACEHOLDER
@@ -305,7 +312,7 @@ _SPELLED_AT_SPLIT = _re2(rf"(?i){_OBFUSCATED_AT}")
 
 
 def _spelled_email(match: Match, tally: Tally) -> str:
-    if not _LETTER.search(_SPELLED_AT_SPLIT.split(match.group("v"), 1)[-1]):
+    if not _LETTER.search(_SPELLED_AT_SPLIT.split_once(_group(match, "v") or "")[-1]):
         return match.group(0)  # "meet at 10.30" is a time
     tally.replaced += 1
     return _edges(match, EMAIL_PLACEHOLDER)
@@ -325,46 +332,54 @@ def _b64(match: Match, tally: Tally) -> str:
 
 def _phone(match: Match, tally: Tally, least: int) -> str:
     # E.164's 15 digits do not count the international prefix (+, 00) or a trunk zero written as (0)
-    number = _INTERNATIONAL_PREFIX.sub("", match.group("v").strip()).replace("(0)", "")
+    number = _INTERNATIONAL_PREFIX.sub("", _group(match, "v").strip()).replace("(0)", "")
     if not least <= digit_count(number) <= 15:
         return match.group(0)
     tally.replaced += 1
     return _edges(match, PHONE_PLACEHOLDER)
 
 
+# Letters as the IBAN checksum reads them (A=10 … Z=35); digits stay.
+_IBAN_DIGITS = {ord(letter): str(value) for value, letter in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ", 10)}
+
+
 def _iban(match: Match, tally: Tally) -> str:
-    """The longest prefix with a valid checksum: the pattern may have run on into a following word."""
-    found = match.group("v")
+    """The longest prefix with a valid checksum: the pattern may have run on into a following word. Only
+    prefixes that end before a space or at the end are tried (a handful), each one C-speed big-number step."""
+    found = _group(match, "v") or ""
     if found[:2] not in IBAN_COUNTRIES:
         return match.group(0)
-    for end in range(len(found), 14, -1):
-        if (end == len(found) or found[end] == " ") and _iban_valid(found[:end]):
+    head = found[:4].translate(_IBAN_DIGITS)  # country and check digits, moved to the end
+    end = len(found)
+    while end > 14:
+        compact = found[4:end].replace(" ", "")
+        if 11 <= len(compact) <= 30 and int(compact.translate(_IBAN_DIGITS) + head) % 97 == 1:
             tally.replaced += 1
             return _edges(match, IBAN_PLACEHOLDER + found[end:])
+        end = found.rfind(" ", 0, end)
     return match.group(0)
 
 
 def _card(match: Match, tally: Tally) -> str:
-    if not _luhn(_digits(match.group("v"))):
+    if not _luhn(_digits(_group(match, "v"))):
         return match.group(0)
     tally.replaced += 1
     return _edges(match, CARD_PLACEHOLDER)
 
 
 def _ipv4(match: Match, tally: Tally) -> str:
-    found = match.group("v")
+    found = _group(match, "v")
     if any(int(octet) > 255 for octet in found.split(".")):
         return match.group(0)
-    start = _start(match, "v")
-    text = match.string
-    if start >= 2 and text[start - 1] == "/" and text[start - 2].isalpha():
+    before = match.before("v", 2)
+    if len(before) == 2 and before[1] == "/" and before[0].isalpha():
         return match.group(0)  # a product token's version (`Chrome/120.0.0.0`), not an address
     tally.replaced += 1
     return _edges(match, IP_PLACEHOLDER)
 
 
 def _ipv6(match: Match, tally: Tally) -> str:
-    found = match.group("v")
+    found = _group(match, "v")
     if len(found) > 45 or found.count(":") < 2:
         return match.group(0)
     try:
@@ -380,29 +395,66 @@ def _street(match: Match, tally: Tally) -> str:
     return _edges(match, STREET_PLACEHOLDER)
 
 
-def _start(match: Match, group: str) -> int:
-    return match.start(match.re.groupindex[group])  # re2 names groups by number only here
+def _before_value(match: Match) -> str:
+    """The key and separator of a pair: the value is the pattern's last group."""
+    whole, value = match.group(0), _group(match, "value") or ""
+    return whole[: len(whole) - len(value)]
 
 
 def _key_of(match: Match) -> str:
-    return match.group("k1") or match.group("k2") or match.group("k3")
+    return _group(match, "k1") or _group(match, "k2") or _group(match, "k3") or ""
 
 
-def _keyed(match: Match, tally: Tally, allowed: frozenset[str], strict: bool) -> str:
+def _url_value(match: Match, tally: Tally, url_params: frozenset[str]) -> str | None:
+    """A URL under a URL key (`dl=`, `"url":`) keeps what a page column keeps; None when it holds no URL."""
+    from .urls import clean_url, looks_like_url  # urls builds on this module's placeholders
+
+    value = _group(match, "value")
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    inner = value[1:-1] if quote and len(value) >= 2 else value
+    encoded = "%" in inner[:12]  # https%3A%2F%2F…, as in a query string
+    url = unquote(inner, errors="replace") if encoded else inner
+    if not looks_like_url(url):
+        return None
+    cleaned = clean_url(url, tally, url_params)
+    if cleaned == url:
+        return None
+    prefix = _before_value(match)
+    return prefix + quote + (_quote_url(cleaned) if encoded else cleaned) + quote
+
+
+def _quote_url(url: str) -> str:
+    return quote(url, safe="")
+
+
+@lru_cache(maxsize=4096)
+def _last_key(key: str) -> str:
+    """`ep.vorname` is judged as `vorname`: a GA4 parameter's name."""
+    return normalise_key(key.rpartition(".")[2])
+
+
+def _keyed(match: Match, tally: Tally, allowed: frozenset[str], strict: bool, urls: frozenset[str]) -> str:
     key = _key_of(match)
-    value = match.group("value")
+    name = _last_key(key)
+    if name in URL_VALUE_KEYS:
+        cleaned = _url_value(match, tally, urls)
+        if cleaned is not None:
+            return cleaned
+    value = match.named("value") or ""
+    quoted = len(value) > 2 and value[0] in "\"'"
+    if not strict and not quoted and not personal_key(key):
+        return match.group(0)  # the common case, decided without looking further
     inner = value.strip("\"'")
-    keep = not inner or _PLACEHOLDER.fullmatch(inner) or normalise_key(key.rpartition(".")[2]) in allowed
+    keep = not inner or name in allowed or _is_placeholder(inner)
     if keep or (not strict and not personal_key(key)):
-        if len(value) > 2 and value[0] in "\"'" and ("=" in inner or ":" in inner):
+        if quoted and ("=" in inner or ":" in inner):
             # a kept quoted value may hold pairs of its own: "url": "https://…/?vorname=Erika"
-            start = _start(match, "value") - match.start(0) + 1
-            body = _KEYED.sub(lambda m: _keyed(m, tally, allowed, False), value[1:-1])
-            return match.group(0)[:start] + body + value[-1]
+            body = _KEYED.sub(lambda m: _keyed(m, tally, allowed, False, urls), value[1:-1])
+            return _before_value(match) + value[0] + body + value[-1]
         return match.group(0)
     tally.replaced += 1
     quote = value[0] if value[0] in "\"'" else ""
-    return match.group(0)[: _start(match, "value") - match.start(0)] + f"{quote}{REDACTED}{quote}"
+    return _before_value(match) + f"{quote}{REDACTED}{quote}"
 
 
 def _strict_quoted(text: str, tally: Tally, allowed: frozenset[str]) -> str:
@@ -413,56 +465,66 @@ def _strict_quoted(text: str, tally: Tally, allowed: frozenset[str]) -> str:
     damaged = "\ufffd" in text
     last_key = ""
     out: list[str] = []
-    position = 0
-    for match in _QUOTED.finditer(text):
-        out.append(_GAP_WORD.sub(lambda m: _gap_word(m, tally), text[position : match.start()]))
+    data = text.encode()
+    position = 0  # offsets are RE2's, in UTF-8 bytes
+    for match in _QUOTED.matches(data):
+        out.append(_GAP_WORD.sub(lambda m: _gap_word(m, tally), data[position : match.start()].decode()))
         position = match.end()
         token = match.group(0)
-        is_key = match.group("key") is not None
+        is_key = _group(match, "key") is not None
         dangling = len(token) < 2 or not token.endswith('"') or (not is_key and token.endswith('\\"'))
         inner = token[1 : token.rindex('"')] if is_key else (token[1:] if dangling else token[1:-1])
         if is_key and len(inner) <= 61 and _IDENTIFIER.fullmatch(inner):
             last_key = inner
             out.append(token)
         elif (
-            not inner
-            or _PLACEHOLDER.fullmatch(inner)
-            or (not dangling and not damaged and normalise_key(last_key) in allowed)
+            not inner or _is_placeholder(inner) or (not dangling and not damaged and normalise_key(last_key) in allowed)
         ):
             out.append(token)
         else:
             tally.replaced += 1
             out.append(f'"{REDACTED}"' + (token[token.rindex('"') + 1 :] if is_key else ""))
-    out.append(_GAP_WORD.sub(lambda m: _gap_word(m, tally), text[position:]))
+    out.append(_GAP_WORD.sub(lambda m: _gap_word(m, tally), data[position:].decode()))
     return "".join(out)
 
 
 def _gap_word(match: Match, tally: Tally) -> str:
     word = match.group(0)
-    if word in ("true", "false", "null") or _PLACEHOLDER.fullmatch(word):
+    if word in ("true", "false", "null") or _is_placeholder(word):
         return word
     tally.replaced += 1
     return REDACTED
 
 
-def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool) -> str:
-    if _HAS_AT.search(text):
+_AT_SIGNS = ("@", "%40", "\\u0040", "\\x40", "&#", "&commat;", "\uff20", "\ufe6b")
+
+
+def _maybe_at(text: str) -> bool:
+    """A cheap look for anything `_AT` could match."""
+    return any(sign in text for sign in _AT_SIGNS) or "%2540" in text
+
+
+def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool, urls: frozenset[str]) -> str:
+    """Each detector behind a look that costs next to nothing, so that the short strings a row is made of
+    pay only for the detectors that could find something in them."""
+    lower = text.lower()  # `_AT` ignores case: \U0040, &#X40;
+    if _maybe_at(lower):
         text = _EMAIL.sub(lambda m: _email(m, tally), text)
-        if _HAS_AT.search(text):
+        if _maybe_at(text.lower()):
             text = _EMAIL_RFC.sub(lambda m: _email(m, tally), text)
-    if _SPELLED_HINT.search(text):
+            lower = text.lower()
+    if ("at" in lower or "ät" in lower) and _SPELLED_HINT.search(text):
         text = _sub_twice(_EMAIL_SPELLED, lambda m: _spelled_email(m, tally), text)
     if len(text) >= 16:
         text = _B64_RUN.sub(lambda m: _b64(m, tally), text)
     digits = digit_count(text)
-    if digits:
+    if digits and _STREET_WORD.search(text):
         text = _sub_twice(_STREET, lambda m: _street(m, tally), text)
-    if digits >= 4 and ("." in text or ":" in text):
-        if "." in text:
-            text = _sub_twice(_IPV4, lambda m: _ipv4(m, tally), text)
-        if text.count(":") >= 2:
-            text = _sub_twice(_IPV6, lambda m: _ipv6(m, tally), text)
-    if digits >= 8:
+    if digits >= 4 and text.count(".") >= 3:
+        text = _sub_twice(_IPV4, lambda m: _ipv4(m, tally), text)
+    if digits >= 1 and text.count(":") >= 2:
+        text = _sub_twice(_IPV6, lambda m: _ipv6(m, tally), text)
+    if digits >= 8 and _EIGHT_CLOSE_DIGITS.search(text):
         text = _sub_twice(_IBAN, lambda m: _iban(m, tally), text)
         text = _sub_twice(_CARD, lambda m: _card(m, tally), text)
         text = _sub_twice(_PHONE_INTL, lambda m: _phone(m, tally, 8), text)
@@ -470,7 +532,7 @@ def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool)
         text = _sub_twice(_PHONE_NANP, lambda m: _phone(m, tally, 10), text)
         text = _sub_twice(_PHONE_GROUPED, lambda m: _phone(m, tally, 9), text)
     if ":" in text or "=" in text:  # last: a value's shape is surer than its key, and a key may cut a value short
-        text = _KEYED.sub(lambda m: _keyed(m, tally, allowed, strict), text)
+        text = _KEYED.sub(lambda m: _keyed(m, tally, allowed, strict, urls), text)
     if strict and '"' in text:
         text = _strict_quoted(text, tally, allowed)
     return text
@@ -499,19 +561,125 @@ def _storable(text: str) -> str:
     return text
 
 
-def scrub_text(text: str, tally: Tally, allowed_keys: frozenset[str] = frozenset(), strict: bool = False) -> str:
+# Texts seen lately that held nothing to replace: a site's rows repeat the same bot ids, process names, labels,
+# titles and user agents, so most strings of a row are found here. Only clean texts are kept, so the cache never
+# holds a personal value; it is cleared when full (a flood of unique strings costs it nothing but its use).
+_CLEAN: dict[tuple[str, frozenset[str], bool, frozenset[str]], None] = {}
+CLEAN_CACHE_SIZE = 8192
+CLEAN_CACHE_TEXT = 512  # longer texts are rare and seldom repeat
+
+
+def scrub_text(
+    text: str,
+    tally: Tally,
+    allowed_keys: frozenset[str] = frozenset(),
+    strict: bool = False,
+    url_params: frozenset[str] = frozenset(),
+) -> str:
     """`text` without personal values. Escaped text is decoded first when only the decoded form gives a value
     away (`%2B49%20170…`, `jane\\u0040…`): the escaping is lost, the value too. `strict` (for bodies that
-    could not be parsed) applies the allow-list to text: a value whose key is not in `allowed_keys` is gone."""
+    could not be parsed) applies the allow-list to text: a value whose key is not in `allowed_keys` is gone.
+    URLs under URL keys keep only allowed query parameters (`urls.py`), `url_params` among them."""
     if len(text) <= 15 and not text.strip(_TRIVIAL_CHARS):
         return text  # nothing can be found in it: no digits, no `@`, `:`, `=` or escapes, shorter than base64
-    text = _storable(ascii_digits(text))
+    key = (text, allowed_keys, strict, url_params) if len(text) <= CLEAN_CACHE_TEXT else None
+    if key is not None and key in _CLEAN:
+        return text
+    before = tally.replaced
+    clean = _scrub(text, tally, allowed_keys, strict, url_params)
+    if key is not None and clean == text and tally.replaced == before:
+        if len(_CLEAN) >= CLEAN_CACHE_SIZE:
+            _CLEAN.clear()
+        _CLEAN[key] = None
+    return clean
+
+
+def _scrub(text: str, tally: Tally, allowed_keys: frozenset[str], strict: bool, url_params: frozenset[str]) -> str:
+    if not text.isascii():
+        text = _storable(ascii_digits(text))
     if "%" in text or "\\" in text or "&" in text:
         # `+` is a space in form-encoded text (a query string: pairs, no spaces, quotes or braces) only
         decoded = _unescaped(text, plus="=" in text and not any(c in text for c in ' {}"'))
         if decoded != text:
             probe, plain = Tally(), Tally()
-            _scrub_plain(decoded, probe, allowed_keys, False)
-            if probe.replaced and (_scrub_plain(text, plain, allowed_keys, False), plain.replaced)[1] < probe.replaced:
+            _scrub_plain(decoded, probe, allowed_keys, False, url_params)
+            _scrub_plain(text, plain, allowed_keys, False, url_params)
+            if probe.replaced and plain.replaced < probe.replaced:
                 text = ascii_digits(decoded)
-    return _scrub_plain(text, tally, allowed_keys, strict)
+    return _scrub_plain(text, tally, allowed_keys, strict, url_params)
+
+
+# --------------------------------------------------------------------- values of typed places
+
+# Numbers that are long by nature: times, durations, ids. Other numbers of phone or card length are checked.
+_NUMERIC_SUFFIXES = ("id", "ts", "ms", "msec", "time", "timestamp", "at", "date", "epoch", "seconds", "sec")
+
+
+def personal_number(value: float, key: str) -> str | None:
+    """The placeholder for a JSON number that is a phone or card number (`"value": 4917055512345`, a GA4
+    `epn.*`), or None. Numbers under keys that name times, durations and ids are what they say."""
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    number = abs(int(value))
+    if number < 10**8:
+        return None
+    name = normalise_key(key.rpartition(".")[2])
+    if name.endswith(_NUMERIC_SUFFIXES):
+        return None
+    digits = str(number)
+    if 13 <= len(digits) <= 19 and _luhn(digits):
+        return CARD_PLACEHOLDER
+    return PHONE_PLACEHOLDER if 9 <= len(digits) <= 15 else None
+
+
+# Three-letter primary language subtags browsers send (BCP 47 prefers two letters where ISO 639-1 has them):
+# a closed list, so that `Max` or `Eva` in an Accept-Language header is no language.
+_THREE_LETTER_LANGUAGES = frozenset(
+    {"ast", "ceb", "chr", "ckb", "fil", "gsw", "haw", "hmn", "kok", "mai", "mni", "sat", "yue", "zgh", "bas", "dua",
+     "ewo", "kab", "kam", "kln", "luo", "nus", "ses", "twq", "wae"}
+)  # fmt: skip
+
+
+def _language_tag(tag: str) -> bool:
+    """`de`, `de-DE`, `zh-Hant-TW`, `es-419`, `*`: language, optional script, optional region."""
+    if tag == "*":
+        return True
+    parts = tag.split("-")
+    primary = parts[0].lower()
+    if not (primary.isascii() and primary.isalpha()):
+        return False
+    if not (len(primary) == 2 or primary in _THREE_LETTER_LANGUAGES):
+        return False
+    rest = parts[1:]
+    if rest and len(rest[0]) == 4 and rest[0].isascii() and rest[0].isalpha():
+        rest = rest[1:]  # script
+    if rest and (
+        (len(rest[0]) == 2 and rest[0].isascii() and rest[0].isalpha()) or (len(rest[0]) == 3 and rest[0].isdigit())
+    ):
+        rest = rest[1:]  # region
+    return not rest
+
+
+def language_tags(text: str, tally: Tally) -> str | None:
+    """A language column holds BCP 47 tags (an Accept-Language list, `q` weights dropped), nothing else."""
+    tags: list[str] = []
+    for item in text.split(",")[:10]:
+        tag = item.split(";", 1)[0].strip()
+        if not tag:
+            continue
+        if _language_tag(tag):
+            tags.append(tag)
+        else:
+            tally.replaced += 1
+    return ",".join(tags) or None
+
+
+def personal_event_name(name: str) -> bool:
+    """An event name (snake_case, maybe a chat flow's own) that carries a phone number, an address or another
+    value the detectors know (`tel_01705551234`, `mail_jane_example_com`): its words are read as text."""
+    if digit_count(name) >= 6:
+        return True
+    words = name.replace("_", " ")
+    probe = Tally()
+    scrub_text(words, probe)
+    return probe.replaced > 0

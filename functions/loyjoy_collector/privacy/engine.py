@@ -1,0 +1,114 @@
+"""RE2, whose matching time is linear in its input, behind the four calls the detectors make.
+
+The collector is a public URL: one crafted 75-byte string must not hold an instance's interpreter for
+seconds, as a backtracking engine would (Python's `re` included). RE2 guarantees time linear in the text for
+every pattern. Its Python module wraps each match in generators and rebuilds its group-name mapping on every
+look-up, which costs more than the match itself on the short strings a row is made of; this calls RE2's
+matcher directly. Offsets are UTF-8 byte offsets, which is what RE2 works in: text is sliced as bytes and
+decoded per piece, always on character boundaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import re2
+
+_UNANCHORED = re2._Anchor.UNANCHORED
+_ANCHOR_BOTH = re2._Anchor.ANCHOR_BOTH
+_NONE = (-1, -1)
+
+
+class Match:
+    """One match: groups by number or name, byte offsets into `data`."""
+
+    __slots__ = ("_names", "_spans", "data")
+
+    def __init__(self, data: bytes, spans: list[tuple[int, int]], names: dict[str, int]) -> None:
+        self.data, self._spans, self._names = data, spans, names
+
+    def group(self, index: int = 0) -> str:
+        start, end = self._spans[index]
+        return "" if start < 0 else self.data[start:end].decode()
+
+    def named(self, name: str) -> str | None:
+        """The group called `name`; None when the pattern has no such group or it took part in no match."""
+        index = self._names.get(name)
+        if index is None or self._spans[index] == _NONE:
+            return None
+        start, end = self._spans[index]
+        return self.data[start:end].decode()
+
+    def start(self, index: int = 0) -> int:
+        return self._spans[index][0]
+
+    def end(self, index: int = 0) -> int:
+        return self._spans[index][1]
+
+    def before(self, name: str, count: int) -> str:
+        """Up to `count` characters of the text before group `name`."""
+        start = self._spans[self._names[name]][0]
+        return self.data[max(0, start - 4 * count) : start].decode(errors="ignore")[-count:]
+
+
+class Pattern:
+    def __init__(self, pattern: str) -> None:
+        compiled = re2.compile(pattern)  # raises re2.error for what RE2 cannot do (look-around, back-references)
+        self.pattern = pattern
+        self._regexp = compiled._regexp
+        self._names: dict[str, int] = dict(compiled.groupindex)
+        self.programsize: int = compiled.programsize
+
+    def _spans(self, data: bytes, position: int, anchor: object = _UNANCHORED) -> list[tuple[int, int]] | None:
+        spans = self._regexp.Match(anchor, data, position, len(data))
+        return None if spans[0] == _NONE else spans
+
+    def search(self, text: str) -> bool:
+        return self._spans(text.encode(), 0) is not None
+
+    def fullmatch(self, text: str) -> bool:
+        return self._spans(text.encode(), 0, _ANCHOR_BOTH) is not None
+
+    def finditer(self, text: str) -> Iterator[Match]:
+        return self.matches(text.encode())
+
+    def matches(self, data: bytes) -> Iterator[Match]:
+        position, size = 0, len(data)
+        while position <= size:
+            spans = self._spans(data, position)
+            if spans is None:
+                return
+            yield Match(data, spans, self._names)
+            start, end = spans[0]
+            if end == start:  # an empty match: step over one character
+                end += 1
+                while end < size and data[end] & 0xC0 == 0x80:
+                    end += 1
+            position = end
+
+    def subn(self, replace: Callable[[Match], str], text: str) -> tuple[str, int]:
+        """`text` with each match replaced by what `replace` returns for it, and how many matches there were."""
+        data = text.encode()
+        pieces: list[str] = []
+        last = found = 0
+        for match in self.matches(data):
+            start, end = match.start(), match.end()
+            pieces.append(data[last:start].decode())
+            pieces.append(replace(match))
+            last, found = end, found + 1
+        if not found:
+            return text, 0
+        pieces.append(data[last:].decode())
+        return "".join(pieces), found
+
+    def sub(self, replace: Callable[[Match], str], text: str) -> str:
+        return self.subn(replace, text)[0]
+
+    def split_once(self, text: str) -> list[str]:
+        """`text` around its first match: one piece when there is none."""
+        data = text.encode()
+        spans = self._spans(data, 0)
+        if spans is None:
+            return [text]
+        start, end = spans[0]
+        return [data[:start].decode(), data[end:].decode()]

@@ -1,0 +1,11 @@
+"""What a personal value becomes: a placeholder that says which kind of value was there."""
+
+EMAIL_PLACEHOLDER = "[email]"
+JWT_PLACEHOLDER = "[jwt]"
+BASE64_PLACEHOLDER = "[base64]"
+PHONE_PLACEHOLDER = "[phone]"
+IBAN_PLACEHOLDER = "[iban]"
+CARD_PLACEHOLDER = "[card]"
+STREET_PLACEHOLDER = "[address]"
+IP_PLACEHOLDER = "[ip]"
+REDACTED = "[redacted]"
