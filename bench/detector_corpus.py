@@ -16,7 +16,8 @@ MAX_BODY = 512 * 1024  # the collector's default body limit
 
 def typical_texts() -> list[str]:
     """Strings of a realistic LoyJoy chat as the gate sees them: labels, titles, URLs, ids, whole events."""
-    base = {"bot_id": "b-2f1c", "process_id": "p-88a1", "process_name": "Gewinnspiel Herbst", "sub_process_name": "Frage 2"}
+    base = {"bot_id": "b-2f1c", "process_id": "p-88a1", "process_name": "Gewinnspiel Herbst"}
+    base["sub_process_name"] = "Frage 2"
     events = [
         {"event": "open", "detail": base},
         {"event": "message_received", "detail": base | {"type": "text", "payload": {"text": "Ich heisse Erika"}}},
@@ -27,7 +28,7 @@ def typical_texts() -> list[str]:
     ]
     texts = [json.dumps(event, ensure_ascii=False) for event in events]
     texts += [
-        "Kaffeemaschinen & Vollautomaten – Angebote der Woche | Shop Example",
+        "Kaffeemaschinen & Vollautomaten \u2013 Angebote der Woche | Shop Example",
         "https://shop.example.com/produkte/kaffeemaschinen?utm_source=newsletter&utm_medium=email&page=2",
         "https://www.example.de/kontakt/",
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 "
@@ -35,7 +36,7 @@ def typical_texts() -> list[str]:
         "de-DE,de;q=0.9,en;q=0.8",
         "GA1.1.1234567890.1700000000",
         "1732550400000_123456789",
-        "Schritt 5 von 7 – Paket 3 gewählt, Preis: 1.299,00 EUR",
+        "Schritt 5 von 7 \u2013 Paket 3 gewählt, Preis: 1.299,00 EUR",
         "Ja, ich möchte den Newsletter erhalten und stimme der Datenschutzerklärung zu.",
         "c0a80101-7f3e-4f1a-9d2b-2a1b3c4d5e6f",
     ]
@@ -44,6 +45,7 @@ def typical_texts() -> list[str]:
 
 def adversarial_texts(size: int = 64 * 1024) -> dict[str, str]:
     """Named worst cases, each about `size` characters (and the issue's 75-byte string as it was)."""
+
     def fill(unit: str) -> str:
         return (unit * (size // len(unit) + 1))[:size]
 
@@ -72,7 +74,7 @@ def adversarial_texts(size: int = 64 * 1024) -> dict[str, str]:
         "ipv4_near_miss": fill("1.2.3."),
         "ipv6_colons": fill("1:"),
         "percent_escapes": fill("%25%32%35"),
-        "unicode_digits": fill("٠١٧٠ "),
+        "unicode_digits": fill("\u0660\u0661\u0667\u0660 "),
         "max_body_quotes": ('"\\' * (MAX_BODY // 2))[:MAX_BODY],
         "max_body_digits": ("+49 " + "1" * (MAX_BODY - 5) + "x"),
     }

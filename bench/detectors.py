@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.detector_corpus import adversarial_texts, typical_texts  # noqa: E402
-from loyjoy_collector.privacy import values  # noqa: E402
-from loyjoy_collector.privacy.gate import Gate  # noqa: E402
-from loyjoy_collector.privacy.keys import CONTAINER_KEYS, Scrubber  # noqa: E402
-from loyjoy_collector.privacy.tally import Tally  # noqa: E402
+from bench.detector_corpus import adversarial_texts, typical_texts
+from loyjoy_collector.privacy import values
+from loyjoy_collector.privacy.gate import Gate
+from loyjoy_collector.privacy.keys import CONTAINER_KEYS, Scrubber
+from loyjoy_collector.privacy.tally import Tally
 
 BOUND = 5.0
 SCRUBBER = Scrubber(b"bench-key")
@@ -83,7 +83,7 @@ def gate_per_row(count: int = 2000) -> tuple[float, float, float]:
             "session_id": f"s-{1732550400000 + index}",
             "ts": "2026-12-02T03:00:00Z",
             "page_location": f"https://shop.example.com/produkte/{index % 40}?utm_source=newsletter&page=2",
-            "page_title": "Kaffeemaschinen & Vollautomaten – Angebote der Woche",
+            "page_title": "Kaffeemaschinen & Vollautomaten \u2013 Angebote der Woche",
             "detail": {"bot_id": "b-2f1c", "process_id": "p-88a1", "process_name": "Gewinnspiel Herbst",
                        "label": labels[index % len(labels)], "score": index % 10},
         }  # fmt: skip
