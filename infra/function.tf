@@ -72,14 +72,15 @@ resource "google_cloudfunctions2_function" "collector" {
     service_account_email            = google_service_account.runtime.email
 
     environment_variables = {
-      BQ_PROJECT       = var.project_id
-      BQ_DATASET       = google_bigquery_dataset.loyjoy.dataset_id
-      ALLOWED_ORIGINS  = join(",", var.allowed_origins)
-      IP_MODE          = var.ip_mode
-      PII_ALLOWED_KEYS = join(",", var.pii_allowed_keys)
-      DATA_PATHS       = join(",", var.data_paths)
-      PATH_PREFIXES    = join(",", var.path_prefixes)
-      NON_LOYJOY_HITS  = var.non_loyjoy_hits
+      BQ_PROJECT         = var.project_id
+      BQ_DATASET         = google_bigquery_dataset.loyjoy.dataset_id
+      ALLOWED_ORIGINS    = join(",", var.allowed_origins)
+      IP_MODE            = var.ip_mode
+      PII_ALLOWED_KEYS   = join(",", var.pii_allowed_keys)
+      URL_ALLOWED_PARAMS = join(",", var.url_allowed_params)
+      DATA_PATHS         = join(",", var.data_paths)
+      PATH_PREFIXES      = join(",", var.path_prefixes)
+      NON_LOYJOY_HITS    = var.non_loyjoy_hits
       # functions-framework serves THREADS requests at once: match what Cloud Run sends an instance.
       THREADS = tostring(var.concurrency)
     }

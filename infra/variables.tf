@@ -302,6 +302,17 @@ variable "pii_allowed_keys" {
   default     = []
 }
 
+variable "url_allowed_params" {
+  description = "Query parameters page URLs keep beyond utm_* (except utm_term) and ad click ids, e.g. [\"page\"]. Other parameters keep their name and lose their value."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for name in var.url_allowed_params : can(regex("^[A-Za-z0-9_.\\-\\[\\]]{1,64}$", name))])
+    error_message = "url_allowed_params are query parameter names (letters, digits, _ . - [ ])."
+  }
+}
+
 variable "pii_hash_key_version" {
   description = "Bump to generate a new e-mail hash key (old and new hashes then no longer match)."
   type        = number

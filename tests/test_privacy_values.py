@@ -228,3 +228,135 @@ def test_planted_values_never_survive_urls_and_query_strings(data):
     kept = scrub_text(text, Tally(), STRICT_KEYS, strict=form != "url")
     for marker in plant.markers:
         assert marker not in kept
+
+
+# ------------------------------------------------------------ round two: shapes, URLs, typed places
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("call 212-555-0199 today", "call [phone] today"),
+        ("(212) 555-0199", "[phone]"),
+        ("212.555.0199", "[phone]"),
+        ("+1 212 555 0199", "[phone]"),
+        ("mobile 347 123 4567", "mobile [phone]"),
+        ("612 34 56 78", "[phone]"),
+        ("0170 1234567 89x", "[phone] 89x"),  # the longest number that ends on a boundary
+        ("+49 170 1234567 und +49 170 7654321", "[phone] und [phone]"),
+        ("0170 1234567,0170 7654321", "[phone],[phone]"),  # one boundary character between two values
+        ("\uff10\uff11\uff17\uff10 1234567", "[phone]"),  # full-width digits
+        ("from 203.0.113.9 via 10.0.0.1", "from [ip] via [ip]"),
+        ("addr 2001:db8::8a2e:370:7334.", "addr [ip]."),
+        ("::ffff:192.0.2.1", "[ip]"),
+        ("jane(at)example(dot)com", "[email]"),
+        ("jane [at] example [dot] com", "[email]"),
+        ("jane at example dot com", "[email]"),
+        ("Jane.Doe (AT) example.org", "[email]"),
+        ("IBAN DE89 3704 0044 0532 0130 00 bitte", "IBAN [iban] bitte"),
+    ],
+)
+def test_round_two_shapes_are_found(text, expected):
+    assert scrub(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Chrome/120.0.0.0 Safari/537.36",  # a product token's version
+        "um 12:30:45 Uhr",
+        "wir treffen uns at 10.30",
+        "Schritt 5 von 7",
+        "Version 2.4.1",
+        "2024-11-24T12:30:45Z",
+        "c0a80101-7f3e-4f1a-9d2b-2a1b3c4d5e6f",
+        "Preis: 1.299,00 EUR",
+    ],
+)
+def test_round_two_shapes_leave_analytics_alone(text):
+    assert scrub(text) == text
+
+
+def clean(url: str, params: frozenset[str] = frozenset()) -> str:
+    from loyjoy_collector.privacy.urls import clean_url
+
+    return clean_url(url, Tally(), params)
+
+
+def test_urls_keep_scheme_host_path_and_allowed_parameters_only():
+    url = "https://user:secret@shop.example.com:8443/kunde/p?utm_source=nl&gclid=Cj0K&password=hunter2&customer=Erika&flag#access_token=abc"
+    assert (
+        clean(url)
+        == "https://shop.example.com:8443/kunde/p?utm_source=nl&gclid=Cj0K&password=[redacted]&customer=[redacted]&flag"
+    )
+    assert (
+        clean("https://x.test/?utm_term=erika+mustermann&utm_medium=cpc")
+        == "https://x.test/?utm_term=[redacted]&utm_medium=cpc"
+    )
+    assert clean("https://x.test/?page=2&q=shoes", frozenset({"page"})) == "https://x.test/?page=2&q=[redacted]"
+    assert clean("https://www.google.de/search?q=erika+mustermann+adresse") == "https://www.google.de/"
+    assert clean("https://duckduckgo.com/?q=jane") == "https://duckduckgo.com/"
+    assert clean("Kaffeemaschinen # Angebote") == "Kaffeemaschinen # Angebote"  # no URL, left to the detectors
+    assert clean("http://[::1") == "[redacted]"
+
+
+def test_url_columns_and_url_keys_pass_the_url_rules_everywhere():
+    gate = Gate(Scrubber(b"k", url_params=frozenset({"page"})))
+    row = {
+        "page_location": "https://shop.example.com/?page=2&user=jane&utm_term=Erika#token=x",
+        "page_referrer": "https://www.bing.com/search?q=erika",
+        "utm_term": "erika mustermann",
+        "detail": {"link_url": "https://x.test/a?email_token=abc&utm_source=x", "label": "https://x.test/?kunde=Erika"},
+    }
+    sealed = gate.seal("events", row, Tally())
+    assert sealed["page_location"] == "https://shop.example.com/?page=2&user=[redacted]&utm_term=[redacted]"
+    assert sealed["page_referrer"] == "https://www.bing.com/"
+    assert sealed["utm_term"] is None
+    assert json.loads(sealed["detail"])["link_url"] == "https://x.test/a?email_token=[redacted]&utm_source=x"
+    # a refused GA4 query string: `dl` is allowed, the URL inside it is cleaned (percent-encoded as it came)
+    query = "v=2&en=page_view&dl=" + quote("https://shop.example.com/?password=hunter2&utm_source=x", safe="")
+    kept = scrub_text(query, Tally(), STRICT_KEYS, strict=True)
+    assert "hunter2" not in kept and "password" in kept and "utm_source" in kept
+
+
+def test_language_keeps_bcp47_tags_only():
+    from loyjoy_collector.privacy.values import language_tags
+
+    assert language_tags("de-DE,de;q=0.9,en;q=0.8", Tally()) == "de-DE,de,en"
+    assert language_tags("zh-Hant-TW", Tally()) == "zh-Hant-TW"
+    assert language_tags("es-419", Tally()) == "es-419"
+    assert language_tags("Erika Mustermann", Tally()) is None
+    assert language_tags("Max", Tally()) is None
+    tally = Tally()
+    assert language_tags("de, Erika", tally) == "de" and tally.replaced == 1
+
+
+def test_numbers_that_are_phone_or_card_numbers_are_replaced_unless_their_key_says_what_they_are():
+    gate = Gate(Scrubber(b"k"))
+    tally = Tally()
+    detail = {"value": 4917055512345, "score": 9, "duration_ms": 1732550400000, "ts": 1732550400123,
+              "count": 4111111111111111, "position": 12.5, "product_id": 123456789012}  # fmt: skip
+    kept = json.loads(gate.json_text(detail, tally))
+    assert kept == {"value": "[phone]", "score": 9, "duration_ms": 1732550400000, "ts": 1732550400123,
+                    "count": "[card]", "position": 12.5, "product_id": 123456789012}  # fmt: skip
+    assert tally.replaced == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "personal"),
+    [
+        ("tel_01705551234", True),
+        ("call_212_555_0199", True),
+        ("ip_203_0_113_9", True),  # seven digits in a name: an address written with underscores
+        ("quiz_answered", False),
+        ("nps_survey_score_9", False),
+        ("jump_decision_3", False),
+        ("step_20241124", True),  # eight digits in a name: a date, a number, an id; never analytics
+    ],
+)
+def test_event_names_carrying_values_are_pseudonymised(name, personal):
+    gate = Gate(Scrubber(b"k"))
+    sealed = gate.seal("events", {"event_name": name, "event_name_raw": name}, Tally())
+    assert (sealed["event_name"] != name) is personal
+    if personal:
+        assert sealed["event_name"].startswith("pii-") and sealed["event_name_raw"] == sealed["event_name"]

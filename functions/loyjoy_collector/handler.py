@@ -54,7 +54,7 @@ class Runtime:
 def runtime() -> Runtime:
     settings = get_settings()
     key = settings.pii_hash_key.get_secret_value().encode() if settings.pii_hash_key else None
-    scrubber = Scrubber(key, frozenset(settings.pii_allowed_keys))
+    scrubber = Scrubber(key, frozenset(settings.pii_allowed_keys), frozenset(settings.url_allowed_params))
     gate = Gate(scrubber)
     logs.configure(settings.log_format, settings.project, lambda text: gate.text(text, Tally()))
     shown = settings.model_dump(mode="json", exclude={"pii_hash_key"}) | {"pii_hash_key_set": key is not None}

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     pii_allowed_keys: CommaList = Field(
         default=(), description="`detail` keys to keep beyond the built-in analytical ones, e.g. 'quiz_*,city'."
     )
+    url_allowed_params: CommaList = Field(
+        default=(),
+        description="Query parameters page URLs keep beyond utm_* (but utm_term) and ad click ids, e.g. 'page,q'.",
+    )
     ip_mode: Literal["drop", "truncate"] = "drop"
     data_paths: CommaList = Field(
         default=("/data",), description="Paths of the Stape Data Client protocol (a tag's custom path included)."
@@ -75,7 +79,9 @@ class Settings(BaseSettings):
     retry_after_seconds: int = Field(default=30, ge=1, description="Retry-After sent with a 503.")
     bq_group_commit: bool = Field(default=True, description="Concurrent requests share insertAll calls.")
 
-    @field_validator("allowed_origins", "pii_allowed_keys", "data_paths", "path_prefixes", mode="before")
+    @field_validator(
+        "allowed_origins", "pii_allowed_keys", "url_allowed_params", "data_paths", "path_prefixes", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -174,7 +174,7 @@ _PHONE_INTL = _re2(
     )
 )
 _PHONE_NATIONAL = _re2(
-    _bounded(r"\(?0\d{1,5}\)?(?:[\s/\-\x{2013}]\d{2,}){1,4}|0[1-9]\d{8,11}", rf"{_WORD}+.,\-", rf"{_WORD}/\-")
+    _bounded(r"\(?0\d{1,5}\)?(?:[\s/\-\x{2013}]\d{2,}){1,4}|0[1-9]\d{8,11}", rf"{_WORD}+.\-", rf"{_WORD}/\-")
 )
 # North American (NANP): (212) 555-0199, 212-555-0199, 212.555.0199, +1 212 555 0199
 _PHONE_NANP = _re2(
@@ -197,7 +197,7 @@ _CARD = _re2(_bounded(r"\d{4}[ \-]\d{4}[ \-]\d{4}[ \-]\d{1,7}|3[47]\d{13}|[4-6]\
 # ------------------------------------------------------------------------------------- IP addresses
 
 _IPV4 = _re2(_bounded(r"\d{1,3}(?:\.\d{1,3}){3}", rf"{_WORD}.", rf"{_WORD}."))
-_IPV6 = _re2(_bounded(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}", rf"{_WORD}:.", rf"{_WORD}:."))
+_IPV6 = _re2(_bounded(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}", rf"{_WORD}:.", rf"{_WORD}:"))
 
 # A street and a house number, as written in the six languages (the number is what makes it an address).
 _UPPER = "A-ZÄÖÜ"
@@ -520,10 +520,10 @@ def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool,
     digits = digit_count(text)
     if digits and _STREET_WORD.search(text):
         text = _sub_twice(_STREET, lambda m: _street(m, tally), text)
+    if digits >= 1 and text.count(":") >= 2:  # first: an IPv6 address may end in an IPv4 one
+        text = _sub_twice(_IPV6, lambda m: _ipv6(m, tally), text)
     if digits >= 4 and text.count(".") >= 3:
         text = _sub_twice(_IPV4, lambda m: _ipv4(m, tally), text)
-    if digits >= 1 and text.count(":") >= 2:
-        text = _sub_twice(_IPV6, lambda m: _ipv6(m, tally), text)
     if digits >= 8 and _EIGHT_CLOSE_DIGITS.search(text):
         text = _sub_twice(_IBAN, lambda m: _iban(m, tally), text)
         text = _sub_twice(_CARD, lambda m: _card(m, tally), text)
