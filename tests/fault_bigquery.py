@@ -7,7 +7,11 @@ passes everything else through untouched.
 
 from __future__ import annotations
 
+import io
 import json
+import random
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -74,12 +78,20 @@ class FaultyBigQuery:
             self._stop_others = False
             self._poison: tuple[bytes, int, str] | None = None
             self._dml_refusals = 0
+            self._reset_rate = 0.0
+            self.resets = 0
             self.insert_calls = []
 
     def fail(self, status: int = 503, times: int | None = None) -> None:
         """Answer the next `times` insertAll calls (all, if None) with `status`."""
         with self._lock:
             self._fail_status, self._fail_times = status, times
+
+    def reset_connections(self, rate: float) -> None:
+        """Reset (TCP RST, no answer) this share of insertAll calls: half of them before BigQuery sees the rows,
+        half after it stored them, as a flaky network does to a request or to its answer."""
+        with self._lock:
+            self._reset_rate = rate
 
     def delay(self, seconds: float) -> None:
         with self._lock:
@@ -115,7 +127,14 @@ class FaultyBigQuery:
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
-        if request.path.split("?")[0].endswith("/insertAll"):
+        is_insert = request.path.split("?")[0].endswith("/insertAll")
+        with self._lock:
+            reset = is_insert and random.random() < self._reset_rate
+            self.resets += reset
+        if reset and random.random() < 0.5:
+            self._reset(request)
+            return
+        if is_insert:
             status, payload = self._insert_all(request, body)
         elif self._refuses_dml(request, body):
             message = (
@@ -127,11 +146,22 @@ class FaultyBigQuery:
             status, payload = 400, json.dumps({"error": error}).encode()
         else:
             status, payload = self._forward(request, body)
+        if reset:
+            self._reset(request)
+            return
         request.send_response(status)
         request.send_header("Content-Type", "application/json; charset=UTF-8")
         request.send_header("Content-Length", str(len(payload)))
         request.end_headers()
         request.wfile.write(payload)
+
+    @staticmethod
+    def _reset(request: BaseHTTPRequestHandler) -> None:
+        """Close with SO_LINGER 0: the client sees ECONNRESET, and no answer."""
+        request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        request.connection.close()
+        request.close_connection = True
+        request.wfile = io.BytesIO()  # what the server flushes after handle(): into nothing, not the closed socket
 
     def _refuses_dml(self, request: BaseHTTPRequestHandler, body: bytes) -> bool:
         if request.command != "POST" or not request.path.split("?")[0].endswith(("/jobs", "/queries")):

@@ -446,6 +446,58 @@ def test_bigquery_timeout_answers_503(faulty_collector, fault_injector, local_bi
     assert answer.headers["Retry-After"] == "7"
 
 
+@pytest.fixture(scope="module")
+def hasty_collector(fault_injector):
+    """Behind the fault injector with a retry deadline of a few attempts: a flaky network often outlasts it."""
+    from .conftest import start_collector, stop
+
+    running = start_collector(fault_injector.url, "hasty-collector", BQ_TIMEOUT_SECONDS="0.5",
+                              BQ_RETRY_DEADLINE_SECONDS="0.3", RETRY_AFTER_SECONDS="7")  # fmt: skip
+    try:
+        yield running
+    finally:
+        stop(running.process)
+
+
+@pytest.mark.parametrize("deadline", ["short", "usual"])
+def test_a_flaky_network_is_an_outage_never_a_refusal(
+    faulty_collector, hasty_collector, fault_injector, local_bigquery, tag, deadline
+):
+    """Issue 15, point 6: half of the calls to BigQuery are reset (before or after it stored the rows). Every
+    event is answered 200 (stored) or 503 (send again); none is taken for poison and refused for good."""
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    collector = hasty_collector if deadline == "short" else faulty_collector
+    fault_injector.reset_connections(0.5)
+
+    def send(k: int) -> tuple[list[str], requests.Response]:
+        labels = [f"{tag}-{k}-{i}" for i in range(1 + k % 3)]
+        events = [{"event": "open", "detail": {"label": label}} for label in labels]
+        if k % 5 == 0:
+            events.append({"event": "Not A Name"})  # refused for what it is, not for the network
+        return labels, collector.post({"bot_id": tag, "events": events})
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(send, range(40)))
+    resets = fault_injector.resets
+    fault_injector.reset()
+    statuses = Counter(answer.status_code for _, answer in answers)
+    assert set(statuses) <= {200, 207, 503}, statuses
+    acknowledged = []
+    for labels, answer in answers:
+        if answer.status_code == 503:
+            assert answer.json()["error"]["reason"] == "storage_unavailable"
+            continue
+        results = answer.json()["results"]
+        assert all(r["stored"] or r["reason"] == "invalid_event_name" for r in results), answer.text
+        acknowledged += labels
+    stored = {row["label"] for row in local_bigquery.events("bot_id = @tag", tag=tag)}
+    assert set(acknowledged) <= stored, sorted(set(acknowledged) - stored)[:5]
+    assert resets >= 10 and acknowledged, (resets, statuses)
+    assert not local_bigquery.rejected("reason = 'bigquery_refused' AND raw_payload LIKE @p", p=f"%{tag}%")
+
+
 @pytest.mark.parametrize("stop_others", [False, True], ids=["skip-invalid", "stopped"])
 def test_rows_bigquery_refuses_go_to_rejected_with_its_reason(
     faulty_collector, fault_injector, local_bigquery, tag, stop_others

@@ -66,14 +66,14 @@ def test_a_page_with_hundreds_of_parameters_is_ordinary_traffic(collector, local
 
 
 def test_the_same_page_through_ga4_and_the_data_tag(collector, local_bigquery, tag):
-    location = SEARCH_PAGE + "&utm_campaign=winter%20sale&utm_term=a+b"
+    location = SEARCH_PAGE + "&utm_campaign=winter%20sale&utm_content=a+b"
     answer = send(collector, "GET", "/g/collect?" + urlencode(loyjoy_hit(tag, dl=location)))
     assert answer.status_code == 204, answer.text
     answer = send(collector, "POST", "/data", json.dumps(data_push(tag, "close", page_location=location)), "text/plain")
     assert answer.status_code == 200, answer.text
     rows = local_bigquery.events("bot_id = @tag", tag=tag)
     assert sorted(r["event_name"] for r in rows) == ["close", "open"]
-    assert {(r["utm_campaign"], r["utm_term"]) for r in rows} == {("winter sale", "a b")}
+    assert {(r["utm_campaign"], r["utm_content"]) for r in rows} == {("winter sale", "a b")}
 
 
 # ----------------------------------------------------------------------------- (b) Unicode digits

@@ -8,8 +8,11 @@ One bad row must not cost its neighbours their place, and with group commit its 
 senders' events. BigQuery sometimes refuses a bad row as a whole request (400), and a local BigQuery fails the
 whole call (500) on some values; either way the call is split in halves until the rows that fail on their own
 are found ("poison"). Those come back as row errors, like per-row `insertErrors`, and the rest is stored.
-503 is kept for a BigQuery that is really unavailable: a 5xx marks a row as poison only while other inserts
-of this process go through.
+
+A row is poison only on evidence that it fails on its own: refused (400, 413) every time it is sent alone, or
+failed (500) every time alone while another part of the same call went through. A flaky network is never
+evidence: resets, timeouts, 429 and 502-504 are retried within the deadline and then answered 503, so a valid
+event is never refused for good because the network between us and BigQuery was bad.
 """
 
 from __future__ import annotations
@@ -34,6 +37,14 @@ class CallRefused(Exception):
     """BigQuery refused a whole insertAll call for what was in it (400, 413): a row's fault, not an outage."""
 
 
+class CallFailed(Exception):
+    """BigQuery answered a whole insertAll call 500 (after retries): its own trouble, or a value it fails on.
+    Only isolation can tell which."""
+
+
+SOLO_TRIES = 2  # a row sent alone this many times, failing every time, is poison
+
+
 @dataclass(frozen=True)
 class RowError:
     index: int
@@ -49,8 +60,8 @@ class BigQuerySink:
         self._client: Client | None = None
         self._lock = threading.Lock()
         self._retry: Any = None
+        self._network_retry: Any = None  # without 500: isolation sends a failing part once, not until the deadline
         self._group = GroupCommit() if settings.bq_group_commit else None
-        self._last_stored = float("-inf")  # when an insert last went through: BigQuery is up
 
     @property
     def dataset(self) -> str:
@@ -64,10 +75,10 @@ class BigQuerySink:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client, self._retry = self._build()
+                    self._client, self._retry, self._network_retry = self._build()
         return self._client
 
-    def _build(self) -> tuple[Client, Any]:
+    def _build(self) -> tuple[Client, Any, Any]:
         # Imported here: google-cloud-bigquery costs most of a cold start and is only needed to write.
         from google.api_core import exceptions, retry
         from google.cloud import bigquery
@@ -85,23 +96,23 @@ class BigQuerySink:
             client = bigquery.Client(project=settings.project)
         import requests
 
-        transient = (
+        network = (
             exceptions.TooManyRequests,
-            exceptions.InternalServerError,
             exceptions.BadGateway,
             exceptions.ServiceUnavailable,
             exceptions.GatewayTimeout,
             requests.exceptions.ConnectionError,
             requests.exceptions.Timeout,
+            requests.exceptions.ChunkedEncodingError,  # a reset in the middle of the answer
         )
         policy = retry.Retry(
-            predicate=retry.if_exception_type(*transient),
+            predicate=retry.if_exception_type(exceptions.InternalServerError, *network),
             initial=0.1,
             maximum=2.0,
             multiplier=2.0,
             timeout=settings.bq_retry_deadline_seconds,
         )
-        return client, policy
+        return client, policy, policy.with_predicate(retry.if_exception_type(*network))
 
     def insert(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
         """Stream `rows`; return the rows BigQuery refused. Raises StorageUnavailable."""
@@ -112,12 +123,10 @@ class BigQuerySink:
         return self._insert_now(table, rows, row_ids)
 
     def _insert_now(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
-        self.client  # noqa: B018 (builds the client and its retry policy on first use)
+        self.client  # noqa: B018 (builds the client and its retry policies on first use)
         try:
             return self._call(table, rows, row_ids, self._retry)
-        except CallRefused as exc:
-            cause = str(exc)
-        except StorageUnavailable as exc:
+        except (CallRefused, CallFailed) as exc:  # StorageUnavailable is no evidence about rows: it propagates
             cause = str(exc)
         return self._isolate(table, rows, row_ids, cause, time.monotonic() + self._settings.bq_retry_deadline_seconds)
 
@@ -135,49 +144,79 @@ class BigQuerySink:
                 timeout=self._settings.bq_timeout_seconds,
             )
         except exceptions.RetryError as exc:
+            if isinstance(exc.cause, exceptions.InternalServerError):
+                raise CallFailed(f"BigQuery kept failing: {exc.cause.message}") from exc
             raise StorageUnavailable(f"BigQuery kept failing: {exc.cause or exc}") from exc
         except exceptions.GoogleAPICallError as exc:
             if exc.code in (400, 413):
                 raise CallRefused(f"BigQuery refused the insert: {exc.message}") from exc
-            # 401, 403, 404 (no table, no permission): a deployment problem; 429 and 5xx: transient.
+            if exc.code == 500:
+                raise CallFailed(f"BigQuery failed: {exc.message}") from exc
+            # 401, 403, 404 (no table, no permission): a deployment problem; 429, 502-504: transient.
             raise StorageUnavailable(f"BigQuery failed: {exc.message}") from exc
         except Exception as exc:  # timeouts and connection errors surface as several types
             raise StorageUnavailable(f"BigQuery unreachable: {type(exc).__name__}: {exc}") from exc
-        self._last_stored = time.monotonic()
         return _row_errors(errors)
 
     def _isolate(
         self, table: str, rows: list[dict[str, Any]], row_ids: list[str], cause: str, deadline: float
     ) -> list[RowError]:
-        """Split a failed call in halves, each sent once, down to the rows that fail alone. A row is poison when
-        BigQuery refused every call that held it (400), or failed them (5xx) while other inserts went through;
-        a failure with no insert going through anywhere is an outage."""
+        """Split a failed call in halves down to the rows that fail alone.
+
+        Each part is sent once, with network failures retried inside the deadline (past it: StorageUnavailable,
+        never a verdict on a row). A refused part (400) is split further; a failed one (500) only once some
+        other part of this call went through, since a BigQuery that fails everything is an outage. A row is
+        poison when it failed SOLO_TRIES times alone in the same way: refused, or failed while others went in.
+        """
         found: list[RowError] = []
         poison: list[int] = []
+        went_through = False  # some part of this call was stored: BigQuery is up, a 500 is about the rows
+
+        def send(indices: list[int]) -> list[RowError] | CallRefused | CallFailed:
+            nonlocal went_through
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StorageUnavailable(f"BigQuery kept failing while isolating bad rows: {cause}")
+            retry = self._network_retry.with_timeout(remaining)
+            try:
+                errors = self._call(table, [rows[i] for i in indices], [row_ids[i] for i in indices], retry)
+            except (CallRefused, CallFailed) as exc:
+                return exc
+            went_through = True
+            return [RowError(indices[e.index], e.reason, e.message) for e in errors]
+
+        def outage(detail: str) -> StorageUnavailable:
+            return StorageUnavailable(f"BigQuery fails every part of the insert, {detail}: {cause}")
+
+        def alone(index: int) -> None:
+            for _ in range(SOLO_TRIES):
+                outcome = send([index])
+                if isinstance(outcome, list):
+                    found.extend(outcome)
+                    return
+                if isinstance(outcome, CallFailed) and not went_through:
+                    raise outage("this row too")
+            poison.append(index)
 
         def split(indices: list[int]) -> None:
+            if len(indices) == 1:
+                alone(indices[0])
+                return
             middle = len(indices) // 2
-            # A lone row is sent once more: a row is only poison when it failed in every call that held it.
-            for half in (indices[:middle], indices[middle:]) if len(indices) > 1 else (indices,):
-                if time.monotonic() > deadline:
-                    raise StorageUnavailable(f"BigQuery kept failing while isolating bad rows: {cause}")
-                try:
-                    errors = self._call(table, [rows[i] for i in half], [row_ids[i] for i in half], None)
-                except CallRefused:
-                    pass
-                except StorageUnavailable as exc:
-                    if time.monotonic() - self._last_stored > self._settings.bq_retry_deadline_seconds:
-                        raise StorageUnavailable(f"{cause}; then: {exc}") from None
+            failed: list[tuple[list[int], CallRefused | CallFailed]] = []
+            for half in (indices[:middle], indices[middle:]):
+                outcome = send(half)
+                if isinstance(outcome, list):
+                    found.extend(outcome)
                 else:
-                    found.extend(RowError(half[e.index], e.reason, e.message) for e in errors)
-                    continue
-                if len(indices) == 1:
-                    poison.append(indices[0])
-                else:
-                    split(half)
+                    failed.append((half, outcome))
+            if any(isinstance(error, CallFailed) for _, error in failed) and not went_through:
+                raise outage("both halves")
+            for half, _ in failed:
+                split(half)
 
         split(list(range(len(rows))))
-        message = f"BigQuery fails every insert that holds this row ({cause})"
+        message = f"BigQuery fails every insert that holds this row, alone too ({cause})"
         return sorted(found + [RowError(i, "invalid", message) for i in poison], key=lambda e: e.index)
 
     def insert_until_stored(self, table: str, rows: list[dict[str, Any]], id_field: str) -> list[RowError]:
