@@ -119,11 +119,14 @@ def collect(request: flask.Request) -> flask.Response:
         return flask.Response(status=route.preflight_status, headers=headers)
     try:
         if route is None:
-            raise Refusal(404, "unknown_path", f"no endpoint at {ctx.path}; events go to POST /")
+            raise Refusal(404, "unknown_path", "no endpoint at this path; events go to POST /")
         if ctx.method not in route.methods:
             allow = ", ".join((*route.methods, "OPTIONS"))
             raise Refusal(
-                405, "method_not_allowed", f"{ctx.method} {ctx.path}; allowed: {allow}", headers={"Allow": allow}
+                405,
+                "method_not_allowed",
+                f"{ctx.method} is not served here; allowed: {allow}",
+                headers={"Allow": allow},
             )
         return route.handle(request, ctx, rt)
     except Refusal as refusal:
@@ -193,7 +196,7 @@ def read_text(request: flask.Request, settings: Settings, accepted: frozenset[st
         raise Refusal(
             415,
             "unsupported_media_type",
-            f"{mimetype}; send {' or '.join(sorted(accepted - {''}))}",
+            f"this media type is not accepted; send {' or '.join(sorted(accepted - {''}))}",
             data.decode("utf-8", "replace"),
             raw_bytes=len(data),
         )

@@ -232,7 +232,7 @@ def ga4_to_fields(hit: dict[str, str]) -> dict[str, Any]:
     if not hit.get("en"):
         raise ProtocolError("missing_event", "a GA4 hit needs `en` (the event name)")
     if hit.get("v", "2") != "2":
-        raise ProtocolError("invalid_field", f"v={hit['v']}: only the GA4 protocol (v=2) is supported")
+        raise ProtocolError("invalid_field", "v: only the GA4 protocol (v=2) is supported")
     fields: dict[str, Any] = {"event_name": hit["en"]}
     user: dict[str, Any] = {}
     for key, value in hit.items():
@@ -244,7 +244,7 @@ def ga4_to_fields(hit: dict[str, str]) -> dict[str, Any]:
             try:
                 target[name] = parse_number(value)
             except ValueError:
-                raise ProtocolError("invalid_field", f"{key}={value!r} is not a number") from None
+                raise ProtocolError("invalid_field", f"{key}: not a number") from None
         else:
             target[name] = value
     if user:
@@ -265,7 +265,7 @@ def ga4_context(hit: dict[str, str]) -> dict[str, Any]:
         context["client_id"] = hit["cid"]
     if hit.get("sid"):
         if not ascii_digits(hit["sid"]) or len(hit["sid"]) > 19:
-            raise ProtocolError("invalid_field", f"sid={hit['sid']!r} is not a GA4 session id")
+            raise ProtocolError("invalid_field", "sid: a GA4 session id is ASCII digits")
         context["ga_session_id"] = int(hit["sid"])
         context["session_id"] = hit["sid"]
     consent = _consent(hit)

@@ -28,7 +28,15 @@ from .keys import CONTAINER_KEYS, Scrubber
 from .placeholders import REDACTED
 from .tally import Tally
 from .urls import clean_url
-from .values import URL_VALUE_KEYS, language_tags, normalise_key, personal_event_name, personal_number, scrub_text
+from .values import (
+    LANGUAGE_KEYS,
+    URL_VALUE_KEYS,
+    language_tags,
+    normalise_key,
+    personal_event_name,
+    personal_number,
+    scrub_text,
+)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DEFAULT_LIMIT = 1024
@@ -79,7 +87,12 @@ class Gate:
 
     def _json(self, value: Any, tally: Tally, key: str = "") -> Any:
         if isinstance(value, str):
-            return self.url(value, tally) if normalise_key(key) in URL_VALUE_KEYS else self.text(value, tally)
+            name = normalise_key(key)
+            if name in URL_VALUE_KEYS:
+                return self.url(value, tally)
+            if name in LANGUAGE_KEYS:
+                return language_tags(_CONTROL.sub("", value), tally) or _DROP
+            return self.text(value, tally)
         if isinstance(value, bool) or value is None:
             return value
         if isinstance(value, int | float) and (placeholder := personal_number(value, key)) is not None:

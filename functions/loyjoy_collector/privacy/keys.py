@@ -21,7 +21,7 @@ from typing import Any
 
 from . import hashing
 from .tally import Tally
-from .values import normalise_key
+from .values import is_number, normalise_key
 
 SECRET_KEYS = frozenset(
     normalise_key(k)
@@ -64,10 +64,19 @@ ANALYTICAL_KEYS = frozenset(
     )
 )  # fmt: skip
 GA4_PARAM_PREFIXES = ("ep.", "epn.", "up.", "upn.")
+NUMERIC_PREFIXES = ("epn.", "upn.")
 # Allowed as objects or arrays only: what they hold is judged key by key; a bare string under them is not.
 CONTAINER_KEYS = frozenset(
     normalise_key(k) for k in ("events", "detail", "user_data", "user_properties", "utm", "consent")
 )
+
+
+def _numeric(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    return isinstance(value, str) and is_number(value)
 
 
 def _name_for_flag(name: str) -> str:
@@ -118,6 +127,7 @@ class Scrubber:
                     clean["email_hash"] = digest
                 continue
             misplaced = key in CONTAINER_KEYS and not isinstance(item, dict | list)
+            misplaced |= name.startswith(NUMERIC_PREFIXES) and not _numeric(item)  # GA4's numbers hold numbers
             if key in SECRET_KEYS or key.startswith("sha256") or misplaced or not self.allowed(name):
                 tally.dropped_keys.append(_name_for_flag(name))
                 continue

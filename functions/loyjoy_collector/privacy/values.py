@@ -62,7 +62,7 @@ PERSONAL_WORDS = frozenset(
         # en
         "name", "fullname", "nickname", "dob", "age", "zip", "zipcode", "city", "town", "ip", "ipaddress",
         "text", "message", "comment", "payload", "freetext", "answer", "note", "notes", "salutation",
-        "ssn", "bic", "swift", "taxid", "gender",
+        "ssn", "bic", "swift", "taxid", "gender", "pin", "otp", "pwd", "cvv", "cvc",
         # de
         "plz", "ort", "wohnort", "anrede", "antwort", "nachricht", "kommentar", "geschlecht", "alter",
         # fr
@@ -80,11 +80,12 @@ PERSONAL_STEMS = (
     "firstname", "lastname", "surname", "givenname", "familyname", "middlename", "maidenname", "username",
     "phone", "mobile", "telephone", "cellphone", "fax", "birth", "address", "street", "housenumber",
     "postal", "postcode", "iban", "accountnumber", "creditcard", "cardnumber", "passport", "socialsecurity",
-    "nationalid", "idnumber", "licensenumber", "email", "mail",
+    "nationalid", "idnumber", "licensenumber", "email", "mail", "password", "passwd", "token", "secret", "apikey",
+    "authorization", "customer", "user",
     # de
     "vorname", "nachname", "familienname", "geburt", "telefon", "handy", "mobil", "rufnummer", "anschrift",
     "adresse", "strasse", "straße", "hausnummer", "postleitzahl", "kontonummer", "ausweis", "steuerid",
-    "steuernummer", "sozialversicherung",
+    "steuernummer", "sozialversicherung", "passwort", "kunde", "benutzer",
     # fr
     "prenom", "prénom", "nomdefamille", "telephone", "téléphone", "portable", "naissance", "codepostal",
     "numerorue",
@@ -104,6 +105,8 @@ def personal_key(name: str) -> bool:
     return key in PERSONAL_WORDS or any(stem in key for stem in PERSONAL_STEMS)
 
 
+# Keys whose values are languages (normalised): BCP 47 tags or nothing.
+LANGUAGE_KEYS = frozenset({"language", "ul", "locale", "lang", "acceptlanguage"})
 # Keys whose values are URLs (normalised), whose query strings `urls.py` cleans wherever they appear.
 URL_VALUE_KEYS = frozenset({"url", "href", "linkurl", "pagelocation", "pagereferrer", "pagepath", "dl", "dr", "link"})
 
@@ -174,7 +177,11 @@ _PHONE_INTL = _re2(
     )
 )
 _PHONE_NATIONAL = _re2(
-    _bounded(r"\(?0\d{1,5}\)?(?:[\s/\-\x{2013}]\d{2,}){1,4}|0[1-9]\d{8,11}", rf"{_WORD}+.\-", rf"{_WORD}/\-")
+    _bounded(
+        r"(?:\(0\)\s?\d{1,5}|\(?0\d{1,5}\)?)(?:[\s/\-\x{2013}]\d{2,}){1,4}|0[1-9]\d{8,11}",
+        rf"{_WORD}+.\-",
+        rf"{_WORD}/\-",
+    )
 )
 # North American (NANP): (212) 555-0199, 212-555-0199, 212.555.0199, +1 212 555 0199
 _PHONE_NANP = _re2(
@@ -223,6 +230,9 @@ _STREET_WORD = _re2(
 )
 # What a phone, card or IBAN needs: eight digits with at most three separators between each two.
 _EIGHT_CLOSE_DIGITS = _re2(r"\d(?:[\s./\-\x{2013}()+]{0,3}\d){7}")
+
+# A URL written into text (a label, a title, a refused body): up to a space, a quote or a bracket.
+_LINK = _re2(r"(?i)https?://[^\s\"'<>()\[\]{}\\|^`]+")
 
 # ----------------------------------------------------------------------------------- keyed values
 
@@ -333,9 +343,9 @@ def _b64(match: Match, tally: Tally) -> str:
 def _phone(match: Match, tally: Tally, least: int) -> str:
     # E.164's 15 digits do not count the international prefix (+, 00) or a trunk zero written as (0)
     number = _INTERNATIONAL_PREFIX.sub("", _group(match, "v").strip()).replace("(0)", "")
-    if not least <= digit_count(number) <= 15:
+    if digit_count(number) < least:
         return match.group(0)
-    tally.replaced += 1
+    tally.replaced += 1  # more than E.164's 15: numbers written side by side, each a phone number
     return _edges(match, PHONE_PLACEHOLDER)
 
 
@@ -390,6 +400,12 @@ def _ipv6(match: Match, tally: Tally) -> str:
     return _edges(match, IP_PLACEHOLDER)
 
 
+def _link(match: Match, tally: Tally, urls: frozenset[str]) -> str:
+    from .urls import clean_url  # urls builds on this module's placeholders
+
+    return clean_url(match.group(0), tally, urls)
+
+
 def _street(match: Match, tally: Tally) -> str:
     tally.replaced += 1
     return _edges(match, STREET_PLACEHOLDER)
@@ -427,6 +443,12 @@ def _quote_url(url: str) -> str:
     return quote(url, safe="")
 
 
+def is_number(text: str) -> bool:
+    """A decimal number as a query string writes it: `12`, `-3.5`."""
+    head, _, tail = text.lstrip("-").partition(".")
+    return bool(head) and head.isascii() and head.isdigit() and (not tail or (tail.isascii() and tail.isdigit()))
+
+
 @lru_cache(maxsize=4096)
 def _last_key(key: str) -> str:
     """`ep.vorname` is judged as `vorname`: a GA4 parameter's name."""
@@ -442,6 +464,17 @@ def _keyed(match: Match, tally: Tally, allowed: frozenset[str], strict: bool, ur
             return cleaned
     value = match.named("value") or ""
     quoted = len(value) > 2 and value[0] in "\"'"
+    if name in LANGUAGE_KEYS:
+        inner = unquote_plus(value.strip("\"'"), errors="replace")
+        probe = Tally()
+        if inner and (language_tags(inner, probe) is None or probe.replaced):
+            tally.replaced += 1
+            quote = value[0] if value[:1] in ("'", '"') else ""
+            return _before_value(match) + f"{quote}{REDACTED}{quote}"
+        return match.group(0)
+    if key.startswith(("epn.", "upn.")) and not is_number(value.strip("\"'")):
+        tally.replaced += 1  # GA4's numeric parameters hold numbers: anything else is no analytics
+        return _before_value(match) + REDACTED
     if not strict and not quoted and not personal_key(key):
         return match.group(0)  # the common case, decided without looking further
     inner = value.strip("\"'")
@@ -504,9 +537,14 @@ def _maybe_at(text: str) -> bool:
     return any(sign in text for sign in _AT_SIGNS) or "%2540" in text
 
 
-def _scrub_plain(text: str, tally: Tally, allowed: frozenset[str], strict: bool, urls: frozenset[str]) -> str:
+def _scrub_plain(
+    text: str, tally: Tally, allowed: frozenset[str], strict: bool, urls: frozenset[str], links: bool
+) -> str:
     """Each detector behind a look that costs next to nothing, so that the short strings a row is made of
-    pay only for the detectors that could find something in them."""
+    pay only for the detectors that could find something in them. With `links`, URLs written into the text
+    keep what a page column keeps (not in decoded text: there a query string's `&` would end no URL)."""
+    if links and "://" in text:
+        text = _LINK.sub(lambda m: _link(m, tally, urls), text)
     lower = text.lower()  # `_AT` ignores case: \U0040, &#X40;
     if _maybe_at(lower):
         text = _EMAIL.sub(lambda m: _email(m, tally), text)
@@ -595,18 +633,21 @@ def scrub_text(
 
 
 def _scrub(text: str, tally: Tally, allowed_keys: frozenset[str], strict: bool, url_params: frozenset[str]) -> str:
+    """Twice where escapes are left: what only the decoded form gives away (`%2B49%20170…`, `jane\\u0040…`)
+    is found in it, and then the decoded form is kept (its escaping is lost, the value too)."""
     if not text.isascii():
         text = _storable(ascii_digits(text))
-    if "%" in text or "\\" in text or "&" in text:
-        # `+` is a space in form-encoded text (a query string: pairs, no spaces, quotes or braces) only
-        decoded = _unescaped(text, plus="=" in text and not any(c in text for c in ' {}"'))
-        if decoded != text:
-            probe, plain = Tally(), Tally()
-            _scrub_plain(decoded, probe, allowed_keys, False, url_params)
-            _scrub_plain(text, plain, allowed_keys, False, url_params)
-            if probe.replaced and plain.replaced < probe.replaced:
-                text = ascii_digits(decoded)
-    return _scrub_plain(text, tally, allowed_keys, strict, url_params)
+    plus = "=" in text and not any(c in text for c in ' {}"')  # `+` is a space in a query string only
+    first = _scrub_plain(text, tally, allowed_keys, strict, url_params, True)
+    if "%" in first or "\\" in first or "&" in first:
+        decoded = _unescaped(first, plus)
+        if decoded != first:
+            probe = Tally()
+            second = _scrub_plain(ascii_digits(decoded), probe, allowed_keys, strict, url_params, False)
+            if probe.replaced:
+                tally.replaced += probe.replaced
+                return second
+    return first
 
 
 # --------------------------------------------------------------------- values of typed places
@@ -664,7 +705,7 @@ def language_tags(text: str, tally: Tally) -> str | None:
     """A language column holds BCP 47 tags (an Accept-Language list, `q` weights dropped), nothing else."""
     tags: list[str] = []
     for item in text.split(",")[:10]:
-        tag = item.split(";", 1)[0].strip()
+        tag = item.split(";", 1)[0].strip().replace("_", "-")  # `de_DE`, as locales are often written
         if not tag:
             continue
         if _language_tag(tag):
