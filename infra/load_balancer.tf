@@ -3,7 +3,8 @@
 # *.run.app. uBlock Origin's and Brave's default lists (EasyPrivacy's `$ping,third-party`, paths such as
 # `/collect?v=` on other sites) treat the site's own domain as the site's own. Off by default: the forwarding rule
 # costs about 18 USD a month plus data processed. With it on, the function only takes traffic from the load
-# balancer (ingress ALLOW_INTERNAL_AND_GCLB).
+# balancer (ingress ALLOW_INTERNAL_AND_GCLB), so the Cloud Armor policy in cloud_armor.tf cannot be bypassed
+# through the *.run.app URL.
 locals {
   load_balancer = var.custom_domain == null ? {} : { (var.custom_domain) = true }
   ingress       = var.custom_domain == null ? var.ingress : "ALLOW_INTERNAL_AND_GCLB"
@@ -40,6 +41,9 @@ resource "google_compute_backend_service" "collector" {
   name                  = "${var.function_name}-backend"
   protocol              = "HTTPS"
   load_balancing_scheme = "EXTERNAL_MANAGED"
+
+  # Cloud Armor (cloud_armor.tf) with var.cloud_armor.enabled.
+  security_policy = contains(keys(local.cloud_armor_policy), each.key) ? google_compute_security_policy.collector[each.key].id : null
 
   backend {
     group = google_compute_region_network_endpoint_group.collector[each.key].id

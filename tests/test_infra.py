@@ -68,11 +68,13 @@ def is_block(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) and v.get("__is_block__") for v in value)
 
 
-def check_block(body: dict[str, Any], spec: provider_schema.Block, where: str) -> list[str]:
+def check_block(body: dict[str, Any], spec: provider_schema.Block, where: str, top: bool = True) -> list[str]:
+    """Meta-arguments exist only at a resource's top level: in a nested block, `count` is an argument
+    (rate_limit_threshold { count = ... })."""
     errors: list[str] = []
     present: set[str] = set()
     for key, value in body.items():
-        if key in META or key.startswith("__"):
+        if (top and key in META) or key.startswith("__"):
             continue
         if key == "dynamic":
             for dynamic in value:
@@ -83,14 +85,14 @@ def check_block(body: dict[str, Any], spec: provider_schema.Block, where: str) -
                         errors.append(f"{where}: no block '{name}'")
                         continue
                     for content in dyn.get("content", []):
-                        errors += check_block(content, spec.blocks[name][1], f"{where}.{name}")
+                        errors += check_block(content, spec.blocks[name][1], f"{where}.{name}", top=False)
         elif is_block(value):
             present.add(key)
             if key not in spec.blocks:
                 errors.append(f"{where}: no block '{key}'" + (" (it is an argument)" if key in spec.arguments else ""))
                 continue
             for item in value:
-                errors += check_block(item, spec.blocks[key][1], f"{where}.{key}")
+                errors += check_block(item, spec.blocks[key][1], f"{where}.{key}", top=False)
         else:
             present.add(key)
             if key not in spec.arguments:
@@ -314,7 +316,8 @@ def test_a_custom_domain_puts_the_function_behind_the_load_balancer_only(infra):
         "google_compute_backend_service", "google_compute_url_map", "google_compute_managed_ssl_certificate",
         "google_compute_target_https_proxy", "google_compute_global_forwarding_rule",
     }  # fmt: skip
-    assert all(body["for_each"] == "${local.load_balancer}" for _, body in lb)
+    # The Cloud Armor policy has its own switch on top of custom_domain (tested below).
+    assert all(body["for_each"] == "${local.load_balancer}" for t, body in lb if t != "google_compute_security_policy")
     locals_ = {k: v for item in infra["locals"] for k, v in item.items()}
     assert locals_["ingress"] == '${var.custom_domain == null ? var.ingress : "ALLOW_INTERNAL_AND_GCLB"}'
     [function] = [b for k, t, n, b in objects(infra) if t == "google_cloudfunctions2_function"]
@@ -345,3 +348,171 @@ def test_alerts_count_what_the_code_logs(infra):
     variables = {unquote(k): v for item in infra["variable"] for k, v in item.items()}
     assert variables["alerts_enabled"]["default"] is True
     assert "1410" in variables["silence_minutes"]["validation"][0]["condition"]  # 23.5 h, Cloud Monitoring's limit
+
+
+# ------------------------------------------------------------------ Terraform itself, without a provider
+# `terraform console` needs no provider for a module of variables and locals: it checks every variable's
+# validation and evaluates locals exactly as `plan` would. These tests copy variables.tf and the locals of
+# cloud_armor.tf (which read variables only) into a scratch module and ask Terraform for the values.
+
+REQUIRED_VARS = {"project_id": "my-project-1", "allowed_origins": ["https://www.example.com"]}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def top_level_blocks(text: str, kind: str) -> list[str]:
+    """The `kind {` ... `}` blocks of a file that `terraform fmt` accepts (they open and close at column 0)."""
+    return re.findall(rf"^{kind} \{{\n.*?^\}}\n", text, re.M | re.S)
+
+
+class TerraformRefused(Exception):
+    pass
+
+
+def evaluate(directory: Path, expression: str, **variables: Any) -> Any:
+    """The value of `expression` in the scratch module with these variables, or TerraformRefused."""
+    var_file = directory / "test.tfvars.json"
+    var_file.write_text(json.dumps(REQUIRED_VARS | variables))
+    result = subprocess.run(
+        [shutil.which("terraform") or "terraform", "console", f"-var-file={var_file}"],
+        input=f"jsonencode({expression})\n", capture_output=True, text=True, cwd=directory, timeout=60,
+        env=dict(os.environ, TF_CLI_CONFIG_FILE="/dev/null", TF_IN_AUTOMATION="1"),
+    )  # fmt: skip
+    output = ANSI.sub("", result.stdout + result.stderr)
+    if result.returncode != 0 or "Error:" in output:
+        raise TerraformRefused(output)
+    literal = [line for line in ANSI.sub("", result.stdout).splitlines() if line.startswith('"')][-1]
+    return json.loads(json.loads(literal.replace("$${", "${").replace("%%{", "%{")))
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory) -> Path:
+    assert shutil.which("terraform"), "the terraform binary is needed"
+    directory = tmp_path_factory.mktemp("console")
+    shutil.copy(INFRA / "variables.tf", directory / "variables.tf")
+    locals_ = top_level_blocks((INFRA / "cloud_armor.tf").read_text(), "locals")
+    assert locals_, "cloud_armor.tf keeps its rules in a locals block"
+    (directory / "cloud_armor_locals.tf").write_text("\n".join(locals_))
+    return directory
+
+
+def test_every_variable_default_passes_its_own_validation(console):
+    """What `plan` checks first: with only the required variables set, every default is valid (a regex
+    Terraform cannot compile, such as a repetition above RE2's 1000, fails every deploy)."""
+    assert evaluate(console, "var.dataset_id") == "loyjoy"
+    assert evaluate(console, "var.cloud_armor") == {
+        "enabled": True, "requests_per_ip": 300, "interval_sec": 60, "action": "throttle",
+        "ban_duration_sec": 600, "preview": False,
+    }  # fmt: skip
+    with pytest.raises(TerraformRefused, match="dataset_id may contain"):
+        evaluate(console, "var.dataset_id", dataset_id="no-hyphens")
+
+
+def test_the_security_policy_exists_only_with_custom_domain_and_is_attached_to_its_backend(console, infra):
+    assert evaluate(console, "local.cloud_armor_policy") == {}
+    domain = {"custom_domain": "collect.example.com"}
+    assert evaluate(console, "local.cloud_armor_policy", **domain) == {"collect.example.com": True}
+    assert evaluate(console, "local.cloud_armor_policy", **domain, cloud_armor={"enabled": False}) == {}
+    # The policy is keyed like the load balancer, so the backend service for the domain finds it.
+    [policy] = [b for k, t, n, b in objects(infra) if t == "google_compute_security_policy"]
+    assert policy["for_each"] == "${local.cloud_armor_policy}"
+    [backend] = [b for k, t, n, b in objects(infra) if t == "google_compute_backend_service"]
+    attached = backend["security_policy"]
+    assert "google_compute_security_policy.collector[each.key].id" in attached
+    assert "contains(keys(local.cloud_armor_policy), each.key)" in attached
+
+
+def rendered_rules(policy: dict[str, Any], rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the dynamic `rule` block of the policy makes of local.cloud_armor_rules."""
+    [dynamic] = [d for item in policy["dynamic"] for n, d in item.items() if unquote(n) == "rule"]
+    assert dynamic["for_each"] == "${local.cloud_armor_rules}"
+    [content] = dynamic["content"]
+    for key in ("priority", "description", "action"):
+        assert content[key] == f"${{rule.value.{key}}}"
+    [match] = content["match"]
+    dynamics = {unquote(n): d for item in match["dynamic"] for n, d in item.items()}
+    assert dynamics["expr"]["content"][0]["expression"] == "${expr.value}"
+    [limits] = [d for item in content["dynamic"] for n, d in item.items() if unquote(n) == "rate_limit_options"]
+    [options] = limits["content"]
+    assert options["rate_limit_threshold"][0] == {
+        "count": "${rate_limit_options.value.count}", "interval_sec": "${rate_limit_options.value.interval_sec}",
+        "__is_block__": True,
+    }  # fmt: skip
+    return [
+        rule | ({"key": unquote(options["enforce_on_key"]), "exceed": unquote(options["exceed_action"]),
+                 "conform": unquote(options["conform_action"])} if rule["rate_limit"] else {})
+        for rule in rules
+    ]  # fmt: skip
+
+
+def test_the_rate_limit_is_per_ip_answers_429_and_takes_its_thresholds_from_the_variable(console, infra):
+    [policy] = [b for k, t, n, b in objects(infra) if t == "google_compute_security_policy"]
+    rules = rendered_rules(policy, evaluate(console, "local.cloud_armor_rules"))
+    priorities = [rule["priority"] for rule in rules]
+    assert priorities == sorted(priorities) and len(set(priorities)) == len(priorities)
+    # Cloud Armor stops at the first rule that matches, and a rate limit's conform action "allow" is a match:
+    # the refusals come before it, the default allow last.
+    *refusals, limit, default = rules
+    assert all(r["action"].startswith("deny(") and r["expression"] for r in refusals)
+    assert (default["priority"], default["action"], default["expression"]) == (2147483647, "allow", None)
+    assert limit["expression"] is None  # every request counts
+    expected = {"action": "throttle", "key": "IP", "exceed": "deny(429)", "conform": "allow"}
+    assert {k: limit[k] for k in expected} == expected
+    assert limit["rate_limit"] == {"count": 300, "interval_sec": 60, "ban_duration_sec": None}
+
+    chosen = {"requests_per_ip": 120, "interval_sec": 10, "action": "rate_based_ban", "ban_duration_sec": 900}
+    *_, limit, _ = evaluate(console, "local.cloud_armor_rules", cloud_armor=chosen)
+    assert limit["action"] == "rate_based_ban"
+    assert limit["rate_limit"] == {"count": 120, "interval_sec": 10, "ban_duration_sec": 900}
+
+
+def expression_regex(expression: str) -> re.Pattern[str]:
+    [pattern] = re.findall(r"\.matches\('([^']*)'\)", expression)
+    return re.compile(pattern)
+
+
+def test_the_refusals_let_through_exactly_what_the_collector_serves(console):
+    """Methods: the routes' own, plus preflights. Bodies: a declared Content-Length above MAX_BODY_BYTES,
+    checked against numbers on both sides of the limit (the regex is the rule's, run by Python's re, which
+    agrees with RE2 on this syntax)."""
+    from loyjoy_collector.handler import DATA_ROUTE, ROUTES
+
+    methods_rule, body_rule, *_ = evaluate(console, "local.cloud_armor_rules")
+    served = {m for route in [*ROUTES.values(), DATA_ROUTE] for m in route.methods} | {"OPTIONS"}
+    assert methods_rule["expression"].startswith("!")  # the rule matches what the pattern does not
+    allowed = expression_regex(methods_rule["expression"])
+    for method in served | {"PUT", "DELETE", "PATCH", "TRACE", "CONNECT", "PROPFIND", "get", "POSTX", ""}:
+        assert bool(allowed.fullmatch(method)) == (method in served), method
+
+    assert body_rule["expression"].startswith("has(request.headers['content-length']) && ")
+    too_long = expression_regex(body_rule["expression"])
+    limit = Settings.model_fields["max_body_bytes"].default
+    samples = {0, 1, 1023, limit - 1, limit, limit + 1, limit + 10, 999_999, 1_000_000, 32 * 2**20, 10**12}
+    samples |= {limit + d for d in range(-1200, 1200, 7)} | {int(limit * f) for f in (0.1, 0.5, 0.99, 1.01, 2, 9)}
+    for n in samples:
+        assert bool(too_long.match(str(n))) == (n > limit), n
+    assert too_long.match("000" + str(limit + 1)) and not too_long.match("000" + str(limit))
+    assert not too_long.match("abc") and not too_long.match(f"{limit + 1}, {limit + 1}")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"interval_sec": 45}, "interval_sec is one of"),
+        ({"requests_per_ip": 0}, "requests_per_ip is a whole number"),
+        ({"requests_per_ip": 2.5}, "requests_per_ip is a whole number"),
+        ({"requests_per_ip": 1_000_001}, "requests_per_ip is a whole number"),
+        ({"requests_per_ip": 20_000, "action": "rate_based_ban"}, "requests_per_ip is a whole number"),
+        ({"action": "deny"}, "action is throttle or rate_based_ban"),
+        ({"ban_duration_sec": 0}, "ban_duration_sec is a whole number"),
+        ({"preview": "sometimes"}, "Invalid value for input variable"),
+    ],
+)
+def test_cloud_armor_validations_reject_bad_values(console, value, message):
+    with pytest.raises(TerraformRefused, match=message):
+        evaluate(console, "var.cloud_armor", custom_domain="collect.example.com", cloud_armor=value)
+
+
+def test_cloud_armor_accepts_the_edges_of_its_ranges(console):
+    for value in ({"requests_per_ip": 1, "interval_sec": 10}, {"requests_per_ip": 1_000_000, "interval_sec": 3600},
+                  {"requests_per_ip": 10_000, "action": "rate_based_ban", "ban_duration_sec": 86400}):  # fmt: skip
+        assert evaluate(console, "var.cloud_armor", cloud_armor=value).items() >= value.items()

@@ -29,6 +29,10 @@ module "loyjoy_collector" {
   project_id      = var.project_id
   allowed_origins = var.allowed_origins
   custom_domain   = var.custom_domain
+
+  # Cloud Armor comes with custom_domain: 300 requests a minute per client IP, then 429 for the excess.
+  # Try new limits with preview = true first (the load balancer's logs show what would be refused):
+  # cloud_armor = { requests_per_ip = 600, interval_sec = 60, preview = true }
 }
 
 output "collector_url" {
