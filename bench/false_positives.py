@@ -46,12 +46,12 @@ CHAT_TEMPLATES = [
     "Preis: {euros}.{cents:02d} EUR, {percent} % Rabatt bis {day:02d}.{month:02d}.{year}",
     "Öffnungszeiten {hour:02d}:00 bis {hour2:02d}:30 Uhr",
     "Version {major}.{minor}.{patch} ist verfügbar",
-    "Paket {step} gewählt – {product} ({size} cm)",
+    "Paket {step} gewählt \u2013 {product} ({size} cm)",
     "Gewinnspiel {year}: {count} Teilnehmer, Frage {step}",
     "I'd like {count} x {product} size {size}, please",
     "Mein Termin am {day:02d}.{month:02d}.{year} um {hour:02d}:{minute:02d}",
     "Artikel {sku} in den Warenkorb gelegt",
-    "NPS {nps} – {answer}",
+    "NPS {nps} \u2013 {answer}",
     "https://shop.example.de/produkte/{sku}?utm_source=loyjoy&utm_medium=chat",
 ]
 
@@ -60,33 +60,17 @@ def chat_corpus(rng: random.Random, count: int) -> list[str]:
     products = ["Kaffeevollautomat", "Espressomaschine", "Milchaufschäumer", "Wasserfilter", "Mahlwerk"]
     texts = []
     for _ in range(count):
-        template = rng.choice(CHAT_TEMPLATES)
-        texts.append(
-            template.format(
-                product=rng.choice(products),
-                color=rng.choice(["Schwarz", "Silber", "Rot"]),
-                order=rng.randrange(10**5, 10**7),
-                step=rng.randrange(1, 9),
-                steps=9,
-                answer=rng.choice("ABCD"),
-                euros=rng.randrange(1, 3000),
-                cents=rng.randrange(100),
-                percent=rng.randrange(5, 50),
-                day=rng.randrange(1, 29),
-                month=rng.randrange(1, 13),
-                year=rng.randrange(2024, 2028),
-                hour=rng.randrange(7, 12),
-                hour2=rng.randrange(16, 21),
-                minute=rng.randrange(60),
-                major=rng.randrange(1, 20),
-                minor=rng.randrange(10),
-                patch=rng.randrange(100),
-                size=rng.randrange(10, 200),
-                count=rng.randrange(1, 5000),
-                sku=f"SKU-{rng.randrange(10**4, 10**6)}",
-                nps=rng.randrange(11),
-            )  # fmt: skip
-        )
+        fields = {
+            "product": rng.choice(products), "color": rng.choice(["Schwarz", "Silber", "Rot"]),
+            "order": rng.randrange(10**5, 10**7), "step": rng.randrange(1, 9), "steps": 9, "answer": rng.choice("ABCD"),
+            "euros": rng.randrange(1, 3000), "cents": rng.randrange(100), "percent": rng.randrange(5, 50),
+            "day": rng.randrange(1, 29), "month": rng.randrange(1, 13), "year": rng.randrange(2024, 2028),
+            "hour": rng.randrange(7, 12), "hour2": rng.randrange(16, 21), "minute": rng.randrange(60),
+            "major": rng.randrange(1, 20), "minor": rng.randrange(10), "patch": rng.randrange(100),
+            "size": rng.randrange(10, 200), "count": rng.randrange(1, 5000),
+            "nps": rng.randrange(11), "sku": f"SKU-{rng.randrange(10**4, 10**6)}",
+        }  # fmt: skip
+        texts.append(rng.choice(CHAT_TEMPLATES).format(**fields))
     return texts
 
 
