@@ -182,6 +182,18 @@ def faulty_collector(fault_injector: FaultyBigQuery) -> Iterator[Collector]:
         stop(running.process)
 
 
+# Tests that need the local stack (a BigQuery emulator, the function, a browser): `pytest -m "not stack"` is the
+# fast loop for a change to pure code; CI runs everything.
+STACK_FIXTURES = frozenset({"local_bigquery", "browser"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
+
+
 @pytest.fixture(autouse=True)
 def _healthy_bigquery(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
