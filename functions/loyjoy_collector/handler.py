@@ -109,7 +109,7 @@ def collect(request: flask.Request) -> flask.Response:
     rt = runtime()
     logs.set_trace(logs.trace_from(request.headers.get("traceparent"), request.headers.get("X-Cloud-Trace-Context")))
     ctx = request_context(request)
-    if ctx.origin and not origin_allowed(ctx.origin, rt.settings.allowed_origins):
+    if ctx.origin and not allowed_origin(ctx.origin, rt.settings.allowed_origins):
         logs.emit(logging.WARNING, f"origin {ctx.origin} is not allowed", "refused", reason="origin_not_allowed",
                   status=403, origin=ctx.origin)  # fmt: skip
         return answer(403, error_body("origin_not_allowed", f"origin {ctx.origin} is not in ALLOWED_ORIGINS"))
@@ -137,6 +137,15 @@ def collect(request: flask.Request) -> flask.Response:
         log.exception("unexpected error on %s %s", ctx.method, ctx.path)
         body = {"status": "error", "error": {"reason": "internal_error", "detail": "unexpected error; send again"}}
         return answer(500, body, cors_headers(ctx.origin))
+
+
+def allowed_origin(origin: str, allowed: tuple[str, ...]) -> bool:
+    """An Origin that cannot be read as a URL (`http://[::1`) is no allowed one, rather than a 500 before the
+    request is even routed."""
+    try:
+        return origin_allowed(origin, allowed)
+    except ValueError:
+        return False
 
 
 def route_path(path: str, prefixes: tuple[str, ...]) -> str:
