@@ -224,6 +224,15 @@ def test_a_lone_surrogate_in_a_batch_is_refused_with_its_neighbour_stored(collec
     assert [r["event_name"] for r in local_bigquery.events("bot_id = @tag", tag=tag)] == ["open"]
 
 
+def test_a_lone_surrogate_echoed_by_the_data_client(collector, local_bigquery, tag):
+    """The Data Client answers each item's unique_event_id as sent; the good item's row was stored already."""
+    body = f'[{{"event_name": "page_view", "unique_event_id": "\\ud800"}}, {json.dumps(data_push(tag))}]'
+    answer = send(collector, "POST", "/data", body, "text/plain")
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()) == 2
+    assert [r["event_name"] for r in local_bigquery.events("bot_id = @tag", tag=tag)] == ["open"]
+
+
 # --------------------------------------------------------------------------- the rest, generated
 
 EXAMPLES = int(os.environ.get("STRUCTURAL_EXAMPLES", "300"))  # `STRUCTURAL_EXAMPLES=3000` for a long run
@@ -283,7 +292,8 @@ moments = st.one_of(
     st.sampled_from(NUMERALS),
 )  # fmt: skip
 scalars = st.one_of(st.sampled_from(NUMERALS), moments, st.integers(), st.booleans(), st.none(),
-                    st.text(max_size=20), st.sampled_from(KEYS))  # fmt: skip
+                    st.text(max_size=20), st.sampled_from(KEYS), st.sampled_from(["\ud800", "a\udfffb", "\x00"]),
+                    st.just([]), st.just({"a": [1]}))  # fmt: skip
 
 
 @st.composite
@@ -334,6 +344,10 @@ def json_text(draw: st.DrawFn, tag: str, data_tag: bool) -> str:
     extreme = draw(snippet_events(tag))
     if data_tag:
         extreme = data_push(tag, **{k: v for k, v in extreme.items() if k != "event"})
+        if draw(st.booleans()):
+            extreme["unique_event_id"] = draw(scalars)
+        if draw(st.integers(0, 3)) == 0:
+            extreme["event_name"] = draw(st.sampled_from(["page_view", "loyjoy_open", "loyjoy_", "loyjoy_²"]))
     if shape == "event":
         return json.dumps(extreme, ensure_ascii=draw(st.booleans()))
     if shape == "array" or data_tag:

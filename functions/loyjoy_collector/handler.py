@@ -493,8 +493,10 @@ def error_body(reason: str, detail: str, rejected_id: str | None = None) -> dict
 
 
 def answer(status: int, body: dict[str, Any] | list[Any], headers: dict[str, str] | None = None) -> flask.Response:
+    """A JSON answer that can always be sent: a lone surrogate the sender put in an id it gets echoed (JSON's
+    "\\ud800") has no UTF-8, and would turn an answer, after its events were stored, into a 500."""
     response = flask.Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace"),
         status=status,
         mimetype="application/json",
         headers=headers,
