@@ -2,7 +2,8 @@
 # day-partitioned and clustered, so a Looker Studio chart reads the days it shows, not the whole history. One
 # script builds them incrementally (functions/loyjoy_collector/models/refresh.sql, with one .sql file per
 # table): the same script `loyjoy-collector refresh` runs. Terraform runs it once at apply (which creates the
-# tables the views need) and schedules it (var.refresh_schedule) as a BigQuery scheduled query.
+# tables the views need) and schedules it (var.refresh_schedule) as a BigQuery scheduled query. Bots
+# (events.is_bot) are left out of them unless var.analytics_include_bots.
 locals {
   models_dir  = "${path.module}/../functions/loyjoy_collector/models"
   model_names = [for file in fileset(local.models_dir, "*.sql") : trimsuffix(file, ".sql") if file != "refresh.sql"]
@@ -18,6 +19,7 @@ locals {
     recent_days      = 0
     max_age_days     = 31
     lookback_minutes = 60
+    include_bots     = var.analytics_include_bots
   }))
 }
 

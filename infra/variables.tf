@@ -295,6 +295,13 @@ variable "refresh_schedule" {
   }
 }
 
+variable "analytics_include_bots" {
+  description = "Count bots (listed crawlers, headless browsers, HTTP clients such as curl on the browser protocol: events.is_bot) in the analyst tables. Rows are stored either way; changing it rebuilds the analyst tables' whole history on the next refresh."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 variable "kms_key_name" {
   description = "Customer-managed Cloud KMS key for the dataset and tables (projects/.../cryptoKeys/...); null: Google-managed. BigQuery's service agent needs Encrypter/Decrypter on it."
   type        = string

@@ -30,6 +30,9 @@ DATASET = "loyjoy"
 ORIGIN = "https://shop.example.com"
 HASH_KEY = "test-hash-key"
 LOGS = Path(os.environ.get("TEST_LOG_DIR", "/tmp/loyjoy-collector-tests"))
+# What the tests' senders and browser say they are: a visitor's Chrome. Left as they are (python-requests,
+# HeadlessChrome), every stored test event would be a bot (`is_bot`) and out of the analyst tables.
+VISITOR_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 
 
 def free_port() -> int:
@@ -122,6 +125,7 @@ class Collector:
 
     def post(self, body: Any, *, path: str = "/", origin: str | None = ORIGIN, **kwargs: Any) -> requests.Response:
         headers = kwargs.pop("headers", {})
+        headers.setdefault("User-Agent", VISITOR_UA)
         if origin:
             headers.setdefault("Origin", origin)
         if isinstance(body, bytes | str):
@@ -220,6 +224,7 @@ def browser() -> Iterator[Browser]:
                 "--disable-sync",
                 "--disable-background-networking",
                 "--disable-component-update",
+                f"--user-agent={VISITOR_UA}",
             ],
         )
         yield launched

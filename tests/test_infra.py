@@ -248,12 +248,14 @@ def test_the_scheduled_refresh_runs_the_same_sql_as_the_command_line(infra):
     analytics = (INFRA / "analytics.tf").read_text()
     assert 'fileset(local.models_dir, "*.sql")' in analytics and 'file != "refresh.sql"' in analytics
     assert '"${path.module}/../functions/loyjoy_collector/models"' in analytics
-    knobs = {"project", "dataset", "recent_days", "max_age_days", "lookback_minutes"}
+    knobs = {"project", "dataset", "recent_days", "max_age_days", "lookback_minutes", "include_bots"}
     assert set(re.findall(r"\$\{(\w+)\}", (MODELS_DIR / "refresh.sql").read_text())) == knobs | set(MODELS)
     for name in MODELS:
         assert set(re.findall(r"\$\{(\w+)\}", (MODELS_DIR / f"{name}.sql").read_text())) <= {"project", "dataset"}
     rendered = script("p", "d")
     assert "${" not in rendered and all(f"`p.d.{name}`" in rendered for name in MODELS)
+    assert "include_bots     = var.analytics_include_bots" in analytics  # the switch, as the CLI's flag
+    assert "IFNULL(false," in script("p", "d", include_bots=False) and "IFNULL(NULL," in rendered
     [transfer] = [b for k, t, n, b in objects(infra) if t == "google_bigquery_data_transfer_config"]
     assert unquote(transfer["data_source_id"]) == "scheduled_query"
     assert transfer["params"]["query"] == "${local.refresh_script}"

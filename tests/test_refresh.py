@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from loyjoy_collector import __version__
 from loyjoy_collector.ops.cli import local_env
 from loyjoy_collector.ops.refresh import MODELS
 from loyjoy_collector.privacy.keys import Scrubber
@@ -20,6 +21,13 @@ from loyjoy_collector.settings import Settings
 from .conftest import PROJECT
 
 DATASET = "refresh_test"
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+HEADLESS = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36"
+)
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +44,16 @@ def refresh(env, *args: str) -> str:
     return done.stdout
 
 
-def send(local_bigquery, events: list[tuple[str, datetime, str]], copies: int = 0) -> list[str]:
+def send(
+    local_bigquery, events: list[tuple[str, datetime, str]], copies: int = 0, user_agent: str = CHROME
+) -> list[str]:
     """Rows as the collector writes them, received now: (event name, event time, session id)."""
     now = datetime.now(UTC)
     settings, scrubber, rows = Settings(bq_dataset=DATASET), Scrubber(b"k"), []
     for name, ts, session in events:
         raw = {"event": name, "ts": ts.isoformat(), "sent_at": ts.isoformat(), "session_id": session,
                "client_id": "c-" + session, "bot_id": "b-refresh", "process_id": "p-1", "event_id": uuid.uuid4().hex}  # fmt: skip
-        ctx = RequestContext(ts, "POST", "/", "", "text/plain", None, "", None, None)
+        ctx = RequestContext(ts, "POST", "/", "", "text/plain", None, user_agent, None, None)
         row = event_row(LoyJoyEvent.model_validate(raw), raw, ctx, settings, scrubber)
         rows.append(row | {"received_at": now.isoformat().replace("+00:00", "Z")})
     rows += rows[:copies]  # the snippet sent these again
@@ -106,3 +116,108 @@ def test_a_full_refresh_gives_the_same_tables_as_the_increments(env, local_bigqu
     before = snapshot(local_bigquery)
     assert "rebuilt" in refresh(env, "--full")
     assert snapshot(local_bigquery) == before
+
+
+def counted(local_bigquery, bots: list[str], day: datetime) -> dict[str, int]:
+    """How many rows of the bot sessions each analyst table holds (they are alone on `day`)."""
+    ids = ", ".join(f"'{session}'" for session in bots)
+    return {
+        "events": table_count(local_bigquery, "events", f"session_id IN ({ids})"),
+        "events_clean": table_count(local_bigquery, "events_clean", f"session_id IN ({ids})"),
+        "sessions": table_count(local_bigquery, "sessions", f"session_id IN ({ids})"),
+        "daily_counts": sum(r["events"] for r in table(local_bigquery, "daily_counts", f"day = '{day.date()}'")),
+    }
+
+
+def table_count(local_bigquery, name: str, where: str) -> int:
+    return local_bigquery.query(f"SELECT COUNT(*) AS n FROM `{PROJECT}.{DATASET}.{name}` WHERE {where}")[0]["n"]
+
+
+def test_bots_are_stored_but_left_out_unless_the_switch_brings_them_back(env, local_bigquery):
+    """Default: bots in `events` only. --include-bots counts them everywhere, a later run without the flag keeps
+    that choice, and --exclude-bots takes them out again, the sessions and funnel days they made included."""
+    now = datetime.now(UTC) - timedelta(minutes=30)
+    old_day = now - timedelta(days=5)  # a day no new visitor row touches: only a whole rebuild changes it
+    visitors_before = snapshot(local_bigquery)
+    bots = {"s-curl": "curl/8.5.0", "s-headless": HEADLESS, "s-googlebot": GOOGLEBOT}
+    for session, agent in bots.items():
+        send(local_bigquery, [("load", old_day, session), ("open", old_day + timedelta(seconds=5), session)],
+             user_agent=agent)  # fmt: skip
+    # A row written before the is_bot column existed: ua-parser's device_type is what says it is a bot.
+    [old_id] = send(local_bigquery, [("load", old_day, "s-old-crawler")], user_agent=GOOGLEBOT)
+    local_bigquery.query(
+        f"UPDATE `{PROJECT}.{DATASET}.events` SET is_bot = NULL WHERE event_id = @id", id=old_id
+    )  # fmt: skip
+    sessions = [*bots, "s-old-crawler"]
+    stored = local_bigquery.query(
+        f"SELECT DISTINCT session_id, is_bot, device_type FROM `{PROJECT}.{DATASET}.events` "
+        f"WHERE session_id IN UNNEST(@s)", s=sessions,
+    )  # fmt: skip
+    assert {(r["session_id"], r["is_bot"], r["device_type"]) for r in stored} == {
+        ("s-curl", True, "bot"), ("s-headless", True, "bot"), ("s-googlebot", True, "bot"),
+        ("s-old-crawler", None, "bot"),
+    }  # fmt: skip
+
+    assert "bots left out" in refresh(env)
+    assert counted(local_bigquery, sessions, old_day) == {
+        "events": 7,
+        "events_clean": 0,
+        "sessions": 0,
+        "daily_counts": 0,
+    }
+    left_out = snapshot(local_bigquery)
+    for name in ("events_clean", "sessions", "daily_counts", "funnel_daily", "opt_ins"):
+        assert left_out[name] == visitors_before[name], name  # not one number moved
+
+    assert "bots included" in refresh(env, "--include-bots")
+    assert counted(local_bigquery, sessions, old_day) == {
+        "events": 7,
+        "events_clean": 7,
+        "sessions": 4,
+        "daily_counts": 7,
+    }
+    funnel = {r["day"]: r for r in table(local_bigquery, "funnel_daily")}
+    assert funnel[old_day.date()]["sessions"] == 4
+    manifest = local_bigquery.query(
+        f"SELECT bots_included FROM `{PROJECT}.{DATASET}.refresh_manifest` ORDER BY run_at DESC LIMIT 1"
+    )
+    assert manifest == [{"bots_included": True}]
+    included = snapshot(local_bigquery)
+    assert "bots included" in refresh(env)  # no flag: as the last run did
+    assert snapshot(local_bigquery) == included
+
+    assert "bots left out" in refresh(env, "--exclude-bots")
+    assert snapshot(local_bigquery) == left_out  # the bot sessions and the funnel day they made are gone again
+    assert "bots left out" in refresh(env, "--full")
+    assert snapshot(local_bigquery) == left_out
+
+
+def test_a_table_built_before_is_bot_gains_it_and_the_first_run_rebuilds_everything(local_bigquery):
+    """An upgrade: `events` has the column (bootstrap or Terraform added it), events_clean and the manifest's
+    rows do not. The next run adds it to events_clean and, the last run's choice being unknown, rebuilds all."""
+    dataset = "refresh_upgrade"
+    environment = local_env(local_bigquery.port, "") | {"BQ_DATASET": dataset}
+    subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=environment, check=True,
+                   capture_output=True)  # fmt: skip
+    old_day = datetime.now(UTC) - timedelta(days=7)
+    rows = []
+    for agent in ("curl/8.5.0", CHROME):
+        ctx = RequestContext(old_day, "POST", "/", "", "text/plain", None, agent, None, None)
+        raw = {"event": "load", "ts": old_day.isoformat(), "session_id": "s-up", "event_id": uuid.uuid4().hex}
+        rows.append(event_row(LoyJoyEvent.model_validate(raw), raw, ctx, Settings(bq_dataset=dataset), Scrubber(b"k")))
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{dataset}.events", rows) == []
+    clean = f"`{PROJECT}.{dataset}.events_clean`"
+    columns = ", ".join(name for name in rows[0] if name != "is_bot")
+    local_bigquery.query(f"DROP TABLE {clean}")
+    local_bigquery.query(
+        f"CREATE TABLE {clean} PARTITION BY DATE(event_ts) AS SELECT {columns} FROM `{PROJECT}.{dataset}.events`"
+    )  # the old refresh counted the curl row
+    local_bigquery.query(
+        f"INSERT INTO `{PROJECT}.{dataset}.refresh_manifest` (run_at, watermark, days, session_days, rejected_days)"
+        " VALUES (CURRENT_TIMESTAMP(), CURRENT_TIMESTAMP(), [], [], [])"
+    )  # an old run: bots_included unknown
+    done = subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh"], env=environment,
+                          check=True, capture_output=True, text=True)  # fmt: skip
+    assert "rebuilt 1 event days" in done.stdout and "bots left out" in done.stdout
+    kept = local_bigquery.query(f"SELECT is_bot, device_type, browser, collector_version FROM {clean}")
+    assert kept == [{"is_bot": False, "device_type": "desktop", "browser": "Chrome", "collector_version": __version__}]

@@ -88,7 +88,8 @@ def test_clock_reconciliation():
 
 
 def test_user_agent_classes():
-    assert parse_user_agent("").device_type is None
+    assert parse_user_agent("", server_side=True).device_type is None  # an sGTM container that sent none
+    assert (parse_user_agent("").device_type, parse_user_agent("").is_bot) == ("bot", True)  # test_bots.py
     ipad = parse_user_agent(
         "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 "
         "Mobile/15E148 Safari/604.1"

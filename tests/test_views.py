@@ -26,6 +26,18 @@ DATASET = "views_test"
 GA4 = "ga4_export"
 PROCESSES = {"p-news": "Newsletter", "p-quiz": "Quiz"}
 OPT_INS = ["newsletter_single_opt_in", "newsletter_double_opt_in", "profiling_single_opt_in", "reminder_opt_in"]
+VISITORS = [  # real browsers, taken in turn
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 "
+    "Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+]
+# Traffic that is in `events` and in no analyst number: a crawler that runs the chat, a headless browser, a script.
+BOTS = [
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36",
+    "curl/8.5.0",
+]
 
 
 @dataclass
@@ -42,6 +54,7 @@ class Seeded:
     sessions: list[Session]
     anonymous: list[tuple[str, str, datetime]]  # (process, event, ts) without consent
     duplicates: int
+    bots: int  # rows from BOTS
     rejected: Counter
     ga4_page_views: dict[tuple[str, int], int]
 
@@ -131,14 +144,15 @@ def seeded(local_bigquery) -> Seeded:
     settings = Settings(bq_dataset=DATASET)
     scrubber = Scrubber(b"k")
     rows, duplicates = [], 0
-    for session in sessions:
+    for number, session in enumerate(sessions):
         for name, ts in session.events:
             raw = {"event": name, "ts": ts.isoformat(), "session_id": session.id, "client_id": f"c-{session.id}",
                    "bot_id": "b-1", "process_id": session.process,
                    "detail": {"process_name": PROCESSES[session.process], "email": f"{session.id}@example.com"}}  # fmt: skip
             if session.ga:
                 raw |= {"ga_client_id": session.ga[0], "ga_session_id": session.ga[1]}
-            ctx = RequestContext(ts + timedelta(seconds=1), "POST", "/", "", "text/plain", None, "", None, None)
+            agent = VISITORS[number % len(VISITORS)]
+            ctx = RequestContext(ts + timedelta(seconds=1), "POST", "/", "", "text/plain", None, agent, None, None)
             row = event_row(LoyJoyEvent.model_validate(raw), raw, ctx, settings, scrubber)
             rows.append(row)
             if rng.random() < 0.1:  # a sender's retry: the same event_id again, received later
@@ -146,8 +160,21 @@ def seeded(local_bigquery) -> Seeded:
                 duplicates += 1
     for process, name, ts in anonymous:
         raw = {"event": name, "ts": ts.isoformat(), "bot_id": "b-1", "process_id": process}
-        ctx = RequestContext(ts + timedelta(seconds=1), "POST", "/", "", "text/plain", None, "", None, None)
+        ctx = RequestContext(ts + timedelta(seconds=1), "POST", "/", "", "text/plain", None, VISITORS[0], None, None)
         rows.append(event_row(LoyJoyEvent.model_validate(raw), raw, ctx, settings, scrubber))
+    bots = 0
+    for number, agent in enumerate(BOTS):  # whole chat sessions, and an anonymous load, on each day
+        for offset in (2, 1, 0):
+            start = today - timedelta(days=offset, hours=-10, minutes=number)
+            for i, name in enumerate(["load", "show", "open", "start", "sign_up", "newsletter_single_opt_in"]):
+                ts = start + timedelta(seconds=i)
+                raw = {"event": name, "ts": ts.isoformat(), "session_id": f"bot-{number}-{offset}",
+                       "client_id": f"bot-{number}", "bot_id": "b-1", "process_id": "p-news",
+                       "detail": {"process_name": "Newsletter"}}  # fmt: skip
+                ctx = RequestContext(ts + timedelta(seconds=1), "POST", "/", "", "text/plain", None, agent, None, None)
+                rows.append(event_row(LoyJoyEvent.model_validate(raw), raw, ctx, settings, scrubber))
+                bots += 1
+    assert all(row["is_bot"] for row in rows[-bots:]) and not any(row["is_bot"] for row in rows[:-bots])
     for start in range(0, len(rows), 500):
         assert client.insert_rows_json(f"{PROJECT}.{DATASET}.events", rows[start : start + 500]) == []
 
@@ -168,7 +195,7 @@ def seeded(local_bigquery) -> Seeded:
         check=True,
         capture_output=True,
     )
-    return Seeded(sessions, anonymous, duplicates, rejected, page_views)
+    return Seeded(sessions, anonymous, duplicates, bots, rejected, page_views)
 
 
 def view(local_bigquery, name: str, order: str = "1") -> list[dict]:
@@ -191,7 +218,7 @@ def test_events_dedup_keeps_each_event_once(local_bigquery, seeded):
     dedup = local_bigquery.query(
         f"SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids FROM `{PROJECT}.{DATASET}.events_dedup`"
     )[0]
-    assert seeded.duplicates > 0 and raw == total + seeded.duplicates
+    assert seeded.duplicates > 0 and raw == total + seeded.duplicates + seeded.bots  # bots are stored, not counted
     assert dedup == {"n": total, "ids": total}
 
 

@@ -19,6 +19,7 @@ class Device:
     os: str | None = None
     os_version: str | None = None
     device_type: str | None = None
+    is_bot: bool = False
 
 
 def _version(major: str | None, minor: str | None) -> str | None:
@@ -28,17 +29,22 @@ def _version(major: str | None, minor: str | None) -> str | None:
 
 
 @lru_cache(maxsize=4096)
-def parse_user_agent(user_agent: str) -> Device:
-    """ua-parser (with its native backend) behind a cache: a site's visitors share few user agents."""
+def parse_user_agent(user_agent: str, server_side: bool = False) -> Device:
+    """ua-parser (with its native backend) and the bot classifier behind a cache: a site's visitors share few
+    user agents. `server_side`: sent by an sGTM container, whose own library user agent (or none) is no bot."""
+    from .bots import classify  # first use builds its matchers (~20 ms): kept off the cold-start import
+
+    verdict = classify(user_agent, server_side)
     if not user_agent:
-        return Device()
+        return Device(device_type="bot" if verdict.is_bot else None, is_bot=verdict.is_bot)
     import ua_parser  # first use builds the matchers (~0.2 s): keep it off the cold-start import
 
     result = ua_parser.parse(user_agent[:1024])
     agent, system, device = result.user_agent, result.os, result.device
     family = device.family if device else ""
     os_family = system.family if system else None
-    if family == "Spider" or (agent and agent.family.lower().endswith("bot")):
+    spider = family == "Spider" or bool(agent and agent.family.lower().endswith("bot"))
+    if verdict.is_bot or (spider and not (server_side and verdict.library)):
         kind = "bot"
     elif "iPad" in family or "Tablet" in family or (os_family == "Android" and "Mobile" not in user_agent):
         kind = "tablet"
@@ -52,6 +58,7 @@ def parse_user_agent(user_agent: str) -> Device:
         os=os_family,
         os_version=_version(system.major, system.minor) if system else None,
         device_type=kind,
+        is_bot=kind == "bot",
     )
 
 

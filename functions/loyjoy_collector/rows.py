@@ -93,7 +93,7 @@ def event_row(
     utm = dict(page.utm)
     if event.utm:
         utm.update({f"utm_{k}": v for k, v in event.utm.model_dump(exclude_none=True).items()})
-    device = parse_user_agent(ctx.user_agent)
+    device = parse_user_agent(ctx.user_agent, server_side=protocol != "loyjoy")  # sGTM: the container's UA
 
     row = {
         "event_id": event.event_id or str(uuid.uuid4()),
@@ -140,6 +140,7 @@ def event_row(
         "quality_flags": flags,
         "sdk": event.sdk,
         "collector_version": __version__,
+        "is_bot": device.is_bot,
     }
     return (gate or Gate(scrubber)).seal(EVENTS, row, tally)
 

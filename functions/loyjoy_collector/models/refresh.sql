@@ -4,15 +4,22 @@
 -- last ${recent_days} days. Events are never older than ${max_age_days} days when they arrive (the collector
 -- clamps client times), so only that many partitions of `events` are read to find them. Then, per table, a
 -- `<table>_this_run` scratch table with just those days, and a short replace of those days. Running it twice
--- changes nothing; a first run (empty manifest) builds the whole history.
+-- changes nothing; a first run (empty manifest) builds the whole history. Bots are left out of every table
+-- unless ${include_bots} is true (NULL: as the last run did, else false); a run whose choice differs from the
+-- last one's rebuilds the whole history, so that no day keeps the other choice.
 DECLARE run_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP();
 DECLARE first_run BOOL DEFAULT (SELECT COUNT(*) = 0 FROM `${project}.${dataset}.refresh_manifest`);
+DECLARE bots_before BOOL DEFAULT (
+  SELECT bots_included FROM `${project}.${dataset}.refresh_manifest` ORDER BY watermark DESC LIMIT 1
+);
+DECLARE include_bots BOOL DEFAULT IFNULL(${include_bots}, IFNULL(bots_before, FALSE));
+DECLARE whole BOOL DEFAULT first_run OR ${recent_days} >= 36500 OR bots_before IS NULL OR bots_before != include_bots;
 DECLARE since TIMESTAMP DEFAULT (
   SELECT IFNULL(TIMESTAMP_SUB(MAX(watermark), INTERVAL ${lookback_minutes} MINUTE), TIMESTAMP '2000-01-01 00:00:00+00')
   FROM `${project}.${dataset}.refresh_manifest`
 );
 DECLARE oldest TIMESTAMP DEFAULT IF(
-  first_run OR ${recent_days} >= 36500,
+  whole,
   TIMESTAMP '2000-01-01 00:00:00+00',
   TIMESTAMP_SUB(run_at, INTERVAL GREATEST(${max_age_days}, ${recent_days}) DAY)
 );
@@ -20,7 +27,7 @@ DECLARE days ARRAY<DATE> DEFAULT (
   SELECT IFNULL(ARRAY_AGG(DISTINCT DATE(event_ts)), [])
   FROM `${project}.${dataset}.events`
   WHERE event_ts >= oldest
-    AND (first_run OR received_at > since OR DATE(event_ts) > DATE_SUB(DATE(run_at), INTERVAL ${recent_days} DAY))
+    AND (whole OR received_at > since OR DATE(event_ts) > DATE_SUB(DATE(run_at), INTERVAL ${recent_days} DAY))
 );
 DECLARE first_day DATE DEFAULT (SELECT MIN(d) FROM UNNEST(days) AS d);
 DECLARE last_day DATE DEFAULT (SELECT MAX(d) FROM UNNEST(days) AS d);
@@ -37,10 +44,12 @@ CREATE OR REPLACE TABLE `${project}.${dataset}.events_clean_this_run` AS
 ${events_clean};
 CREATE TABLE IF NOT EXISTS `${project}.${dataset}.events_clean` PARTITION BY DATE(event_ts) CLUSTER BY bot_id, process_id, event_name
 AS SELECT * FROM `${project}.${dataset}.events_clean_this_run` WHERE FALSE;
+ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS is_bot BOOL;  -- built before is_bot
 DELETE FROM `${project}.${dataset}.events_clean` WHERE DATE(event_ts) IN UNNEST(days);
 INSERT INTO `${project}.${dataset}.events_clean` SELECT * FROM `${project}.${dataset}.events_clean_this_run`;
 
--- sessions: every session with an event on those days, whole, wherever it started.
+-- sessions: every session with an event on those days, whole, wherever it started. A whole run also drops
+-- the sessions no event of events_clean has any more (all bots, when bots were counted before).
 CREATE OR REPLACE TABLE `${project}.${dataset}.sessions_this_run` AS
 ${sessions};
 CREATE TABLE IF NOT EXISTS `${project}.${dataset}.sessions` PARTITION BY day CLUSTER BY bot_id, process_id
@@ -56,7 +65,7 @@ SET session_days = (
 );
 DELETE FROM `${project}.${dataset}.sessions`
 WHERE day BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY)
-  AND session_id IN (SELECT session_id FROM `${project}.${dataset}.sessions_this_run`);
+  AND (whole OR session_id IN (SELECT session_id FROM `${project}.${dataset}.sessions_this_run`));
 INSERT INTO `${project}.${dataset}.sessions` SELECT * FROM `${project}.${dataset}.sessions_this_run`;
 
 -- daily_counts and opt_ins: the days of this run.
@@ -74,12 +83,14 @@ AS SELECT * FROM `${project}.${dataset}.opt_ins_this_run` WHERE FALSE;
 DELETE FROM `${project}.${dataset}.opt_ins` WHERE day IN UNNEST(days);
 INSERT INTO `${project}.${dataset}.opt_ins` SELECT * FROM `${project}.${dataset}.opt_ins_this_run`;
 
--- funnel_daily: the days whose sessions changed.
+-- funnel_daily: the days whose sessions changed (a whole run: every day in its range).
 CREATE OR REPLACE TABLE `${project}.${dataset}.funnel_daily_this_run` AS
 ${funnel_daily};
 CREATE TABLE IF NOT EXISTS `${project}.${dataset}.funnel_daily` PARTITION BY day CLUSTER BY bot_id, process_id
 AS SELECT * FROM `${project}.${dataset}.funnel_daily_this_run` WHERE FALSE;
-DELETE FROM `${project}.${dataset}.funnel_daily` WHERE day IN UNNEST(session_days);
+DELETE FROM `${project}.${dataset}.funnel_daily`
+WHERE day IN UNNEST(session_days)
+  OR (whole AND day BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY));
 INSERT INTO `${project}.${dataset}.funnel_daily` SELECT * FROM `${project}.${dataset}.funnel_daily_this_run`;
 
 -- rejected_by_reason: the days that received refusals.
@@ -90,8 +101,8 @@ AS SELECT * FROM `${project}.${dataset}.rejected_by_reason_this_run` WHERE FALSE
 DELETE FROM `${project}.${dataset}.rejected_by_reason` WHERE day IN UNNEST(rejected_days);
 INSERT INTO `${project}.${dataset}.rejected_by_reason` SELECT * FROM `${project}.${dataset}.rejected_by_reason_this_run`;
 
-INSERT INTO `${project}.${dataset}.refresh_manifest` (run_at, watermark, days, session_days, rejected_days)
-VALUES (run_at, run_at, days, session_days, rejected_days);
+INSERT INTO `${project}.${dataset}.refresh_manifest` (run_at, watermark, days, session_days, rejected_days, bots_included)
+VALUES (run_at, run_at, days, session_days, rejected_days, include_bots);
 
 SELECT run_at, ARRAY_LENGTH(days) AS days, ARRAY_LENGTH(session_days) AS session_days,
-  ARRAY_LENGTH(rejected_days) AS rejected_days, first_day, last_day;
+  ARRAY_LENGTH(rejected_days) AS rejected_days, first_day, last_day, include_bots;

@@ -269,12 +269,14 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     from ..sink import BigQuerySink
     from .refresh import refresh
 
-    ran = refresh(BigQuerySink(reading_settings(args)), recent_days=args.days, full=args.full)
+    sink = BigQuerySink(reading_settings(args))
+    ran = refresh(sink, recent_days=args.days, full=args.full, include_bots=args.include_bots)
+    bots = "bots included" if ran.include_bots else "bots left out"
     if not ran.days and not ran.rejected_days:
-        print(f"nothing new since the last refresh ({ran.seconds:.1f} s)")
+        print(f"nothing new since the last refresh ({bots}, {ran.seconds:.1f} s)")
     else:
         print(f"rebuilt {ran.days} event days ({ran.first_day} to {ran.last_day}), {ran.session_days} session days, "
-              f"{ran.rejected_days} refusal days in {ran.seconds:.1f} s")  # fmt: skip
+              f"{ran.rejected_days} refusal days in {ran.seconds:.1f} s ({bots})")  # fmt: skip
     return 0
 
 
@@ -326,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     again_tables = commands.add_parser("refresh", help="bring the analyst tables up to date (incremental)")
     again_tables.add_argument("--days", type=int, default=0, help="also rebuild the last N days, new rows or not")
     again_tables.add_argument("--full", action="store_true", help="rebuild the whole history")
+    bots = again_tables.add_mutually_exclusive_group()
+    bots.add_argument("--include-bots", dest="include_bots", action="store_true",
+                      help="count bots in the analyst tables (a changed choice rebuilds all days)")  # fmt: skip
+    bots.add_argument("--exclude-bots", dest="include_bots", action="store_false",
+                      help="leave bots out (the default; with neither flag: as the last refresh did)")  # fmt: skip
+    again_tables.set_defaults(include_bots=None)
     again_tables.add_argument("--bigquery-port", type=int, default=9050)
     again_tables.add_argument("--cloud", action="store_true", help="the BigQuery the environment names")
     again_tables.set_defaults(run=cmd_refresh)

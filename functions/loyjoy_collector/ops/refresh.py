@@ -2,6 +2,8 @@
 
 The same rendered script runs here and, from Terraform, as the BigQuery scheduled query: one source of SQL.
 The script finds its own window (the manifest's watermark); this only fills in the knobs and reports.
+Bots are left out of the analyst tables unless `include_bots` is true; None keeps what the last run did, so a
+manual run does not undo the choice the scheduled query makes (Terraform's `analytics_include_bots`).
 """
 
 from __future__ import annotations
@@ -32,12 +34,28 @@ def render(template: str, values: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), template)
 
 
+def sql_bool(value: bool | None) -> str:
+    """How Terraform's templatefile() writes a bool, and NULL for "as the last run"."""
+    return "NULL" if value is None else str(value).lower()
+
+
 def script(
-    project: str, dataset: str, *, recent_days: int = 0, max_age_days: int = 31, lookback_minutes: int = 60
+    project: str,
+    dataset: str,
+    *,
+    recent_days: int = 0,
+    max_age_days: int = 31,
+    lookback_minutes: int = 60,
+    include_bots: bool | None = None,
 ) -> str:
     values: dict[str, Any] = {"project": project, "dataset": dataset}
     models = {name: render(model_sql(name), values).strip().rstrip(";") for name in MODELS}
-    knobs = {"recent_days": recent_days, "max_age_days": max_age_days, "lookback_minutes": lookback_minutes}
+    knobs = {
+        "recent_days": recent_days,
+        "max_age_days": max_age_days,
+        "lookback_minutes": lookback_minutes,
+        "include_bots": sql_bool(include_bots),
+    }
     return render(model_sql("refresh"), values | models | knobs)
 
 
@@ -49,11 +67,19 @@ class Refreshed:
     first_day: Any
     last_day: Any
     seconds: float
+    include_bots: bool = False
 
 
-def refresh(sink: BigQuerySink, *, recent_days: int = 0, full: bool = False) -> Refreshed:
+def refresh(
+    sink: BigQuerySink, *, recent_days: int = 0, full: bool = False, include_bots: bool | None = None
+) -> Refreshed:
     started = time.monotonic()
-    sql = script(sink.client.project, sink.dataset, recent_days=FULL_DAYS if full else recent_days)
+    sql = script(
+        sink.client.project,
+        sink.dataset,
+        recent_days=FULL_DAYS if full else recent_days,
+        include_bots=include_bots,
+    )
     rows = list(sink.client.query(sql).result())
     last = dict(rows[-1].items()) if rows else {}
     return Refreshed(
@@ -63,4 +89,5 @@ def refresh(sink: BigQuerySink, *, recent_days: int = 0, full: bool = False) -> 
         last.get("first_day"),
         last.get("last_day"),
         time.monotonic() - started,
+        bool(last.get("include_bots")),
     )
