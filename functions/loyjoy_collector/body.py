@@ -1,0 +1,129 @@
+"""Reading a request body within its limits: size, media type, UTF-8, JSON, nesting and event count.
+
+Every limit refuses the whole request (RequestRefused) with what was read of it, so that the refusal is
+recorded with its payload; a body past the size limit is drained, so that the sender sees the 413 rather
+than a reset connection.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import flask
+
+from .answers import RequestRefused
+from .settings import Settings
+
+JSON_TYPES = frozenset({"", "application/json", "text/plain"})
+DATA_TYPES = JSON_TYPES | {"application/x-www-form-urlencoded"}
+GA4_TYPES = frozenset({"", "text/plain", "application/x-www-form-urlencoded"})
+DRAIN_LIMIT = 32 * 1024 * 1024  # Cloud Run's own request limit: past it the platform answers.
+
+
+def read_text(request: flask.Request, settings: Settings, accepted: frozenset[str]) -> tuple[str, int]:
+    """The body as text, within the size limit, in an accepted media type, as valid UTF-8."""
+    limit = settings.max_body_bytes
+    data = request.stream.read(limit + 1)
+    declared = request.content_length
+    if len(data) > limit or (declared is not None and declared > limit):
+        size = declared if declared is not None else len(data) + drain(request)
+        raise RequestRefused(
+            413,
+            "body_too_large",
+            f"{size} bytes; the limit is {limit}",
+            data[:limit].decode("utf-8", "replace"),
+            raw_bytes=size,
+            truncated=True,
+        )
+    mimetype = request.mimetype or ""
+    if mimetype not in accepted:
+        raise RequestRefused(
+            415,
+            "unsupported_media_type",
+            f"this media type is not accepted; send {' or '.join(sorted(accepted - {''}))}",
+            data.decode("utf-8", "replace"),
+            raw_bytes=len(data),
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestRefused(
+            400,
+            "invalid_utf8",
+            f"invalid UTF-8 at byte {exc.start}",
+            data.decode("utf-8", "replace"),
+            raw_bytes=len(data),
+        ) from None
+    return text.removeprefix("\ufeff"), len(data)
+
+
+def drain(request: flask.Request) -> int:
+    """Read and discard an oversized body so that the sender sees our 413 rather than a reset."""
+    total = 0
+    while total < DRAIN_LIMIT and (chunk := request.stream.read(65536)):
+        total += len(chunk)
+    return total
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str, size: int, settings: Settings) -> Any:
+    if not text.strip():
+        raise RequestRefused(400, "empty_body", "the body is empty; send an event as JSON", text, raw_bytes=size)
+    try:
+        payload = json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise RequestRefused(
+            400, "nesting_too_deep", f"more than {settings.max_nesting_depth} levels", text, raw_bytes=size
+        ) from None
+    except ValueError as exc:
+        raise RequestRefused(400, "invalid_json", str(exc), text, raw_bytes=size) from None
+    if nesting_depth(payload, settings.max_nesting_depth) > settings.max_nesting_depth:
+        raise RequestRefused(
+            400, "nesting_too_deep", f"more than {settings.max_nesting_depth} levels", text, raw_bytes=size
+        )
+    return payload
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """Depth of a JSON value, without recursion, giving up just past `limit`."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def split_batch(payload: Any, size: int, settings: Settings) -> list[Any]:
+    """A batch's other top-level fields are context shared by its events (an event's own fields win)."""
+    if isinstance(payload, list):
+        events, shared = payload, {}
+    elif isinstance(payload, dict) and "events" in payload:
+        events = payload["events"]
+        shared = {key: value for key, value in payload.items() if key != "events"}
+        if not isinstance(events, list):
+            raise RequestRefused(400, "invalid_shape", "'events' must be an array of events", payload, raw_bytes=size)
+    elif isinstance(payload, dict):
+        return [payload]
+    else:
+        raise RequestRefused(
+            400, "invalid_shape", 'send an event object, or {"events": [...]}', payload, raw_bytes=size
+        )
+    if not events:
+        raise RequestRefused(400, "empty_batch", "'events' is empty", payload, raw_bytes=size)
+    check_count(len(events), payload, size, settings)
+    return [{**shared, **event} if shared and isinstance(event, dict) else event for event in events]
+
+
+def check_count(count: int, payload: Any, size: int, settings: Settings) -> None:
+    if count > settings.max_events_per_request:
+        raise RequestRefused(413, "too_many_events", f"{count} events; the limit is {settings.max_events_per_request} "
+                             "a request", payload, raw_bytes=size)  # fmt: skip
