@@ -139,9 +139,13 @@ def _send(collector, tag: str, planted: list[Planted]) -> list[requests.Response
     hit = {"v": "2", "tid": "G-TEST", "cid": "555.666", "en": "loyjoy_open", "ep.bot_id": tag, "dl": urls[3],
            "dr": values["search_referrer"], "dt": texts[7], "ul": values["language_name"],
            "epn.value": values["ga4_epn_phone"], "ep.label": texts[8]}  # fmt: skip
-    answers.append(requests.post(collector.url + "/g/collect?" + urlencode(hit), timeout=30, headers={"Origin": ORIGIN}))
+    answers.append(
+        requests.post(collector.url + "/g/collect?" + urlencode(hit), timeout=30, headers={"Origin": ORIGIN})
+    )
     bad = hit | {"epn.value": values["refused_number"]}
-    answers.append(requests.post(collector.url + "/g/collect?" + urlencode(bad), timeout=30, headers={"Origin": ORIGIN}))
+    answers.append(
+        requests.post(collector.url + "/g/collect?" + urlencode(bad), timeout=30, headers={"Origin": ORIGIN})
+    )
     # a body that is no JSON: strict text
     answers.append(collector.post('{"event": "open", "detail": {"label": "' + " ".join(texts) + '"'))
     return answers
