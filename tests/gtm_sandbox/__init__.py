@@ -216,12 +216,14 @@ def with_defaults(template: Template, data: dict[str, Any]) -> dict[str, Any]:
 def check(template: Template) -> list[str]:
     """Every static problem: the file's structure, the sandboxed language, the permissions the APIs need."""
     errors = structure_errors(template)
-    answer = node({"action": "check", "code": template.code, "permissions": template.permissions})
-    errors += [f"code line {e['line']}: {e['message']}" for e in answer["errors"]]
     tests = template.tests
     setup = tests.get("setup", "")
-    for scenario in tests.get("scenarios", []):
-        answer = node({"action": "check", "code": setup + "\n" + scenario["code"], "mode": "tests"})
+    scenarios = tests.get("scenarios", [])
+    programs = [{"code": template.code, "permissions": template.permissions}]
+    programs += [{"code": setup + "\n" + scenario["code"], "mode": "tests"} for scenario in scenarios]
+    answers = node({"action": "check", "programs": programs})
+    errors += [f"code line {e['line']}: {e['message']}" for e in answers[0]["errors"]]
+    for scenario, answer in zip(scenarios, answers[1:], strict=True):
         errors += [f"test {scenario['name']!r} line {e['line']}: {e['message']}" for e in answer["errors"]]
     return errors
 

@@ -1,6 +1,7 @@
 /*
  * Node side of the GTM template harness. Reads one JSON request on stdin, writes one JSON answer on stdout:
  *   {action: 'check', code, permissions, mode?, extraGlobals?}   -> {errors, apis}
+ *   {action: 'check', programs: [{code, permissions?, mode?}]}    -> [{errors, apis}]
  *   {action: 'fire', code, permissions, steps: [...], scripts}    -> {outcomes, calls, window, logs, errors}
  *   {action: 'tests', code, permissions, setup, scenarios}        -> {results: [{name, passed, error}]}
  * The template's code and the tests' code run in a fresh vm context each, whose only names are the ones
@@ -256,13 +257,13 @@ function tests(request) {
 async function main() {
   const request = await read();
   let answer;
-  if (request.action === 'check') {
-    answer = checker.check(request.code, {
-      mode: request.mode || 'template',
-      permissions: request.permissions ? sandbox.normalizePermissions(request.permissions) : null,
-      extraGlobals: request.extraGlobals || []
+  const checkOne = (program) =>
+    checker.check(program.code, {
+      mode: program.mode || 'template',
+      permissions: program.permissions ? sandbox.normalizePermissions(program.permissions) : null,
+      extraGlobals: program.extraGlobals || []
     });
-  } else if (request.action === 'fire') answer = await fire(request);
+  if (request.action === 'check') answer = request.programs ? request.programs.map(checkOne) : checkOne(request); else if (request.action === 'fire') answer = await fire(request);
   else if (request.action === 'tests') answer = tests(request);
   else throw new Error('unknown action ' + request.action);
   process.stdout.write(JSON.stringify(answer));

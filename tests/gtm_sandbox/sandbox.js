@@ -456,7 +456,27 @@
     return outcome;
   }
 
+  /** A real page as the environment: scripts injected as GTM does (an async script element in the head). */
+  function pageEnv(win, logs) {
+    return {
+      window: win,
+      debug: true,
+      log: function (line) {
+        logs.push(line);
+      },
+      loadScript: function (url, onload, onerror) {
+        var script = win.document.createElement('script');
+        script.async = true;
+        script.src = url;
+        script.onload = onload;
+        script.onerror = onerror;
+        win.document.head.appendChild(script);
+      }
+    };
+  }
+
   return {
+    pageEnv: pageEnv,
     normalizePermissions: normalizePermissions,
     urlMatches: urlMatches,
     allowed: allowed,
