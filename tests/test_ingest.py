@@ -6,12 +6,14 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
-from .conftest import HASH_KEY, ORIGIN
+from .conftest import HASH_KEY, ORIGIN, Collector, LocalBigQuery
+from .fault_bigquery import FaultyBigQuery
 
 SEED_EVENTS = [
     "hide",
@@ -447,7 +449,7 @@ def test_bigquery_timeout_answers_503(faulty_collector, fault_injector, local_bi
 
 
 @pytest.fixture(scope="module")
-def hasty_collector(fault_injector):
+def hasty_collector(fault_injector: FaultyBigQuery) -> Iterator[Collector]:
     """Behind the fault injector with a retry deadline of a few attempts: a flaky network often outlasts it."""
     from .conftest import start_collector, stop
 
@@ -461,8 +463,13 @@ def hasty_collector(fault_injector):
 
 @pytest.mark.parametrize("deadline", ["short", "usual"])
 def test_a_flaky_network_is_an_outage_never_a_refusal(
-    faulty_collector, hasty_collector, fault_injector, local_bigquery, tag, deadline
-):
+    faulty_collector: Collector,
+    hasty_collector: Collector,
+    fault_injector: FaultyBigQuery,
+    local_bigquery: LocalBigQuery,
+    tag: str,
+    deadline: str,
+) -> None:
     """Issue 15, point 6: half of the calls to BigQuery are reset (before or after it stored the rows). Every
     event is answered 200 (stored) or 503 (send again); none is taken for poison and refused for good."""
     from collections import Counter

@@ -137,7 +137,8 @@ def test_data_preflight_like_the_data_client(collector):
 
 # ------------------------------------------------------------------------------------------------ GA4
 
-GA4_SHARED = {"v": "2", "tid": "G-TEST123", "gtm": "45je4b20v9", "_p": "1732440000000", "cid": "1234567890.1732000000",
+# The client id shares no run of digits with test_ingest's phone numbers: that test searches every table for them.
+GA4_SHARED = {"v": "2", "tid": "G-TEST123", "gtm": "45je4b20v9", "_p": "1732440000000", "cid": "2024681357.1732000000",
               "ul": "de-de", "sr": "1920x1080", "sid": "1732440000", "sct": "3", "seg": "1",
               "dl": "https://shop.example.com/?utm_source=ga4", "dr": "https://www.google.com/", "dt": "Shop"}  # fmt: skip
 
@@ -151,7 +152,7 @@ def test_ga4_get_hit_from_the_seed_push(collector, local_bigquery, tag):
     [row] = rows_for(local_bigquery, tag)
     assert (row["event_name"], row["process_name"], row["protocol"]) == ("sign_up", "Newsletter", "ga4")
     assert (row["ga_client_id"], row["ga_session_id"], row["session_id"]) == (
-        "1234567890.1732000000", 1732440000, "1732440000")  # fmt: skip
+        "2024681357.1732000000", 1732440000, "1732440000")  # fmt: skip
     assert (row["page_title"], row["utm_source"], row["consent_analytics"]) == ("Shop", "ga4", "granted")
     assert row["detail"]["measurement_id"] == "G-TEST123"
 

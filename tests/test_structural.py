@@ -21,7 +21,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import ORIGIN
+from .conftest import ORIGIN, Collector, LocalBigQuery
 
 SEARCH_PAGE = "https://shop.example.com/search?" + "&".join(f"filter_{i}=on" for i in range(150))
 
@@ -37,12 +37,14 @@ def data_push(tag: str, label: str = "open", **extra: Any) -> dict[str, Any]:
     return {"event_name": "loyjoy", "gaEventCategory": "loyjoy", "gaEventLabel": label, "bot_id": tag, **extra}
 
 
-def send(collector, method: str, path: str, body: bytes | str = b"", content_type: str | None = None):
+def send(
+    collector: Collector, method: str, path: str, body: bytes | str = b"", content_type: str | None = None
+) -> requests.Response:
     headers = {"Origin": ORIGIN} | ({"Content-Type": content_type} if content_type else {})
     return requests.request(method, collector.url + path, data=body, headers=headers, timeout=60)
 
 
-def assert_kept(local_bigquery, answer: requests.Response, status: int, reason: str) -> dict[str, Any]:
+def assert_kept(local_bigquery: LocalBigQuery, answer: requests.Response, status: int, reason: str) -> dict[str, Any]:
     """The answer is the precise refusal, and the refusal it names is on record."""
     assert answer.status_code == status, answer.text
     error = answer.json()
@@ -56,7 +58,9 @@ def assert_kept(local_bigquery, answer: requests.Response, status: int, reason: 
 # ------------------------------------------------------------------------ (a) a faceted-search page
 
 
-def test_a_page_with_hundreds_of_parameters_is_ordinary_traffic(collector, local_bigquery, tag):
+def test_a_page_with_hundreds_of_parameters_is_ordinary_traffic(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str
+) -> None:
     location = SEARCH_PAGE + "&utm_source=news&utm_medium=mail&gclid=abc123&utm_source=second"
     answer = collector.post({"event": "open", "bot_id": tag, "page_location": location})
     assert answer.status_code == 200, answer.text
@@ -65,7 +69,9 @@ def test_a_page_with_hundreds_of_parameters_is_ordinary_traffic(collector, local
         "news", "mail", "abc123", "/search")  # fmt: skip
 
 
-def test_the_same_page_through_ga4_and_the_data_tag(collector, local_bigquery, tag):
+def test_the_same_page_through_ga4_and_the_data_tag(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str
+) -> None:
     location = SEARCH_PAGE + "&utm_campaign=winter%20sale&utm_content=a+b"
     answer = send(collector, "GET", "/g/collect?" + urlencode(loyjoy_hit(tag, dl=location)))
     assert answer.status_code == 204, answer.text
@@ -80,12 +86,16 @@ def test_the_same_page_through_ga4_and_the_data_tag(collector, local_bigquery, t
 
 
 @pytest.mark.parametrize("sid", ["²", "٣", "\uff11\uff12\uff13", "1²"])
-def test_a_session_id_in_other_digits_is_an_invalid_field(collector, local_bigquery, tag, sid):
+def test_a_session_id_in_other_digits_is_an_invalid_field(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str, sid: str
+) -> None:
     answer = send(collector, "GET", "/g/collect?" + urlencode(loyjoy_hit(tag, sid=sid)))
     assert_kept(local_bigquery, answer, 400, "invalid_field")
 
 
-def test_a_bad_session_id_line_costs_its_neighbours_nothing(collector, local_bigquery, tag):
+def test_a_bad_session_id_line_costs_its_neighbours_nothing(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str
+) -> None:
     lines = [urlencode(loyjoy_hit(tag, "open")), urlencode(loyjoy_hit(tag, "close", sid="²"))]
     answer = send(collector, "POST", f"/g/collect?v=2&bot_id={tag}", "\n".join(lines), "text/plain")
     assert answer.status_code == 204, answer.text
@@ -95,7 +105,7 @@ def test_a_bad_session_id_line_costs_its_neighbours_nothing(collector, local_big
     assert (kept["reason"], kept["event_index"]) == ("invalid_field", 1)
 
 
-def test_snippet_session_numbers_in_other_digits(collector, local_bigquery, tag):
+def test_snippet_session_numbers_in_other_digits(collector: Collector, local_bigquery: LocalBigQuery, tag: str) -> None:
     answer = collector.post({"bot_id": tag, "events": [{"event": "open"}, {"event": "close", "ga_session_id": "٣"}]})
     assert answer.status_code == 207, answer.text
     refused = answer.json()["results"][1]
@@ -104,7 +114,7 @@ def test_snippet_session_numbers_in_other_digits(collector, local_bigquery, tag)
     assert [r["event_name"] for r in local_bigquery.events("bot_id = @tag", tag=tag)] == ["open"]
 
 
-def test_ga4_numbers_are_ascii_decimals(collector, local_bigquery, tag):
+def test_ga4_numbers_are_ascii_decimals(collector: Collector, local_bigquery: LocalBigQuery, tag: str) -> None:
     for value in ("٣", "1_000", "nan", "1e999", "9" * 40):
         answer = send(collector, "GET", "/g/collect?" + urlencode(loyjoy_hit(tag, **{"epn.step": value})))
         assert_kept(local_bigquery, answer, 400, "invalid_field")
@@ -116,26 +126,28 @@ def test_ga4_numbers_are_ascii_decimals(collector, local_bigquery, tag):
 # ---------------------------------------------------------------------- (c, d, e) too many fields
 
 
-def test_a_form_body_with_501_fields(collector, local_bigquery, tag):
+def test_a_form_body_with_501_fields(collector: Collector, local_bigquery: LocalBigQuery, tag: str) -> None:
     form = urlencode(data_push(tag) | {f"f{i}": "x" for i in range(501)})
     answer = send(collector, "POST", "/data", form, "application/x-www-form-urlencoded")
     kept = assert_kept(local_bigquery, answer, 413, "too_many_fields")
     assert tag in kept["raw_payload"]
 
 
-def test_a_ga4_query_with_501_fields(collector, local_bigquery, tag):
+def test_a_ga4_query_with_501_fields(collector: Collector, local_bigquery: LocalBigQuery, tag: str) -> None:
     query = urlencode(loyjoy_hit(tag) | {f"f{i}": "x" for i in range(501)})
     answer = send(collector, "GET", "/g/collect?" + query)
     kept = assert_kept(local_bigquery, answer, 413, "too_many_fields")
     assert tag in kept["query"]
 
 
-def test_a_data_pixel_query_with_501_fields(collector, local_bigquery, tag):
+def test_a_data_pixel_query_with_501_fields(collector: Collector, local_bigquery: LocalBigQuery, tag: str) -> None:
     query = urlencode({"dtcd": json.dumps(data_push(tag))} | {f"f{i}": "x" for i in range(501)})
     assert_kept(local_bigquery, send(collector, "GET", "/data?" + query), 413, "too_many_fields")
 
 
-def test_a_ga4_body_line_with_501_fields_costs_its_neighbours_nothing(collector, local_bigquery, tag):
+def test_a_ga4_body_line_with_501_fields_costs_its_neighbours_nothing(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str
+) -> None:
     lines = [
         urlencode(loyjoy_hit(tag, "open")),
         urlencode(loyjoy_hit(tag, "close") | {f"f{i}": "x" for i in range(501)}),
@@ -148,7 +160,7 @@ def test_a_ga4_body_line_with_501_fields_costs_its_neighbours_nothing(collector,
     assert "&f500=" in kept["raw_payload"]
 
 
-def test_a_lone_ga4_body_line_with_501_fields(collector, local_bigquery, tag):
+def test_a_lone_ga4_body_line_with_501_fields(collector: Collector, local_bigquery: LocalBigQuery, tag: str) -> None:
     line = urlencode(loyjoy_hit(tag) | {f"f{i}": "x" for i in range(501)})
     assert_kept(local_bigquery, send(collector, "POST", "/g/collect", line, "text/plain"), 400, "too_many_fields")
 
@@ -157,7 +169,9 @@ def test_a_lone_ga4_body_line_with_501_fields(collector, local_bigquery, tag):
 
 
 @pytest.mark.parametrize("encoding", ["dtcd", "dtdc", "dtdc-url"])
-def test_a_pixel_nested_three_thousand_deep(collector, local_bigquery, tag, encoding):
+def test_a_pixel_nested_three_thousand_deep(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str, encoding: str
+) -> None:
     deep = "[" * 3000 + "]" * 3000
     if encoding == "dtcd":
         value = deep
@@ -168,7 +182,7 @@ def test_a_pixel_nested_three_thousand_deep(collector, local_bigquery, tag, enco
     assert tag in kept["query"]
 
 
-def test_a_data_body_nested_too_deep(collector, local_bigquery, tag):
+def test_a_data_body_nested_too_deep(collector: Collector, local_bigquery: LocalBigQuery, tag: str) -> None:
     nested: Any = 1
     for _ in range(20):
         nested = [nested]
@@ -180,18 +194,22 @@ def test_a_data_body_nested_too_deep(collector, local_bigquery, tag):
 
 
 @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
-@pytest.mark.parametrize("field", ["ts", "sent_at"])
-def test_a_time_past_the_calendar_in_utc_is_an_invalid_field(collector, local_bigquery, tag, moment, field):
-    answer = collector.post({"bot_id": tag, "events": [{"event": "open"}, {"event": "close", field: moment}]})
+@pytest.mark.parametrize("key", ["ts", "sent_at"])
+def test_a_time_past_the_calendar_in_utc_is_an_invalid_field(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str, moment: str, key: str
+) -> None:
+    answer = collector.post({"bot_id": tag, "events": [{"event": "open"}, {"event": "close", key: moment}]})
     assert answer.status_code == 207, answer.text
     refused = answer.json()["results"][1]
-    assert refused["reason"] == "invalid_field" and field in refused["detail"]
+    assert refused["reason"] == "invalid_field" and key in refused["detail"]
     [kept] = local_bigquery.rejected("rejected_id = @id", id=refused["rejected_id"])
     assert kept["reason"] == "invalid_field"
     assert [r["event_name"] for r in local_bigquery.events("bot_id = @tag", tag=tag)] == ["open"]
 
 
-def test_the_calendars_own_edges_fall_back_to_server_time(collector, local_bigquery, tag):
+def test_the_calendars_own_edges_fall_back_to_server_time(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str
+) -> None:
     events = [
         {"event": "open", "ts": "0001-01-01T00:00:00Z", "sent_at": "9999-12-31T23:59:59Z"},
         {"event": "close", "ts": "9999-12-31T23:59:59Z", "sent_at": "0001-01-01T00:00:00Z"},
@@ -210,12 +228,14 @@ def test_the_calendars_own_edges_fall_back_to_server_time(collector, local_bigqu
 
 
 @pytest.mark.parametrize("origin", ["http://[::1", "https://[shop.example.com"])
-def test_an_origin_that_is_no_url_is_a_foreign_one(collector, origin):
+def test_an_origin_that_is_no_url_is_a_foreign_one(collector: Collector, origin: str) -> None:
     answer = requests.post(collector.url + "/", json={"event": "open"}, headers={"Origin": origin}, timeout=30)
     assert answer.status_code == 403 and answer.json()["error"]["reason"] == "origin_not_allowed"
 
 
-def test_a_lone_surrogate_in_a_batch_is_refused_with_its_neighbour_stored(collector, local_bigquery, tag):
+def test_a_lone_surrogate_in_a_batch_is_refused_with_its_neighbour_stored(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str
+) -> None:
     events = '[{"event": "open"}, {"event": "close", "ts": "yesterday", "detail": {"label": "\\ud800"}}]'
     answer = collector.post(f'{{"bot_id": "{tag}", "events": {events}}}')  # JSON's escape of a lone surrogate
     assert answer.status_code == 207, answer.text
@@ -224,7 +244,9 @@ def test_a_lone_surrogate_in_a_batch_is_refused_with_its_neighbour_stored(collec
     assert [r["event_name"] for r in local_bigquery.events("bot_id = @tag", tag=tag)] == ["open"]
 
 
-def test_a_lone_surrogate_echoed_by_the_data_client(collector, local_bigquery, tag):
+def test_a_lone_surrogate_echoed_by_the_data_client(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str
+) -> None:
     """The Data Client answers each item's unique_event_id as sent; the good item's row was stored already."""
     body = f'[{{"event_name": "page_view", "unique_event_id": "\\ud800"}}, {json.dumps(data_push(tag))}]'
     answer = send(collector, "POST", "/data", body, "text/plain")
@@ -443,7 +465,9 @@ def check(probe: Probe, answer: requests.Response, ledger: Ledger) -> None:
     ledger.reasons[body["error"]["reason"]] += 1
 
 
-def test_structural_extremes_answer_2xx_or_a_kept_4xx(collector, local_bigquery, tag):
+def test_structural_extremes_answer_2xx_or_a_kept_4xx(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str
+) -> None:
     ledger = Ledger()
     started = time.monotonic()
 
