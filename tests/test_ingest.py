@@ -505,6 +505,37 @@ def test_a_flaky_network_is_an_outage_never_a_refusal(
     assert not local_bigquery.rejected("reason = 'bigquery_refused' AND raw_payload LIKE @p", p=f"%{tag}%")
 
 
+@pytest.mark.parametrize("status", [400, 500])
+def test_a_poison_row_on_a_flaky_network_costs_only_itself(
+    faulty_collector: Collector, fault_injector: FaultyBigQuery, local_bigquery: LocalBigQuery, tag: str, status: int
+) -> None:
+    """Poison and resets at once: the poison may be found (400 bigquery_refused) or the answer may be 503, but an
+    event that shares its calls is never refused for good, and one answered 200 is stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    poison = f"poison-{uuid.uuid4().hex[:8]}"
+    fault_injector.poison(poison, status)
+    fault_injector.reset_connections(0.5)
+
+    def send(k: int) -> tuple[int, requests.Response]:
+        label = poison if k == 3 else f"{tag}-{k}"
+        return k, faulty_collector.post({"event": "open", "bot_id": tag, "detail": {"label": label}})
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = dict(pool.map(send, range(16)))
+    fault_injector.reset()
+    for k, answer in answers.items():
+        if k == 3:
+            assert answer.status_code in (400, 503), answer.text
+            if answer.status_code == 400:
+                assert answer.json()["error"]["reason"] == "bigquery_refused"
+        else:
+            assert answer.status_code in (200, 503), (k, answer.text)
+    stored = {row["label"] for row in local_bigquery.events("bot_id = @tag", tag=tag)}
+    acknowledged = {f"{tag}-{k}" for k, answer in answers.items() if answer.status_code == 200}
+    assert acknowledged and acknowledged <= stored and poison not in stored
+
+
 @pytest.mark.parametrize("stop_others", [False, True], ids=["skip-invalid", "stopped"])
 def test_rows_bigquery_refuses_go_to_rejected_with_its_reason(
     faulty_collector, fault_injector, local_bigquery, tag, stop_others
