@@ -140,6 +140,16 @@ def test_collector_up_boots_through_the_snippet(template):
     assert not [w for w in answer["window"] if w[0] == "LoyJoy"]
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["https://loyjoy-collector-abc-ew.a.run.app", "https://shop.example.com/lj/", "https://shop.example.com/a/b/lj"],
+)
+def test_a_collector_on_any_https_host_or_below_a_path_is_injected(template, url):
+    script = url.rstrip("/") + "/loyjoy-collector.js"
+    answer = gtm.fire(template, [{"fire": setting(collectorUrl=url, consent="none")}], {script: "snippet"})
+    assert ["script", script] in answer["window"] and answer["outcomes"][0]["result"] == "success"
+
+
 @pytest.mark.parametrize("kind", ["fail", "broken"])
 def test_collector_down_or_broken_the_chat_boots_alone(template, kind):
     answer = gtm.fire(template, [{"fire": setting(process="p-1")}], {SCRIPT: kind})

@@ -4,6 +4,18 @@ No GTM is reachable from CI and no open runner of templates exists, so the templ
 what Google documents: the file's sections, the sandboxed language (checker.js), the sandboxed APIs with their
 permissions enforced at call time (sandbox.js), and the template test API for ``___TESTS___`` (runner.js).
 The JavaScript half runs in Node; sandbox.js also runs in a real browser page for the end-to-end test.
+
+What is enforced, and where Google says so (developers.google.com/tag-platform/tag-manager/templates/…):
+- the language (checker.js; …/sandboxed-javascript, …/standard-library): ES5.1 plus arrows and const/let; no
+  `new`, no `this`; no regular expression literals (no RegExp type); no global environment (free names: `require`
+  and `data` only, and the code runs in a vm context whose built-in globals are deleted); the standard library's
+  methods only; `require` of an API's name as a literal;
+- permissions (sandbox.js; …/permissions, …/api): each required API's permission declared; at call time
+  inject_script URL patterns, access_globals keys with read/write/execute, access_consent types, logging
+  environments (debug: preview only), access_template_storage; queryPermission answers the same checks;
+- the test API (runner.js; …/tests): setup then scenario in one scope, runCode, mock/mockObject (not
+  permission-checked, as documented), assertApi and assertThat, fail;
+- the editor's field validators (validate()), which GTM's unit tests skip.
 """
 
 from __future__ import annotations

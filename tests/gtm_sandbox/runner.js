@@ -22,10 +22,24 @@ function read() {
   });
 }
 
+/**
+ * A vm context whose global object holds nothing the sandbox lacks: its built-in globals (Object, Date, RegExp,
+ * eval, …) deleted, so that even a name the checker missed is undefined, as in GTM. Literals still work: they
+ * need no global name.
+ */
+function bareContext() {
+  const context = vm.createContext({});
+  vm.runInContext(
+    '(function (g) { Object.getOwnPropertyNames(g).forEach(function (name) {' +
+      " if (name !== 'undefined' && name !== 'NaN' && name !== 'Infinity') delete g[name]; }); })(globalThis);",
+    context
+  );
+  return context;
+}
+
 /** The template as a function of (require, data), in a context of its own: no Node, no harness in reach. */
 function vmCompile(code) {
-  const context = vm.createContext({});
-  return vm.runInContext('(function (require, data) {\n"use strict";\n' + code + '\n})', context, { filename: 'template.js' });
+  return vm.runInContext('(function (require, data) {\n"use strict";\n' + code + '\n})', bareContext(), { filename: 'template.js' });
 }
 
 function ticks(n) {
@@ -229,7 +243,7 @@ function runScenario(request, scenario) {
   };
   const names = ['require', 'runCode', 'mock', 'mockObject', 'assertApi', 'assertThat', 'fail'];
   const source = '(function (' + names.join(', ') + ') {\n"use strict";\n' + (request.setup || '') + '\n' + scenario.code + '\n})';
-  const fn = vm.runInContext(source, vm.createContext({}), { filename: 'test:' + scenario.name });
+  const fn = vm.runInContext(source, bareContext(), { filename: 'test:' + scenario.name });
   fn(
     sandbox.makeRequire(runtime, mocks),
     testApi.runCode,
