@@ -91,8 +91,14 @@ class GroupCommit:
         for waiter in batch:
             starts.append(offset)
             offset += len(waiter.rows)
-        for error in errors:
-            position = next(i for i in range(len(batch) - 1, -1, -1) if starts[i] <= error.index)
-            batch[position].errors.append(replace(error, index=error.index - starts[position]))
+        try:
+            for error in errors:
+                if not 0 <= error.index < offset:
+                    raise IndexError(f"a row error for row {error.index} of a call of {offset} rows")
+                position = next(i for i in range(len(batch) - 1, -1, -1) if starts[i] <= error.index)
+                batch[position].errors.append(replace(error, index=error.index - starts[position]))
+        except Exception as exc:  # every waiter must be released: its rows are no longer queued
+            for waiter in batch:
+                waiter.failure = exc
         for waiter in batch:
             waiter.done = True
