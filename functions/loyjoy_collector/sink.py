@@ -167,7 +167,7 @@ class BigQuerySink:
         never a verdict on a row). A refused part (400) is split further; a failed one (500) only once some
         other part of this call went through, since a BigQuery that fails everything is an outage. A row is
         poison when it failed SOLO_TRIES times alone: refused (400), or failed (500) while other parts went in.
-        Two poison rows in different halves of a call nothing else of went through are answered as an outage
+        Two rows failing with 500 in the two halves of a call, nothing else of it stored, are answered as an outage
         (503): a false refusal would be final, a false 503 is sent again.
         """
         found: list[RowError] = []
