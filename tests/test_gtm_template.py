@@ -301,8 +301,9 @@ PAGE_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title
 </head><body><p>A page with the template's tag, fired by the harness.</p></body></html>"""
 
 
-def serve_page(context: BrowserContext, collector_url: str | None) -> None:
-    """The harness page on the origin the collector allows, and https://collector.test proxied to the collector."""
+def serve_page(context: BrowserContext, collector_url: str | None, failure: str = "refused") -> None:
+    """The harness page on the origin the collector allows, and https://collector.test proxied to the collector
+    (or, without a collector, failing as `failure` says: refused, a 500, or a script that throws)."""
     files = {
         "/gtm-harness/page.html": (PAGE_HTML, "text/html"),
         "/gtm-harness/sandbox.js": (gtm.SANDBOX_JS.read_text(), "text/javascript"),
@@ -315,8 +316,12 @@ def serve_page(context: BrowserContext, collector_url: str | None) -> None:
         route.fulfill(status=200, body=body, content_type=kind)
 
     def collector(route: Route) -> None:
-        if collector_url is None:
+        if collector_url is None and failure == "refused":
             return route.abort("connectionrefused")
+        if collector_url is None and failure == "500":
+            return route.fulfill(status=500, body="upstream error", content_type="text/plain")
+        if collector_url is None:
+            return route.fulfill(status=200, body="throw new Error('a broken deploy');", content_type="text/javascript")
         url = collector_url + route.request.url[len(HTTPS_COLLECTOR) :]
         route.fulfill(response=route.fetch(url=url))
 
@@ -392,13 +397,14 @@ def test_in_a_browser_the_tag_loads_the_collectors_snippet_and_events_land_in_bi
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("failure", ["refused", "500", "broken"])
 def test_in_a_browser_with_the_collector_down_the_chat_still_boots(
-    harness_context: BrowserContext, template: gtm.Template
+    harness_context: BrowserContext, template: gtm.Template, failure: str
 ):
-    serve_page(harness_context, None)
+    serve_page(harness_context, None, failure)
     page = harness_context.new_page()
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("pageerror", lambda e: errors.append(str(e)) if "a broken deploy" not in str(e) else None)
     page.goto(HARNESS_PAGE)
     fire_in_page(page, template, {"collectorUrl": HTTPS_COLLECTOR, "process": "only-a-process", "consent": "none"})
     assert page.evaluate("() => window.gtmOutcome.result") == "failure"
