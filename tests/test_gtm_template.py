@@ -177,6 +177,26 @@ def test_consent_mode_waits_for_analytics_storage_then_follows_it(template):
     assert [o["result"] for o in answer["outcomes"]] == ["success", "success"]
 
 
+def test_consent_mode_without_any_consent_state_counts_as_granted(template):
+    """GTM's isConsentGranted: a type nobody set is granted (a site without Consent Mode sends at once)."""
+    answer = gtm.fire(template, [{"fire": setting(consent="consentMode")}], {SCRIPT: "snippet"})
+    assert ["LoyJoyCollector.consent", True] in answer["window"]
+
+
+def test_consent_mode_follows_every_change(template):
+    steps = [
+        {"defaultConsent": ["analytics_storage", False]},
+        {"fire": setting(consent="consentMode")},
+        {"consent": ["analytics_storage", True]},
+        {"consent": ["analytics_storage", True]},  # no change: no call
+        {"consent": ["analytics_storage", False]},
+        {"consent": ["analytics_storage", True]},
+    ]
+    answer = gtm.fire(template, steps, {SCRIPT: "snippet"})
+    told = [w[1] for w in answer["window"] if w[0] == "LoyJoyCollector.consent"]
+    assert told == [True, False, True]
+
+
 # ------------------------------------------------------------------------ the harness refuses, as GTM
 
 

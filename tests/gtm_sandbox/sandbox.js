@@ -280,11 +280,11 @@
       },
       isConsentGranted: function (consentType) {
         need('access_consent', consentType, 'read', 'read consent ' + consentType);
-        return consent.state[consentType] === true;
+        return granted(consentType);
       },
       addConsentListener: function (consentType, listener) {
         need('access_consent', consentType, 'read', 'read consent ' + consentType);
-        consent.listeners.push({ type: consentType, fn: guarded(listener), done: false });
+        consent.listeners.push({ type: consentType, fn: guarded(listener) });
       },
       queryPermission: function (id, a, b) {
         return allowed(permissions, env, id, a, b);
@@ -352,15 +352,21 @@
       }
     };
 
-    /** GTM's consent state changing (a consent banner's update): listeners hear of a change, each once. */
-    function updateConsent(consentType, granted) {
-      var before = consent.state[consentType] === true;
-      consent.state[consentType] = granted === true;
-      if (before === (granted === true)) return;
+    /** GTM: a consent type is granted when set to granted or not set at all. */
+    function granted(consentType) {
+      return consent.state[consentType] === undefined || consent.state[consentType] === true;
+    }
+
+    /**
+     * GTM's consent state changing (a consent banner's update): listeners hear of every change between denied
+     * and granted; an unset type counts as granted, so setting it to granted is no change.
+     */
+    function updateConsent(consentType, value) {
+      var before = granted(consentType);
+      consent.state[consentType] = value === true;
+      if (before === (value === true)) return;
       consent.listeners.forEach(function (l) {
-        if (l.type !== consentType || l.done) return;
-        l.done = true; // GTM calls each listener on the first change only
-        l.fn(consentType, granted === true);
+        if (l.type === consentType) l.fn(consentType, value === true);
       });
     }
 
