@@ -5,6 +5,7 @@ Template Gallery Developer Terms of Service available at
 https://developers.google.com/tag-manager/gallery-tos (or such other URL as
 Google may provide), as modified from time to time.
 
+
 ___INFO___
 
 {
@@ -18,14 +19,15 @@ ___INFO___
     "CHAT"
   ],
   "brand": {
-    "id": "github.com_loyjoy-bigquery-collector",
-    "displayName": "LoyJoy BigQuery collector"
+    "id": "brand_dummy",
+    "displayName": "LoyJoy → BigQuery collector"
   },
   "description": "Boots the LoyJoy chat and sends its events to your own LoyJoy → BigQuery collector, after Consent Mode or a consent variable allows it. The chat boots even if the collector is down.",
   "containerContexts": [
     "WEB"
   ]
 }
+
 
 ___TEMPLATE_PARAMETERS___
 
@@ -221,6 +223,7 @@ ___TEMPLATE_PARAMETERS___
   }
 ]
 
+
 ___SANDBOXED_JS_FOR_WEB_TEMPLATE___
 
 // LoyJoy -> BigQuery collector: loads the collector's snippet from your collector and boots LoyJoy through it.
@@ -354,6 +357,7 @@ if (!base) {
     bootWithoutCollector(scriptUrl + ' did not load');
   }, 'loyjoy-collector');
 }
+
 
 ___WEB_PERMISSIONS___
 
@@ -652,6 +656,7 @@ ___WEB_PERMISSIONS___
   }
 ]
 
+
 ___TESTS___
 
 scenarios:
@@ -802,6 +807,7 @@ setup: |-
     removeItem: function (key) { storage[key] = undefined; },
     clear: function () { storage = {}; }
   });
+
 
 ___NOTES___
 
