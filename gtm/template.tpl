@@ -179,7 +179,11 @@ ___TEMPLATE_PARAMETERS___
         "help": "Events per request (default 20).",
         "valueValidators": [
           {
-            "type": "POSITIVE_NUMBER"
+            "type": "REGEX",
+            "args": [
+              "^([1-9][0-9]*)?$"
+            ],
+            "errorMessage": "A whole number above zero, or empty for the default."
           }
         ]
       },
@@ -191,7 +195,11 @@ ___TEMPLATE_PARAMETERS___
         "help": "How long events wait to be batched (default 1000).",
         "valueValidators": [
           {
-            "type": "POSITIVE_NUMBER"
+            "type": "REGEX",
+            "args": [
+              "^([1-9][0-9]*)?$"
+            ],
+            "errorMessage": "A whole number above zero, or empty for the default."
           }
         ]
       },
@@ -203,7 +211,11 @@ ___TEMPLATE_PARAMETERS___
         "help": "Events kept while the collector cannot be reached (default 500; the oldest go first).",
         "valueValidators": [
           {
-            "type": "POSITIVE_NUMBER"
+            "type": "REGEX",
+            "args": [
+              "^([1-9][0-9]*)?$"
+            ],
+            "errorMessage": "A whole number above zero, or empty for the default."
           }
         ]
       },
@@ -215,7 +227,11 @@ ___TEMPLATE_PARAMETERS___
         "help": "Retries back off up to this (default 60000).",
         "valueValidators": [
           {
-            "type": "POSITIVE_NUMBER"
+            "type": "REGEX",
+            "args": [
+              "^([1-9][0-9]*)?$"
+            ],
+            "errorMessage": "A whole number above zero, or empty for the default."
           }
         ]
       }
