@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from playwright.sync_api import BrowserContext, Page, Route
+from playwright.sync_api import Browser, BrowserContext, Page, Route
 
 from . import gtm_sandbox as gtm
 from .conftest import PAGE_ORIGIN, Collector, LocalBigQuery
@@ -39,19 +39,19 @@ def setting(**data: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ the file
 
 
-def test_the_template_has_its_sections_and_passes_every_static_check(template):
+def test_the_template_has_its_sections_and_passes_every_static_check(template: gtm.Template) -> None:
     assert list(template.sections) == list(gtm.SECTIONS)
     assert gtm.check(template) == []
     assert template.info["type"] == "TAG" and template.info["containerContexts"] == ["WEB"]
 
 
-def test_its_own_tests_pass_in_the_harness(template):
+def test_its_own_tests_pass_in_the_harness(template: gtm.Template) -> None:
     results = gtm.run_tests(template)
     assert len(results) >= 10
     assert [r for r in results if not r["passed"]] == []
 
 
-def test_the_permissions_are_exactly_what_the_code_uses(template):
+def test_the_permissions_are_exactly_what_the_code_uses(template: gtm.Template) -> None:
     """Narrowest that work: each key and URL pattern is one the code needs, read/write/execute as used."""
     permissions = {p["instance"]["key"]["publicId"]: p["instance"]["param"] for p in template.permissions}
     assert set(permissions) == {
@@ -88,14 +88,14 @@ def test_the_permissions_are_exactly_what_the_code_uses(template):
         assert f"'{key['key']}'" in template.code  # each key is one the code names
 
 
-def test_every_field_the_code_reads_is_declared(template):
+def test_every_field_the_code_reads_is_declared(template: gtm.Template) -> None:
     answer = gtm.fire(template, [{"fire": setting(consent="variable", consentVariable="true")}], {SCRIPT: "snippet"})
     read = set(answer["dataRead"]) - {"gtmOnSuccess", "gtmOnFailure"}
     assert read <= set(gtm.fields(template.parameters))
     assert {"collectorUrl", "bot", "process", "consent", "consentVariable"} <= read
 
 
-def test_field_validation_as_the_editor_applies_it(template):
+def test_field_validation_as_the_editor_applies_it(template: gtm.Template) -> None:
     assert gtm.validate(template, setting()) == []
     assert gtm.validate(template, setting(collectorUrl="http://collector.example.com"))
     assert gtm.validate(template, setting(collectorUrl="https://collector.example.com/?x=1"))
@@ -103,7 +103,7 @@ def test_field_validation_as_the_editor_applies_it(template):
     assert gtm.validate(template, setting(unknown="x")) == ["unknown: no such field"]
 
 
-def test_metadata_and_license_for_the_gallery(template):
+def test_metadata_and_license_for_the_gallery(template: gtm.Template) -> None:
     metadata = yaml.safe_load((ROOT / "gtm" / "metadata.yaml").read_text())
     assert metadata["homepage"].startswith("https://") and metadata["documentation"].startswith("https://")
     assert metadata["versions"] and all(re.fullmatch(r"[0-9a-f]{40}", v["sha"]) for v in metadata["versions"])
@@ -121,7 +121,7 @@ def test_metadata_and_license_for_the_gallery(template):
 # ------------------------------------------------------------------------------- flows in Node's page
 
 
-def test_collector_up_boots_through_the_snippet(template):
+def test_collector_up_boots_through_the_snippet(template: gtm.Template) -> None:
     answer = gtm.fire(template, [{"fire": setting(consent="none")}], {SCRIPT: "snippet"})
     assert answer["outcomes"][0]["result"] == "success"
     boot = [w for w in answer["window"] if w[0] == "LoyJoyCollector.boot"]
@@ -144,26 +144,26 @@ def test_collector_up_boots_through_the_snippet(template):
     "url",
     ["https://loyjoy-collector-abc-ew.a.run.app", "https://shop.example.com/lj/", "https://shop.example.com/a/b/lj"],
 )
-def test_a_collector_on_any_https_host_or_below_a_path_is_injected(template, url):
+def test_a_collector_on_any_https_host_or_below_a_path_is_injected(template: gtm.Template, url: str) -> None:
     script = url.rstrip("/") + "/loyjoy-collector.js"
     answer = gtm.fire(template, [{"fire": setting(collectorUrl=url, consent="none")}], {script: "snippet"})
     assert ["script", script] in answer["window"] and answer["outcomes"][0]["result"] == "success"
 
 
 @pytest.mark.parametrize("kind", ["fail", "broken"])
-def test_collector_down_or_broken_the_chat_boots_alone(template, kind):
+def test_collector_down_or_broken_the_chat_boots_alone(template: gtm.Template, kind: str) -> None:
     answer = gtm.fire(template, [{"fire": setting(process="p-1")}], {SCRIPT: kind})
     assert answer["outcomes"][0]["result"] == "failure"
     assert [w for w in answer["window"] if w[0] == "LoyJoy"] == [["LoyJoy", "boot", {"bot": "bot-1", "process": "p-1"}]]
     assert any("booting LoyJoy without the collector" in line for line in answer["logs"])
 
 
-def test_logs_stay_quiet_outside_preview(template):
+def test_logs_stay_quiet_outside_preview(template: gtm.Template) -> None:
     answer = gtm.fire(template, [{"fire": setting()}], {SCRIPT: "fail"}, debug=False)
     assert answer["logs"] == [] and answer["outcomes"][0]["result"] == "failure"
 
 
-def test_consent_mode_waits_for_analytics_storage_then_follows_it(template):
+def test_consent_mode_waits_for_analytics_storage_then_follows_it(template: gtm.Template) -> None:
     steps = [
         {"defaultConsent": ["analytics_storage", False]},
         {"fire": setting(consent="consentMode")},
@@ -177,13 +177,13 @@ def test_consent_mode_waits_for_analytics_storage_then_follows_it(template):
     assert [o["result"] for o in answer["outcomes"]] == ["success", "success"]
 
 
-def test_consent_mode_without_any_consent_state_counts_as_granted(template):
+def test_consent_mode_without_any_consent_state_counts_as_granted(template: gtm.Template) -> None:
     """GTM's isConsentGranted: a type nobody set is granted (a site without Consent Mode sends at once)."""
     answer = gtm.fire(template, [{"fire": setting(consent="consentMode")}], {SCRIPT: "snippet"})
     assert ["LoyJoyCollector.consent", True] in answer["window"]
 
 
-def test_consent_mode_follows_every_change(template):
+def test_consent_mode_follows_every_change(template: gtm.Template) -> None:
     steps = [
         {"defaultConsent": ["analytics_storage", False]},
         {"fire": setting(consent="consentMode")},
@@ -221,13 +221,13 @@ FORBIDDEN = [
 
 
 @pytest.mark.parametrize(("line", "message"), FORBIDDEN, ids=[m for _, m in FORBIDDEN])
-def test_a_forbidden_construct_is_refused(template, line, message):
+def test_a_forbidden_construct_is_refused(template: gtm.Template, line: str, message: str) -> None:
     variant = template.replace(code=line + "\n" + template.code)
     errors = gtm.check(variant)
     assert any(message in e for e in errors), errors
 
 
-def test_an_api_without_its_permission_is_refused(template):
+def test_an_api_without_its_permission_is_refused(template: gtm.Template) -> None:
     """GTM derives permissions from the APIs a template requires: one it lacks means it cannot run."""
     without = [p for p in template.permissions if p["instance"]["key"]["publicId"] != "inject_script"]
     errors = gtm.check(template.replace(permissions=without))
@@ -250,7 +250,7 @@ def narrowed(template: gtm.Template, drop_key: str | None = None, urls: list[str
     return template.replace(permissions=permissions)
 
 
-def test_a_window_call_outside_the_permissions_fails_the_tag(template):
+def test_a_window_call_outside_the_permissions_fails_the_tag(template: gtm.Template) -> None:
     variant = narrowed(template, drop_key="LoyJoyCollector.boot")
     assert gtm.check(variant) == []  # statically fine: the key is a run-time matter
     answer = gtm.fire(variant, [{"fire": setting()}], {SCRIPT: "snippet"})
@@ -259,7 +259,7 @@ def test_a_window_call_outside_the_permissions_fails_the_tag(template):
     assert not [w for w in answer["window"] if w[0] == "LoyJoyCollector.boot"]
 
 
-def test_a_script_outside_the_url_patterns_is_never_injected(template):
+def test_a_script_outside_the_url_patterns_is_never_injected(template: gtm.Template) -> None:
     variant = narrowed(template, urls=["https://cdn.example.org/loyjoy-collector.js"])
     answer = gtm.fire(variant, [{"fire": setting()}], {SCRIPT: "snippet"})
     assert ["script", SCRIPT] not in answer["window"]  # queryPermission said no: it boots the chat alone
@@ -272,7 +272,7 @@ def test_a_script_outside_the_url_patterns_is_never_injected(template):
     assert "inject_script denied: inject https://evil.example/x.js" in answer["outcomes"][0]["error"]
 
 
-def test_a_failing_scenario_fails(template):
+def test_a_failing_scenario_fails(template: gtm.Template) -> None:
     tests = template.tests
     tests["scenarios"] = [
         {
@@ -294,7 +294,7 @@ def test_a_failing_scenario_fails(template):
     assert "no strings today" in results["throws"]["error"]
 
 
-def test_url_patterns_as_the_permissions_page_describes(template):
+def test_url_patterns_as_the_permissions_page_describes(template: gtm.Template) -> None:
     cases = [
         ("https://*/loyjoy-collector.js", "https://x-abc-ew.a.run.app/loyjoy-collector.js", True),
         ("https://*/loyjoy-collector.js", "http://x.a.run.app/loyjoy-collector.js", False),
@@ -372,7 +372,7 @@ def wait_rows(local_bigquery: LocalBigQuery, tag: str, count: int, timeout: floa
 
 
 @pytest.fixture
-def harness_context(browser) -> Iterator[BrowserContext]:
+def harness_context(browser: Browser) -> Iterator[BrowserContext]:
     ctx = browser.new_context()
     yield ctx
     ctx.close()
@@ -385,7 +385,7 @@ def test_in_a_browser_the_tag_loads_the_collectors_snippet_and_events_land_in_bi
     collector: Collector,
     local_bigquery: LocalBigQuery,
     tag: str,
-):
+) -> None:
     serve_page(harness_context, collector.url)
     page = harness_context.new_page()
     errors: list[str] = []
@@ -420,7 +420,7 @@ def test_in_a_browser_the_tag_loads_the_collectors_snippet_and_events_land_in_bi
 @pytest.mark.parametrize("failure", ["refused", "500", "broken"])
 def test_in_a_browser_with_the_collector_down_the_chat_still_boots(
     harness_context: BrowserContext, template: gtm.Template, failure: str
-):
+) -> None:
     serve_page(harness_context, None, failure)
     page = harness_context.new_page()
     errors: list[str] = []
