@@ -88,6 +88,18 @@ def test_the_permissions_are_exactly_what_the_code_uses(template: gtm.Template) 
         assert f"'{key['key']}'" in template.code  # each key is one the code names
 
 
+def test_the_readme_names_the_permissions_the_template_declares(template: gtm.Template) -> None:
+    """A container's admin decides on the README's list: it must be the template's, not an older one."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Google Tag Manager") :]
+    section = section[: section.index("\n## ", 1)]
+    declared = json.dumps(template.permissions)
+    for name in re.findall(r'"string": "(LoyJoy[\w.]*|https://[^"]+)"', declared):
+        assert f"`{name}`" in section, name
+    for permission in ("inject_script", "access_globals", "access_consent", "logging", "access_template_storage"):
+        assert f"`{permission}`" in section
+
+
 def test_every_field_the_code_reads_is_declared(template: gtm.Template) -> None:
     answer = gtm.fire(template, [{"fire": setting(consent="variable", consentVariable="true")}], {SCRIPT: "snippet"})
     read = set(answer["dataRead"]) - {"gtmOnSuccess", "gtmOnFailure"}
