@@ -501,7 +501,7 @@ def test_a_flaky_network_is_an_outage_never_a_refusal(
         acknowledged += labels
     stored = {row["label"] for row in local_bigquery.events("bot_id = @tag", tag=tag)}
     assert set(acknowledged) <= stored, sorted(set(acknowledged) - stored)[:5]
-    assert resets >= 10 and acknowledged, (resets, statuses)
+    assert resets >= 3 and acknowledged, (resets, statuses)  # group commit makes few calls: resets vary
     assert not local_bigquery.rejected("reason = 'bigquery_refused' AND raw_payload LIKE @p", p=f"%{tag}%")
 
 

@@ -19,12 +19,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from loyjoy_collector.enrich import UTM_KEYS, page_parts
 
 from .conftest import ORIGIN, Collector, LocalBigQuery
 
@@ -85,6 +87,26 @@ def test_the_same_page_through_ga4_and_the_data_tag(
     rows = local_bigquery.events("bot_id = @tag", tag=tag)
     assert sorted(r["event_name"] for r in rows) == ["close", "open"]
     assert {(r["utm_campaign"], r["utm_content"]) for r in rows} == {("winter sale", "a b")}
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=os.environ.get("STRUCTURAL_RANDOM") != "1")
+@given(
+    pieces=st.lists(
+        st.tuples(
+            st.sampled_from(["utm_source", "utm_medium", "utm%5Fsource", "utm+source", "gclid", "%67clid", "x", "",
+                             "utm_content", "UTM_SOURCE", "%zz", "utm_source%00"]),
+            st.sampled_from(["", "=", "=a", "=a+b", "=%C3%A9" * 300, "=%E2%82", "==", "=x&", "=%2B"]),
+        ),
+        max_size=12,
+    )
+)  # fmt: skip
+def test_page_parameters_read_as_parse_qs_reads_them(pieces: list[tuple[str, str]]) -> None:
+    """Walking the pieces by hand gives what parse_qs (without its field limit) gives, whatever the pieces."""
+    query = "&".join(name + value for name, value in pieces)
+    expected = parse_qs(query)
+    parts = page_parts("https://shop.example.com/p?" + query)
+    assert parts.utm == {key: expected[key][0][:256] for key in UTM_KEYS if key in expected}
+    assert parts.gclid == (expected["gclid"][0][:256] if "gclid" in expected else None)
 
 
 # ----------------------------------------------------------------------------- (b) Unicode digits

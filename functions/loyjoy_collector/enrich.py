@@ -88,7 +88,8 @@ def _wanted_parameters(query: str) -> dict[str, str]:
 
     A faceted-search page has hundreds of parameters: ordinary traffic, not an attack, so there is no field
     limit to trip over. Each piece is looked at once, and only a key short enough to be a wanted one is
-    decoded: linear in the query's length.
+    decoded (a wanted key is ASCII: at most three characters each, percent-encoded): linear in the query's
+    length, which the event's own limit on page_location bounds.
     """
     found: dict[str, str] = {}
     for piece in query.split("&"):
@@ -97,7 +98,7 @@ def _wanted_parameters(query: str) -> dict[str, str]:
             continue
         key = unquote_plus(name)
         if key in WANTED and key not in found:
-            found[key] = unquote_plus(value[: 3 * 256])[:256]
+            found[key] = unquote_plus(value)[:256]  # whole: '%C3%A9' is one character of six
     return found
 
 
