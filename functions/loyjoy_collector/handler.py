@@ -83,20 +83,21 @@ def collect(request: flask.Request) -> flask.Response:
     if request.method == "OPTIONS" and route is not None:
         headers = preflight_headers(ctx.origin, ", ".join((*route.methods, "OPTIONS")))
         return flask.Response(status=route.preflight_status, headers=headers)
-    try:
-        if route is None:
-            raise RequestRefused(404, "unknown_path", "no endpoint at this path; events go to POST /")
-        if ctx.method not in route.methods:
-            allow = ", ".join((*route.methods, "OPTIONS"))
-            raise RequestRefused(
-                405,
-                "method_not_allowed",
-                f"{ctx.method} is not served here; allowed: {allow}",
-                headers={"Allow": allow},
-            )
-        return route.handle(request, ctx, rt)
-    except RequestRefused as refusal:
-        return answer_refusal(request, ctx, rt, refusal, route.protocol if route else None)
+    try:  # the outer handler also catches what recording a refusal raises: a bug there is still JSON
+        try:
+            if route is None:
+                raise RequestRefused(404, "unknown_path", "no endpoint at this path; events go to POST /")
+            if ctx.method not in route.methods:
+                allow = ", ".join((*route.methods, "OPTIONS"))
+                raise RequestRefused(
+                    405,
+                    "method_not_allowed",
+                    f"{ctx.method} is not served here; allowed: {allow}",
+                    headers={"Allow": allow},
+                )
+            return route.handle(request, ctx, rt)
+        except RequestRefused as refusal:
+            return answer_refusal(request, ctx, rt, refusal, route.protocol if route else None)
     except StorageUnavailable as exc:
         return unavailable(ctx, rt, exc)
     except Exception:  # a bug, not bad input: say so in JSON, and let the sender retry the same events
