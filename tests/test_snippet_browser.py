@@ -347,10 +347,12 @@ def test_the_shipped_build_is_the_source_minified(tmp_path):
     """The collector serves this file to every site: it must be exactly what `npm run build` makes of src/."""
     snippet = ROOT / "snippet"
     build = json.loads((snippet / "package.json").read_text())["scripts"]["build"]
-    out = tmp_path / "min.js"
-    shipped = ROOT / "functions/loyjoy_collector/static/loyjoy-collector.min.js"
-    command = build.replace("../functions/loyjoy_collector/static/loyjoy-collector.min.js", str(out))
-    assert command != build
+    command = build
+    for name in ("loyjoy-collector.min.js", "loyjoy-collector-stub.min.js"):
+        command = command.replace(f"../functions/loyjoy_collector/static/{name}", str(tmp_path / name))
+    assert command.count(str(tmp_path)) == 2
     env = dict(os.environ, PATH=f"{snippet / 'node_modules' / '.bin'}:{os.environ['PATH']}")
     subprocess.run(command, shell=True, cwd=snippet, env=env, check=True)
-    assert out.read_bytes() == shipped.read_bytes(), "run: npm run build"
+    for name in ("loyjoy-collector.min.js", "loyjoy-collector-stub.min.js"):
+        shipped = ROOT / "functions/loyjoy_collector/static" / name
+        assert (tmp_path / name).read_bytes() == shipped.read_bytes(), "run: npm run build"

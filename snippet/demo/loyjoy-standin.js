@@ -9,6 +9,7 @@
   'use strict';
   var booted = null;
   var panel = null;
+  var bootedAt = null;
 
   function detail(extra) {
     var obj = { bot_id: booted.bot, process_id: booted.process || 'process-1', process_name: 'Newsletter sign-up' };
@@ -73,6 +74,7 @@
     if (command === 'boot') {
       if (booted) return;
       booted = options || {};
+      bootedAt = window.performance ? performance.now() : 0; // for the tests' time-to-boot
       render();
       emit('load', detail());
       if (booted.hide) emit('hide', undefined);
@@ -93,5 +95,15 @@
     }
   };
   // For tests and the demo's "whole chat" button.
-  window.LoyJoy.standin = { emit: emit, chat: chat, detail: detail };
+  window.LoyJoy.standin = {
+    emit: emit,
+    chat: chat,
+    detail: detail,
+    bootedAt: function () {
+      return bootedAt;
+    },
+    options: function () {
+      return booted;
+    }
+  };
 })(window, document);

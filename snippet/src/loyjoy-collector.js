@@ -50,7 +50,8 @@
     retryAt: 0,
     consent: undefined, // true, false or undefined (pending)
     memoryIds: {},
-    started: false
+    started: false,
+    stub: null // the inline stub whose events this script took over
   };
 
   // ----------------------------------------------------------------------------------------- utilities
@@ -260,7 +261,7 @@
 
   // ------------------------------------------------------------------------------------------ events
 
-  function build(evt, obj) {
+  function build(evt, obj, ts) {
     var detail = obj && typeof obj === 'object' ? scrub(obj, 0) : null;
     // Widget events (show, hide) carry no object: they belong to the bot and process last seen.
     if (detail && detail.bot_id) state.last = { bot: detail.bot_id, process: detail.process_id };
@@ -268,7 +269,7 @@
     var event = {
       event: String(evt),
       event_id: uuid(),
-      ts: Date.now(),
+      ts: ts || Date.now(),
       detail: detail,
       client_id: clientId(),
       session_id: s.id,
@@ -300,8 +301,8 @@
       dataLayer.push({ event: 'loyjoy', gaEventCategory: 'loyjoy', gaEventAction: obj && obj.process_name, gaEventLabel: evt });
   }
 
-  function track(evt, obj) {
-    if (config.dataLayer) {
+  function track(evt, obj, ts) {
+    if (config.dataLayer && !state.stub) {
       try {
         pushDataLayer(evt, obj);
       } catch (error) {
@@ -310,7 +311,7 @@
     }
     if (refreshConsent() === false) return;
     var events = state.queue;
-    events.push(build(evt, obj));
+    events.push(build(evt, obj, ts));
     if (events.length > config.maxQueue) events.splice(0, events.length - config.maxQueue);
     save();
     schedule(events.length >= config.batchSize ? 0 : config.flushInterval);
@@ -497,8 +498,8 @@
 
   // ---------------------------------------------------------------------------------------- listener
 
-  function listener(evt, obj) {
-    guard(track)(evt, obj);
+  function listener(evt, obj, ts) {
+    guard(track)(evt, obj, ts);
   }
 
   /**
@@ -565,16 +566,58 @@
       var bootOptions = {};
       for (var key in loyjoy) if (Object.prototype.hasOwnProperty.call(loyjoy, key)) bootOptions[key] = loyjoy[key];
       bootOptions.eventListeners = withListener(loyjoy.eventListeners);
-      var tries = 0;
-      (function callLoyJoy() {
-        if (typeof window.LoyJoy === 'function') return window.LoyJoy('boot', bootOptions);
-        if (tries++ < 100) setTimeout(guard(callLoyJoy), 100); // the widget loader may still be on its way
-      })();
+      whenLoyJoy(function () {
+        window.LoyJoy('boot', bootOptions);
+      });
     } catch (error) {
       report(error);
     }
   }
 
+  /**
+   * Call `fn` once LoyJoy's loader has defined window.LoyJoy, however late (a slow phone can take minutes):
+   * a setter catches the assignment at once, any script's load event what a setter cannot see (a global
+   * function declaration). Never gives up, polls nothing.
+   */
+  function whenLoyJoy(fn) {
+    var done = false;
+    var check = function () {
+      if (done || typeof window.LoyJoy !== 'function') return;
+      done = true;
+      document.removeEventListener('load', check, true);
+      guard(fn)();
+    };
+    if (!('LoyJoy' in window)) {
+      try {
+        Object.defineProperty(window, 'LoyJoy', {
+          configurable: true,
+          get: function () {},
+          set: function (value) {
+            Object.defineProperty(window, 'LoyJoy', { value: value, writable: true, configurable: true, enumerable: true });
+            setTimeout(check, 0); // let the loader finish its own script first
+          }
+        });
+      } catch (ignored) {}
+    }
+    document.addEventListener('load', check, true);
+    check();
+  }
+
+  /** The inline stub booted LoyJoy and kept what happened since: take its options and its events over. */
+  function adoptStub(stub) {
+    configure(stub.o);
+    var loyjoy = stub.o.loyjoy || {};
+    config.bot = loyjoy.bot;
+    config.tenant = loyjoy.tenant;
+    config.process = loyjoy.process;
+    state.stub = stub; // it makes the dataLayer push itself
+    start();
+    var queued = stub.q.splice(0, stub.q.length);
+    for (var i = 0; i < queued.length; i++) listener(queued[i][0], queued[i][1], queued[i][2]);
+    stub.l = listener;
+  }
+
+  var stub = window.LoyJoyCollector && window.LoyJoyCollector.stub;
   window.LoyJoyCollector = {
     version: VERSION,
     /** Boot LoyJoy with the collector's listener: { collector, loyjoy: {bot, ...}, consent, ... }. */
@@ -599,13 +642,16 @@
     _: { scrub: scrub, gaClientId: gaClientId, gaSessionId: gaSessionId, utm: utm, retryDelay: retryDelay, withListener: withListener }
   };
 
-  // <script src=".../loyjoy-collector.js" data-bot="..." async>: boots itself, so the tag works in any order,
-  // async, and inside GTM Custom HTML (data-process, data-tenant, data-consent="consent-mode" optional).
-  var bot = script && script.getAttribute('data-bot');
-  if (bot) {
-    var loyjoy = { bot: bot };
-    if (script.getAttribute('data-process')) loyjoy.process = script.getAttribute('data-process');
-    if (script.getAttribute('data-tenant')) loyjoy.tenant = script.getAttribute('data-tenant');
-    boot({ loyjoy: loyjoy, consent: script.getAttribute('data-consent') || null });
+  // <script src=".../loyjoy-collector.js" data-bot="..." async> (or data-process alone): boots itself, so the tag
+  // works in any order, async, and inside GTM Custom HTML (data-tenant, data-consent="consent-mode" optional).
+  // After the inline stub, the stub has booted LoyJoy already: this only takes its queue over.
+  var attribute = function (name) {
+    return (script && script.getAttribute('data-' + name)) || undefined;
+  };
+  if (stub) guard(adoptStub)(stub);
+  else if (attribute('bot') || attribute('process')) {
+    var loyjoy = { bot: attribute('bot'), process: attribute('process'), tenant: attribute('tenant') };
+    for (var key in loyjoy) if (!loyjoy[key]) delete loyjoy[key];
+    boot({ loyjoy: loyjoy, consent: attribute('consent') || null });
   }
 })(window, document);
