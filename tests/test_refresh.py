@@ -193,12 +193,25 @@ def test_bots_are_stored_but_left_out_unless_the_switch_brings_them_back(env, lo
 
 
 def test_a_table_built_before_is_bot_gains_it_and_the_first_run_rebuilds_everything(local_bigquery):
-    """An upgrade: `events` has the column (bootstrap or Terraform added it), events_clean and the manifest's
-    rows do not. The next run adds it to events_clean and, the last run's choice being unknown, rebuilds all."""
+    """An upgrade: bootstrap (or Terraform) adds the columns to `events` and the manifest; events_clean and the
+    manifest's rows have none. The next run adds it to events_clean and, the last choice unknown, rebuilds all."""
+    from google.cloud import bigquery
+
+    from loyjoy_collector.schema import tables
+
     dataset = "refresh_upgrade"
     environment = local_env(local_bigquery.port, "") | {"BQ_DATASET": dataset}
-    subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=environment, check=True,
-                   capture_output=True)  # fmt: skip
+    local_bigquery.client.create_dataset(f"{PROJECT}.{dataset}", exists_ok=True)
+    for name, new in (("events", "is_bot"), ("refresh_manifest", "bots_included")):  # as the last version made them
+        spec = tables()[name]
+        old = [bigquery.SchemaField.from_api_repr(f) for f in spec.fields if f["name"] != new]
+        table = bigquery.Table(f"{PROJECT}.{dataset}.{name}", schema=old)
+        table.time_partitioning = bigquery.TimePartitioning(field=spec.partition_field)
+        local_bigquery.client.create_table(table)
+    booted = subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=environment,
+                            capture_output=True, text=True)  # fmt: skip
+    assert booted.returncode == 0, booted.stderr[-3000:]
+    assert "events: added is_bot" in booted.stdout and "refresh_manifest: added bots_included" in booted.stdout
     old_day = datetime.now(UTC) - timedelta(days=7)
     rows = []
     for agent in ("curl/8.5.0", CHROME):

@@ -21,6 +21,24 @@ def _schema(fields: list[dict[str, Any]]) -> list[Any]:
     return [bigquery.SchemaField.from_api_repr(spec) for spec in fields]
 
 
+_SQL_TYPES = {"BOOLEAN": "BOOL", "INTEGER": "INT64", "FLOAT": "FLOAT64"}
+
+
+def _add_columns_ddl(table_id: str, fields: list[dict[str, Any]]) -> list[str]:
+    """The same new columns as DDL. BigQuery has them already from the schema update (IF NOT EXISTS: nothing
+    happens); the local BigQuery records a schema update without adding the column to its storage, and every
+    insert would then fail. Records are left to the schema update alone."""
+    statements = []
+    for field in fields:
+        if field["type"] in ("RECORD", "STRUCT"):
+            continue
+        kind = _SQL_TYPES.get(field["type"], field["type"])
+        if field.get("mode") == "REPEATED":
+            kind = f"ARRAY<{kind}>"
+        statements.append(f"ALTER TABLE `{table_id}` ADD COLUMN IF NOT EXISTS {field['name']} {kind}")
+    return statements
+
+
 def bootstrap(settings: Settings, sink: BigQuerySink | None = None) -> list[str]:
     """Returns what it did, one line per object, for the command line."""
     from google.api_core.exceptions import NotFound
@@ -53,6 +71,8 @@ def bootstrap(settings: Settings, sink: BigQuerySink | None = None) -> list[str]
         if missing:
             existing.schema = [*existing.schema, *_schema(missing)]
             client.update_table(existing, ["schema"])
+            for statement in _add_columns_ddl(table_id, missing):
+                client.query(statement).result()
             done.append(f"table {table_id}: added {', '.join(f['name'] for f in missing)}")
         else:
             done.append(f"table {table_id}: up to date")
