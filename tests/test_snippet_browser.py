@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -320,7 +321,17 @@ def test_ga4_ids_and_campaign_come_along(context, demo_page, collector, local_bi
     assert (load["utm_source"], load["utm_medium"], load["utm_campaign"]) == ("newsletter", "email", "black-friday")
 
 
-def test_pure_helpers(tab):
+@pytest.fixture
+def source(context, demo_page, collector) -> Watched:
+    """The snippet's source, unminified: the build drops the helpers and queue it exposes for these tests."""
+    watched = Watched(context, collector.url)
+    watched.page.goto(demo_page.replace("page.html", "served.html"))
+    watched.page.add_script_tag(url=demo_page.replace("test/page.html", "src/loyjoy-collector.js"))
+    return watched
+
+
+def test_pure_helpers(source):
+    tab = source
     results = tab.page.evaluate("""() => {
       const _ = LoyJoyCollector._;
       return {
@@ -341,6 +352,66 @@ def test_pure_helpers(tab):
     assert results["retry"][0] == 7000
     assert 4000 <= results["retry"][1] <= 8000 and 30000 <= results["retry"][2] <= 60000
     assert results["forms"] == [1, 2, 1]
+
+
+def test_the_queue_is_a_narrow_object_add_take_acknowledge_release_persist_adopt(source):
+    """Every event goes through these six calls: their contract, without a collector in the way."""
+    result = source.page.evaluate("""() => {
+      const q = LoyJoyCollector._.queue;
+      const cfg = LoyJoyCollector._.config;
+      const ids = xs => xs.map(e => e.event_id);
+      cfg.maxQueue = 4;
+      const out = {api: Object.keys(q).filter(k => typeof q[k] === 'function').sort()};
+      for (const id of ['a', 'b', 'c']) q.add({event_id: id});
+      const first = q.take(2), second = q.take(5), none = q.take(5);
+      out.taken = [ids(first), ids(second), ids(none)];
+      q.release(first);  // the request failed: the batch may go again, in order
+      out.again = ids(q.take(5));
+      q.acknowledge(second);  // confirmed: gone
+      out.left = ids(q.events);
+      for (const id of ['d', 'e', 'f', 'g']) q.add({event_id: id});
+      out.capped = ids(q.events);  // the oldest go first past maxQueue
+      q.clear();
+      out.cleared = q.events.length;
+      return out;
+    }""")
+    assert result["api"] == ["acknowledge", "add", "adopt", "clear", "persist", "release", "take"]
+    assert result["taken"] == [["a", "b"], ["c"], []]
+    assert result["again"] == ["a", "b"]
+    assert result["left"] == ["a", "b"]
+    assert result["capped"] == ["d", "e", "f", "g"]
+    assert result["cleared"] == 0
+
+
+SHIPPED = ROOT / "functions/loyjoy_collector/static"
+ACORN_ES5 = """const acorn = require('acorn'); const fs = require('fs');
+for (const file of process.argv.slice(1)) {
+  try { acorn.parse(fs.readFileSync(file, 'utf8'), {ecmaVersion: 5, sourceType: 'script'}); }
+  catch (e) { console.log(file + ': ' + e.message); process.exitCode = 1; }
+}"""
+
+
+def test_the_shipped_files_parse_as_es5():
+    """GTM's Custom HTML compiler and old browsers take ES5 only: a real parser says so, not a regex."""
+    files = [
+        SHIPPED / "loyjoy-collector.min.js",
+        SHIPPED / "loyjoy-collector-stub.min.js",
+        ROOT / "snippet/src/stub.js",
+    ]
+    run = subprocess.run(
+        ["node", "-e", ACORN_ES5, *map(str, files)], cwd=ROOT / "snippet", capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    broken = subprocess.run(
+        ["node", "-e", ACORN_ES5, "/dev/stdin"], cwd=ROOT / "snippet", input=b"let x = () => 1;", capture_output=True
+    )
+    assert broken.returncode == 1  # the check can fail
+
+
+def test_the_shipped_snippet_is_at_most_4_kb_gzipped():
+    """Every page of every site downloads it; the inline stub lives in the page and is not counted."""
+    size = len(gzip.compress((SHIPPED / "loyjoy-collector.min.js").read_bytes(), compresslevel=9))
+    assert size <= 4096, f"{size} bytes gzipped"
 
 
 def test_the_shipped_build_is_the_source_minified(tmp_path):

@@ -40,16 +40,18 @@
     gaMeasurementId: null,
     onError: null
   };
+  // Every piece of state the snippet keeps, declared here and nowhere else.
   var state = {
-    tab: null,
-    queue: [], // events not yet acknowledged, oldest first
-    inFlight: {}, // event_id -> true while a request carries it
+    tab: null, // this tab's id: its queue's localStorage key
+    previousTab: null, // the same tab before a reload: its queue is ours at once
     keepaliveBytes: 0, // bodies of keepalive requests in flight
     timer: null,
     backoff: 0,
     retryAt: 0,
     consent: undefined, // true, false or undefined (pending)
-    memoryIds: {},
+    explicitConsent: undefined, // what LoyJoyCollector.consent() was told
+    memoryIds: {}, // client and session ids before consent allows storage
+    last: null, // the bot and process of the last event that named them
     started: false,
     stub: null // the inline stub whose events this script took over
   };
@@ -222,11 +224,10 @@
     var before = state.consent;
     state.consent = readConsent();
     if (state.consent === true && before !== true) {
-      adoptQueues();
-      save();
+      queue.adopt();
+      queue.persist();
     } else if (state.consent === false && before !== false) {
-      state.queue = []; // refused: nothing kept, nothing sent
-      write(storage('localStorage'), 'q:' + state.tab, null);
+      queue.clear(); // refused: nothing kept, nothing sent
     }
     return state.consent;
   }
@@ -310,44 +311,75 @@
       }
     }
     if (refreshConsent() === false) return;
-    var events = state.queue;
-    events.push(build(evt, obj, ts));
-    if (events.length > config.maxQueue) events.splice(0, events.length - config.maxQueue);
-    save();
-    schedule(events.length >= config.batchSize ? 0 : config.flushInterval);
+    schedule(queue.add(build(evt, obj, ts)) >= config.batchSize ? 0 : config.flushInterval);
   }
 
   // ------------------------------------------------------------------------------------------- queue
 
-  function save() {
-    var store = persistent();
-    if (!store) return;
-    write(store, 'q:' + state.tab, { at: Date.now(), events: state.queue });
-  }
-
-  /** One tab at a time adopts orphans, or two tabs would send the same events. */
-  function adoptQueues() {
-    if (!persistent()) return;
-    var adopt = guard(function () {
-      var before = state.queue.length;
-      adoptOrphans();
-      if (state.queue.length > before) {
-        save();
-        schedule(0);
+  /**
+   * The events not yet confirmed, oldest first, and the only code that touches them (as Snowplow's EventStore):
+   * add, take a batch for a request (in flight until released), acknowledge what an answer confirmed, release
+   * what failed, persist to this tab's localStorage key (only once consent allows storage), adopt the queues of
+   * closed tabs. One tab at a time adopts (Web Locks), or two tabs would send the same events.
+   */
+  var queue = {
+    events: [],
+    inFlight: {}, // event_id -> true while a request carries it
+    add: function (event) {
+      var events = queue.events;
+      events.push(event);
+      if (events.length > config.maxQueue) events.splice(0, events.length - config.maxQueue);
+      queue.persist();
+      return events.length;
+    },
+    take: function (limit) {
+      var batch = [];
+      for (var i = 0; i < queue.events.length && batch.length < limit; i++) {
+        var event = queue.events[i];
+        if (!queue.inFlight[event.event_id]) batch.push(event);
       }
-    });
-    if (navigator.locks && navigator.locks.request) {
-      navigator.locks.request(PREFIX + 'adopt', { ifAvailable: true }, function (lock) {
-        if (lock) adopt();
+      for (var j = 0; j < batch.length; j++) queue.inFlight[batch[j].event_id] = true;
+      return batch;
+    },
+    acknowledge: function (batch) {
+      var done = {};
+      var rest = [];
+      for (var i = 0; i < batch.length; i++) done[batch[i].event_id] = true;
+      for (var j = 0; j < queue.events.length; j++) if (!done[queue.events[j].event_id]) rest.push(queue.events[j]);
+      queue.events = rest;
+      queue.persist();
+    },
+    release: function (batch) {
+      for (var i = 0; i < batch.length; i++) delete queue.inFlight[batch[i].event_id];
+    },
+    persist: function () {
+      write(persistent(), 'q:' + state.tab, { at: Date.now(), events: queue.events });
+    },
+    clear: function () {
+      queue.events = [];
+      write(storage('localStorage'), 'q:' + state.tab, null);
+    },
+    adopt: function () {
+      if (!persistent()) return;
+      var adopt = guard(function () {
+        if (adoptOrphans()) {
+          queue.persist();
+          schedule(0);
+        }
       });
-    } else adopt();
-  }
+      if (navigator.locks && navigator.locks.request) {
+        navigator.locks.request(PREFIX + 'adopt', { ifAvailable: true }, function (lock) {
+          if (lock) adopt();
+        });
+      } else adopt();
+    }
+  };
 
-  /** Take over the queues of tabs that are gone (closed, or this same tab before a reload). */
+  /** Take over the queues of tabs that are gone (closed, or this same tab before a reload): how many. */
   function adoptOrphans() {
     var store = persistent();
-    if (!store) return;
     var keys = [];
+    var adopted = 0;
     for (var i = 0; i < store.length; i++) {
       var key = store.key(i);
       if (key && key.indexOf(PREFIX + 'q:') === 0 && key !== PREFIX + 'q:' + state.tab) keys.push(key);
@@ -358,12 +390,15 @@
       if (!saved || (!own && Date.now() - saved.at < ORPHAN_AFTER_MS)) continue; // a live tab's queue
       store.removeItem(keys[k]);
       var known = {};
-      for (var m = 0; m < state.queue.length; m++) known[state.queue[m].event_id] = true;
+      for (var m = 0; m < queue.events.length; m++) known[queue.events[m].event_id] = true;
       for (var n = 0; n < (saved.events || []).length; n++) {
-        if (!known[saved.events[n].event_id]) state.queue.push(saved.events[n]);
+        if (known[saved.events[n].event_id]) continue;
+        queue.events.push(saved.events[n]);
+        adopted++;
       }
     }
-    if (state.queue.length > config.maxQueue) state.queue.splice(0, state.queue.length - config.maxQueue);
+    if (queue.events.length > config.maxQueue) queue.events.splice(0, queue.events.length - config.maxQueue);
+    return adopted;
   }
 
   function schedule(delay) {
@@ -379,27 +414,6 @@
     );
   }
 
-  function pending(limit) {
-    var batch = [];
-    for (var i = 0; i < state.queue.length && batch.length < limit; i++) {
-      if (!state.inFlight[state.queue[i].event_id]) batch.push(state.queue[i]);
-    }
-    return batch;
-  }
-
-  function acknowledge(batch) {
-    var done = {};
-    for (var i = 0; i < batch.length; i++) done[batch[i].event_id] = true;
-    var rest = [];
-    for (var j = 0; j < state.queue.length; j++) if (!done[state.queue[j].event_id]) rest.push(state.queue[j]);
-    state.queue = rest;
-    save();
-  }
-
-  function release(batch) {
-    for (var i = 0; i < batch.length; i++) delete state.inFlight[batch[i].event_id];
-  }
-
   function body(batch) {
     var sentAt = Date.now();
     return JSON.stringify({ sent_at: sentAt, events: batch });
@@ -407,10 +421,10 @@
 
   function flush() {
     var consent = refreshConsent();
-    if (consent === undefined && state.queue.length) return schedule(config.flushInterval); // ask again soon
+    if (consent === undefined && queue.events.length) return schedule(config.flushInterval); // ask again soon
     if (!config.collector || consent !== true) return;
     if (Date.now() < state.retryAt) return schedule(0);
-    var batch = pending(config.batchSize);
+    var batch = queue.take(config.batchSize);
     if (batch.length) send(batch, body(batch));
   }
 
@@ -419,13 +433,9 @@
   }
 
   /** Mark a batch as handed over: a later copy of the same event says so (`retry`), for analysts. */
-  function handedOver(batch, inFlight) {
-    for (var i = 0; i < batch.length; i++) {
-      batch[i].retry = (batch[i].retry || 0) + 1;
-      if (inFlight) state.inFlight[batch[i].event_id] = true;
-    }
-    save();
-    return true;
+  function handedOver(batch) {
+    for (var i = 0; i < batch.length; i++) batch[i].retry = (batch[i].retry || 0) + 1;
+    queue.persist();
   }
 
   /**
@@ -439,7 +449,7 @@
     if (keepalive) state.keepaliveBytes += size;
     var settle = function () {
       if (keepalive) state.keepaliveBytes -= size;
-      release(batch);
+      queue.release(batch);
     };
     var retry = function (response) {
       settle();
@@ -448,7 +458,7 @@
       state.retryAt = Date.now() + delay;
       schedule(delay);
     };
-    handedOver(batch, true);
+    handedOver(batch);
     window
       .fetch(config.collector, {
         method: 'POST',
@@ -461,10 +471,10 @@
         guard(function (response) {
           if (response.status === 429 || response.status >= 500) return retry(response);
           settle();
-          acknowledge(batch);
+          queue.acknowledge(batch);
           state.backoff = 0;
           state.retryAt = 0;
-          if (pending(1).length) schedule(0);
+          if (queue.events.length) schedule(0);
         }),
         guard(function () {
           retry(null);
@@ -479,21 +489,30 @@
    * page sends again whatever none confirmed. While the collector is failing, the queue waits for that page.
    */
   function flushOnHide() {
-    save();
+    queue.persist();
     if (!config.collector || refreshConsent() !== true || state.backoff > 0) return;
-    var left = pending(config.maxQueue);
-    while (left.length) {
-      var batch = left.splice(0, config.batchSize);
+    var beaconed = [];
+    for (;;) {
+      var batch = queue.take(config.batchSize);
+      if (!batch.length) break;
       var payload = body(batch);
       var room = canKeepalive ? KEEPALIVE_BUDGET - state.keepaliveBytes : KEEPALIVE_BUDGET;
       while (bytes(payload) > room && batch.length > 1) {
-        left.unshift(batch.pop());
+        queue.release([batch.pop()]); // the next batch takes it
         payload = body(batch);
       }
-      if (bytes(payload) > room) break; // the rest goes from the next page
+      if (bytes(payload) > room) {
+        queue.release(batch); // the rest goes from the next page
+        break;
+      }
       if (canKeepalive) send(batch, payload);
-      else if (!(navigator.sendBeacon && navigator.sendBeacon(config.collector, payload) && handedOver(batch))) break;
+      else {
+        beaconed.push(batch); // no answer will come: queued still, for the next page
+        if (!(navigator.sendBeacon && navigator.sendBeacon(config.collector, payload))) break;
+        handedOver(batch);
+      }
     }
+    for (var i = 0; i < beaconed.length; i++) queue.release(beaconed[i]);
   }
 
   // ---------------------------------------------------------------------------------------- listener
@@ -524,10 +543,16 @@
     ];
   }
 
+  /** The snippet's options, and the LoyJoy ids events fall back to: LoyJoy's boot options (or {}). */
   function configure(options) {
     for (var key in options) {
       if (Object.prototype.hasOwnProperty.call(options, key) && key !== 'loyjoy') config[key] = options[key];
     }
+    var loyjoy = options.loyjoy || {};
+    config.bot = loyjoy.bot;
+    config.tenant = loyjoy.tenant;
+    config.process = loyjoy.process;
+    return loyjoy;
   }
 
   function start() {
@@ -546,22 +571,17 @@
     // Keep this tab's queue marked alive, so other tabs do not adopt it; adopt what closed tabs left.
     setInterval(
       guard(function () {
-        save();
-        adoptQueues();
+        queue.persist();
+        queue.adopt();
       }),
       ORPHAN_AFTER_MS / 3
     );
-    if (state.queue.length) schedule(0);
+    if (queue.events.length) schedule(0);
   }
 
   function boot(options) {
     try {
-      options = options || {};
-      configure(options);
-      var loyjoy = options.loyjoy || {};
-      config.bot = loyjoy.bot;
-      config.tenant = loyjoy.tenant;
-      config.process = loyjoy.process;
+      var loyjoy = configure(options || {});
       start();
       var bootOptions = {};
       for (var key in loyjoy) if (Object.prototype.hasOwnProperty.call(loyjoy, key)) bootOptions[key] = loyjoy[key];
@@ -575,30 +595,16 @@
   }
 
   /**
-   * Call `fn` once LoyJoy's loader has defined window.LoyJoy, however late (a slow phone can take minutes):
-   * a setter catches the assignment at once, any script's load event what a setter cannot see (a global
-   * function declaration). Never gives up, polls nothing.
+   * Call `fn` once LoyJoy's loader has defined window.LoyJoy, however late (a slow phone can take minutes): any
+   * script's load event, caught on its way down to the element, says when to look again. Never gives up, polls
+   * nothing. (The inline stub also sets a setter on window.LoyJoy; here the bytes count.)
    */
   function whenLoyJoy(fn) {
-    var done = false;
     var check = function () {
-      if (done || typeof window.LoyJoy !== 'function') return;
-      done = true;
+      if (typeof window.LoyJoy !== 'function') return;
       document.removeEventListener('load', check, true);
       guard(fn)();
     };
-    if (!('LoyJoy' in window)) {
-      try {
-        Object.defineProperty(window, 'LoyJoy', {
-          configurable: true,
-          get: function () {},
-          set: function (value) {
-            Object.defineProperty(window, 'LoyJoy', { value: value, writable: true, configurable: true, enumerable: true });
-            setTimeout(check, 0); // let the loader finish its own script first
-          }
-        });
-      } catch (ignored) {}
-    }
     document.addEventListener('load', check, true);
     check();
   }
@@ -606,10 +612,6 @@
   /** The inline stub booted LoyJoy and kept what happened since: take its options and its events over. */
   function adoptStub(stub) {
     configure(stub.o);
-    var loyjoy = stub.o.loyjoy || {};
-    config.bot = loyjoy.bot;
-    config.tenant = loyjoy.tenant;
-    config.process = loyjoy.process;
     state.stub = stub; // it makes the dataLayer push itself
     start();
     var queued = stub.q.splice(0, stub.q.length);
@@ -637,10 +639,24 @@
       schedule(0);
     }),
     pending: function () {
-      return state.queue.length;
+      return queue.events.length;
     },
-    _: { scrub: scrub, gaClientId: gaClientId, gaSessionId: gaSessionId, utm: utm, retryDelay: retryDelay, withListener: withListener }
   };
+  // The pure helpers and the queue, for tests of the source; the build defines LJC_HELPERS as false and drops
+  // this (it counts against the 4 KB).
+  /* global LJC_HELPERS */
+  if (typeof LJC_HELPERS === 'undefined' || LJC_HELPERS) {
+    window.LoyJoyCollector._ = {
+      scrub: scrub,
+      gaClientId: gaClientId,
+      gaSessionId: gaSessionId,
+      utm: utm,
+      retryDelay: retryDelay,
+      withListener: withListener,
+      queue: queue,
+      config: config
+    };
+  }
 
   // <script src=".../loyjoy-collector.js" data-bot="..." async> (or data-process alone): boots itself, so the tag
   // works in any order, async, and inside GTM Custom HTML (data-tenant, data-consent="consent-mode" optional).
