@@ -91,6 +91,12 @@ class Site(BaseHTTPRequestHandler):
             options = json.loads(query["options"])
             page = f"""{HEAD}<title>stub</title><script nonce="{NONCE}">{stub_call(query["script"], options)}</script>
 <script nonce="{NONCE}" async src="/loyjoy.js"></script>"""
+            if query.get("chat"):  # the visitor chats at once, whatever the driver's idea of a loaded page
+                page += f"""<script nonce="{NONCE}">(function chatWhenBooted() {{
+  if (!(window.LoyJoy && LoyJoy.standin && LoyJoy.standin.bootedAt())) return setTimeout(chatWhenBooted, 10);
+  {CHAT}
+  window.chatMade = LoyJoyCollector.version ? 'after the script' : 'before the script';
+}})();</script>"""
         elif url.path == "/tag":  # the one-tag install: the collector's script boots LoyJoy itself
             page = f"""{HEAD}<title>tag</title><script nonce="{NONCE}" async src="/loyjoy.js"></script>
 <script nonce="{NONCE}" async src="{query["script"]}" data-bot="{query["bot"]}"></script>"""
@@ -246,10 +252,9 @@ def own_snippet_boot(page: Page, site: str, tag: str) -> float:
     return booted_at(page)
 
 
-def stub_url(site: str, front: Front, options: dict[str, Any]) -> str:
-    return f"{site}/stub?" + requests.compat.urlencode(
-        {"script": f"{front.url}/loyjoy-collector.js", "options": json.dumps(options)}
-    )
+def stub_url(site: str, front: Front, options: dict[str, Any], chat: bool = False) -> str:
+    query = {"script": f"{front.url}/loyjoy-collector.js", "options": json.dumps(options)}
+    return f"{site}/stub?" + requests.compat.urlencode({**query, **({"chat": "1"} if chat else {})})
 
 
 def rows_of(local_bigquery: LocalBigQuery, tag: str, count: int, timeout: float) -> list[dict[str, Any]]:
@@ -285,9 +290,9 @@ def test_the_chat_boots_at_once_and_everything_lands_once_the_collector_is_back(
         else:
             front.mode = mode
         started = time.monotonic()
-        page.goto(stub_url(site, front, {"loyjoy": {"bot": tag}}))
+        page.goto(stub_url(site, front, {"loyjoy": {"bot": tag}}, chat=True))
         stub = booted_at(page)
-        page.js(CHAT)
+        assert page.wait("return window.chatMade") == "before the script"
         # GTM's triggers fire without the collector: the stub makes LoyJoy's own push.
         pushes = page.js("return dataLayer.filter(function (e) { return e.event === 'loyjoy'; }).length")
         assert pushes == len(CHAT_EVENTS)
