@@ -295,8 +295,6 @@ def test_a_bug_while_recording_a_refusal_is_still_answered_in_json(collector: Co
 BROKEN_WITH_EMOJI = b'{"event": "open", "detail": {"label": "\\"hi\\" \\ud83d\\ude00"'  # cut off; ensure_ascii's emoji
 
 
-@pytest.mark.xfail(reason="privacy/values._unescaped decodes an escaped surrogate pair as two lone surrogates, "
-                   "which privacy/engine.subn cannot encode when a second round of unescaping runs (500)")  # fmt: skip
 @pytest.mark.parametrize(
     ("method", "body", "status", "reason"),
     [("PUT", ESCAPED_PAIR, 405, "method_not_allowed"), ("POST", BROKEN_WITH_EMOJI, 400, "invalid_json")],

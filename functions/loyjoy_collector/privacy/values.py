@@ -584,18 +584,19 @@ def _unescaped(text: str, plus: bool = False) -> str:
             first_plus = plus and round_ == 0  # a `+` that decoding made is a plus sign
             text = unquote_plus(text, errors="replace") if first_plus else unquote(text, errors="replace")
         if "\\" in text:
-            text = _ESCAPE.sub(lambda m: chr(int(m.group(0)[2:], 16)), text)
+            text = _storable(_ESCAPE.sub(lambda m: chr(int(m.group(0)[2:], 16)), text))
         if "&" in text:
             text = html.unescape(text)
     return _storable(text)
 
 
 def _storable(text: str) -> str:
-    """Lone surrogates (which decoding can make) as U+FFFD: RE2 reads UTF-8, and BigQuery stores only that."""
+    """Surrogates (which decoding escapes makes) as what they stand for, lone ones as U+FFFD: RE2 reads UTF-8,
+    and BigQuery stores only that."""
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    except UnicodeEncodeError:  # an escaped pair (`\\ud83d\\ude00`) is one character; a lone half is none
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
 
 
