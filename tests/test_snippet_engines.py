@@ -371,3 +371,55 @@ def test_the_readme_shows_the_built_stub() -> None:
     """The install people copy is the README's: it must be the build, not a hand-edited older copy."""
     built = (STATIC / "loyjoy-collector-stub.min.js").read_text().strip()
     assert f"<script>\n{built}\n</script>" in (ROOT / "README.md").read_text()
+
+
+def test_a_whole_chat_lands_once_without_personal_data_and_gtm_sees_loyjoys_own_push(
+    engine: Engine, front: Front, site: str, local_bigquery: LocalBigQuery, tag: str
+) -> None:
+    with page_of(engine) as page:
+        page.goto(stub_url(site, front, {"loyjoy": {"bot": tag}}, chat=True))
+        page.wait("return window.chatMade")
+        # Keys as the seed's listener makes them (an undefined gaEventAction is still a key), values as JSON.
+        pushes = page.js("""return dataLayer.filter(function (e) { return e.event === 'loyjoy'; }).map(function (e) {
+          return [Object.keys(e).join(','), e.gaEventCategory, e.gaEventAction === undefined ? '<undefined>' : e.gaEventAction,
+                  e.gaEventLabel]; })""")
+        page.wait("return LoyJoyCollector.version && LoyJoyCollector.pending() === 0")
+        rows = exactly_once(local_bigquery, tag, CHAT_EVENTS, timeout=20)
+    assert {p[0] for p in pushes} == {"event,gaEventCategory,gaEventAction,gaEventLabel"}
+    assert {p[1] for p in pushes} == {"loyjoy"}
+    assert sorted(p[3] for p in pushes) == CHAT_EVENTS
+    assert {p[2] for p in pushes if p[3] == "show"} == {"<undefined>"}  # show carries no object
+    assert {p[2] for p in pushes if p[3] != "show"} == {"Newsletter sign-up"}
+    everything = json.dumps(rows, default=str)
+    assert "jane@example.com" not in everything and "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" not in everything
+    assert len({r["client_id"] for r in rows}) == 1 and len({r["session_id"] for r in rows}) == 1
+
+
+def test_consent_mode_nothing_sent_or_stored_before_the_grant_then_everything(
+    engine: Engine, front: Front, site: str, local_bigquery: LocalBigQuery, tag: str
+) -> None:
+    with page_of(engine) as page:
+        page.goto(stub_url(site, front, {"loyjoy": {"bot": tag}, "consent": "consent-mode"}, chat=True))
+        page.wait("return window.chatMade && LoyJoyCollector.version")
+        time.sleep(2)
+        assert [s for s in front.seen if s.startswith("POST")] == []
+        assert (
+            page.js("return Object.keys(localStorage).filter(function (k) { return k.indexOf('ljc:') === 0; })") == []
+        )
+        assert local_bigquery.events("bot_id = @tag", tag=tag) == []
+        page.js("dataLayer.push(['consent', 'update', {analytics_storage: 'granted'}])")
+        rows = exactly_once(local_bigquery, tag, CHAT_EVENTS, timeout=20)
+    assert {r["consent_analytics"] for r in rows} == {"granted"}
+
+
+def test_nothing_is_lost_when_the_page_is_left_mid_batch(
+    engine: Engine, front: Front, site: str, local_bigquery: LocalBigQuery, tag: str
+) -> None:
+    """Leaving the page hands the queue to the browser as keepalive requests, which outlive the page."""
+    with page_of(engine) as page:
+        page.goto(stub_url(site, front, {"loyjoy": {"bot": tag}, "flushInterval": 60_000}))
+        page.wait("return LoyJoyCollector.version && LoyJoyCollector.pending() === 2")  # load, show
+        page.js(CHAT)
+        assert page.js("return LoyJoyCollector.pending()") == len(CHAT_EVENTS)
+        page.goto("about:blank")
+        exactly_once(local_bigquery, tag, CHAT_EVENTS, timeout=20)
