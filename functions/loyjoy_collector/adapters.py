@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import flask
 
 from .answers import RequestRefused, answer
-from .body import DATA_TYPES, GA4_TYPES, check_count, nesting_depth, read_text
+from .body import DATA_TYPES, GA4_TYPES, check_copies, check_count, nesting_depth, read_text
 from .cors import cors_headers
 from .ingest import Outcome, UnmappedEvent, ingest
 from .rows import RequestContext
@@ -35,6 +35,7 @@ def data_client(request: flask.Request, ctx: RequestContext, rt: Runtime) -> fla
         raise RequestRefused(400, "nesting_too_deep", f"more than {rt.settings.max_nesting_depth} levels", text,
                              raw_bytes=size)  # fmt: skip
     check_count(len(items), items, size, rt.settings)
+    check_copies(len(ctx.query) if text else 0, len(items) + 1, text, size, rt.settings)  # the query, in each item
     ids = [str(item.get("unique_event_id") or "") or unique_event_id() for item in items]
     keep = rt.settings.non_loyjoy_hits == "store"
     mapped = [to_event(item, "data", event_id, keep) for item, event_id in zip(items, ids, strict=True)]
@@ -58,6 +59,7 @@ def ga4_collect(request: flask.Request, ctx: RequestContext, rt: Runtime) -> fla
     except ProtocolError as exc:
         raise RequestRefused(exc.status, exc.reason, exc.detail, text or ctx.query, raw_bytes=size) from None
     check_count(len(hits), text or ctx.query, size, rt.settings)
+    check_copies(len(ctx.query) if text else 0, len(hits) + 1, text, size, rt.settings)  # the query, in each line
     keep = rt.settings.non_loyjoy_hits == "store"
     events: list[Any] = []
     for hit in hits:

@@ -12,6 +12,14 @@ from typing import Any
 import flask
 
 
+class RateLimited(Exception):
+    """A sender past its rate: answered 429 with Retry-After, counted (never stored whole: that is the point)."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__("rate_limited")
+        self.wait = wait
+
+
 class RequestRefused(Exception):
     """The whole request is refused; raised anywhere on the path, recorded and answered in one place
     (`handler.answer_refusal`)."""

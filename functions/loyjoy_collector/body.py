@@ -120,6 +120,9 @@ def split_batch(payload: Any, size: int, settings: Settings) -> list[Any]:
     if not events:
         raise RequestRefused(400, "empty_batch", "'events' is empty", payload, raw_bytes=size)
     check_count(len(events), payload, size, settings)
+    if shared:
+        shared_bytes = len(json.dumps(shared, ensure_ascii=False).encode(errors="surrogatepass"))
+        check_copies(shared_bytes, sum(isinstance(event, dict) for event in events), payload, size, settings)
     return [{**shared, **event} if shared and isinstance(event, dict) else event for event in events]
 
 
@@ -127,3 +130,19 @@ def check_count(count: int, payload: Any, size: int, settings: Settings) -> None
     if count > settings.max_events_per_request:
         raise RequestRefused(413, "too_many_events", f"{count} events; the limit is {settings.max_events_per_request} "
                              "a request", payload, raw_bytes=size)  # fmt: skip
+
+
+def check_copies(shared_bytes: int, copies: int, payload: Any, size: int, settings: Settings) -> None:
+    """Shared context is copied into every event it is shared with: each copy counts against the body limit,
+    so that what a request stores stays bounded by what it sent (a 200 KB shared label and 100 tiny events
+    would otherwise store 20 MB)."""
+    stored = size + shared_bytes * max(0, copies - 1)
+    if stored > settings.max_body_bytes:
+        raise RequestRefused(
+            413,
+            "shared_fields_too_large",
+            f"{shared_bytes} bytes of shared fields copied into {copies} events make {stored} bytes; the limit is "
+            f"{settings.max_body_bytes}: send the fields with fewer events, or with each event",
+            payload,
+            raw_bytes=size,
+        )

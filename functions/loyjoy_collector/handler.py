@@ -9,25 +9,29 @@ reads configuration per request: `runtime()` does that once per process.
 
 from __future__ import annotations
 
+import atexit
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import flask
 
 from . import __version__, logs
 from .adapters import data_client, ga4_collect
-from .answers import RequestRefused, answer, error_body
+from .answers import RateLimited, RequestRefused, answer, error_body
 from .body import JSON_TYPES, parse_json, read_text, split_batch
 from .cors import cors_headers, origin_allowed, preflight_headers
+from .floods import Flusher, RateLimits, RefusalBudget, TokenBuckets, retry_after
 from .ingest import ingest, keep_rejected
 from .privacy.gate import Gate
 from .privacy.keys import Scrubber
 from .privacy.tally import Tally
 from .rows import RequestContext, rejected_row
+from .schema import REJECTED
 from .settings import Settings, get_settings
 from .sink import BigQuerySink, StorageUnavailable
 
@@ -42,6 +46,8 @@ class Runtime:
     sink: BigQuerySink
     routes: dict[str, Route]
     stored: logs.StoredCounter
+    limits: RateLimits
+    budget: RefusalBudget
 
 
 @cache
@@ -56,7 +62,26 @@ def runtime() -> Runtime:
     if key is None:
         logs.emit(logging.WARNING, "PII_HASH_KEY is not set: e-mail addresses are dropped instead of hashed", "config")
     routes = dict(ROUTES) | {path.rstrip("/") or "/": DATA_ROUTE for path in settings.data_paths}
-    return Runtime(settings, scrubber, gate, BigQuerySink(settings), routes, logs.StoredCounter())
+    limits = RateLimits(
+        TokenBuckets(settings.rate_limit_address_per_second, settings.rate_limit_address_burst),
+        TokenBuckets(settings.rate_limit_client_per_second, settings.rate_limit_client_burst),
+    )
+    sink = BigQuerySink(settings)
+    budget = RefusalBudget(settings.refusal_budget_per_minute)
+    flusher = Flusher(budget, lambda rows: store_counts(sink, gate, rows), every=5.0)
+    atexit.register(flusher.flush, True)
+    return Runtime(settings, scrubber, gate, sink, routes, logs.StoredCounter(), limits, budget)
+
+
+def store_counts(sink: BigQuerySink, gate: Gate, rows: list[dict[str, Any]]) -> None:
+    """The count rows of refusals past the budget, and a log line for each (the log keeps the count too).
+    Through the gate like every row: a count row names the path its refusals came to."""
+    rows = [gate.seal(REJECTED, row, Tally()) for row in rows]
+    for row in rows:
+        logs.emit(logging.WARNING, f"{row['refusals']} refusals past the budget: {row['reason']}", "refused_counted",
+                  reason=row["reason"], refusals=row["refusals"], rejected_id=row["rejected_id"])  # fmt: skip
+    if sink.insert_until_stored(REJECTED, rows, "rejected_id"):
+        raise StorageUnavailable("BigQuery refused the count rows of refusals past the budget")
 
 
 @dataclass(frozen=True)
@@ -95,9 +120,15 @@ def collect(request: flask.Request) -> flask.Response:
                     f"{ctx.method} is not served here; allowed: {allow}",
                     headers={"Allow": allow},
                 )
+            if route.protocol == "loyjoy":  # a browser's: sGTM containers send every visitor's from few addresses
+                wait = rt.limits.wait(client_address(request, rt.settings.client_address_hop), [])
+                if wait:
+                    raise RateLimited(wait)
             return route.handle(request, ctx, rt)
         except RequestRefused as refusal:
             return answer_refusal(request, ctx, rt, refusal, route.protocol if route else None)
+        except RateLimited as limited:
+            return answer_rate_limited(ctx, rt, limited, route.protocol if route else None)
     except StorageUnavailable as exc:
         return unavailable(ctx, rt, exc)
     except Exception:  # a bug, not bad input: say so in JSON, and let the sender retry the same events
@@ -113,6 +144,15 @@ def allowed_origin(origin: str, allowed: tuple[str, ...]) -> bool:
         return origin_allowed(origin, allowed)
     except ValueError:
         return False
+
+
+def client_address(request: flask.Request, hop: int) -> str | None:
+    """The address the platform saw: `hop` entries from the end of X-Forwarded-For (what Cloud Run and a load
+    balancer append; the entries before are whatever the sender wrote), else the socket's peer."""
+    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
+    if len(forwarded) >= hop:
+        return forwarded[-hop]
+    return request.remote_addr
 
 
 def route_path(path: str, prefixes: tuple[str, ...]) -> str:
@@ -186,6 +226,14 @@ def answer_refusal(
               protocol=protocol, status=refusal.status, rejected_id=row["rejected_id"], bytes=raw_bytes)  # fmt: skip
     headers = cors_headers(ctx.origin) | refusal.headers
     return answer(refusal.status, error_body(refusal.reason, refusal.detail, row["rejected_id"]), headers)
+
+
+def answer_rate_limited(ctx: RequestContext, rt: Runtime, limited: RateLimited, protocol: str | None) -> flask.Response:
+    """429, counted per reason and minute like refusals past the budget: a flood leaves one row a minute."""
+    rejected_id = rt.budget.count("rate_limited", 429, protocol, ctx.path)
+    detail = "too many requests from this client; send again after Retry-After seconds"
+    headers = cors_headers(ctx.origin) | {"Retry-After": retry_after(limited.wait)}
+    return answer(429, error_body("rate_limited", detail, rejected_id), headers)
 
 
 def unavailable(ctx: RequestContext, rt: Runtime, exc: StorageUnavailable) -> flask.Response:

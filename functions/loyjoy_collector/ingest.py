@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from . import logs
-from .answers import error_body
+from .answers import RateLimited, error_body
+from .floods import fold, rows_allowed
 from .protocol import LoyJoyEvent, explain
 from .rows import RequestContext, event_row, rejected_row
 from .schema import EVENTS, REJECTED
@@ -124,6 +125,9 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
         row = event_row(event, raw, ctx, rt.settings, rt.scrubber, protocol, rt.gate)
         return Entry(Result(index, True, event_id=row["event_id"]), row, raw | {"event_id": row["event_id"]})
 
+    clients = [str(raw["client_id"]) for raw in events[:1000] if isinstance(raw, dict) and raw.get("client_id")]
+    if clients and (wait := rt.limits.wait(None, clients)):
+        raise RateLimited(wait)
     entries = [admit(index, raw) for index, raw in enumerate(events)]
     storing = [entry for entry in entries if entry.row is not None]
     rows = [entry.row for entry in storing if entry.row is not None]
@@ -142,7 +146,11 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
     refusals = [entry.refusal for entry in refused if entry.refusal is not None]
     for row in refusals:
         row["http_status"] = outcome.status
+    refusals = fold(refusals, rows_allowed(body_bytes))  # what one request stores is bounded by what it sent
     keep_rejected(rt, refusals)
+    for entry in refused:  # folded or counted refusals name the row that records them
+        if entry.refusal is not None:
+            entry.result.rejected_id = entry.refusal["rejected_id"]
     if outcome.stored:
         rt.stored.add(outcome.stored)
     if refusals:
@@ -158,6 +166,7 @@ def keep_rejected(rt: Runtime, rows: list[dict[str, Any]]) -> None:
     """Store refusals. A kept payload BigQuery will not take is dropped from its row, so that the refusal
     itself (reason, ids, sizes) is still on record under the rejected_id the sender was given. A refusal that
     cannot be recorded at all is an outage: nothing is answered as final that is not on record."""
+    rows = rt.budget.admit(rows)  # past the instance's budget, refusals are counted instead
     for error in rt.sink.insert_until_stored(REJECTED, rows, "rejected_id"):
         row = rows[error.index]
         logs.emit(logging.ERROR, f"BigQuery refused the record of refusal {row['rejected_id']}: {error.message}",

@@ -74,6 +74,24 @@ class Settings(BaseSettings):
     max_event_age_days: int = Field(default=28, ge=1, le=30, description="Older client times are clamped.")
     max_future_skew_seconds: int = Field(default=300, ge=0)
 
+    rate_limit_address_per_second: float = Field(
+        default=50.0, gt=0, description="Requests a second one client address may send to POST / (a NAT's worth)."
+    )
+    rate_limit_address_burst: int = Field(default=500, ge=1, description="...and at once, after a quiet while.")
+    rate_limit_client_per_second: float = Field(
+        default=5.0, gt=0, description="Requests a second one client_id (GA4: cid) may send, on every protocol."
+    )
+    rate_limit_client_burst: int = Field(default=60, ge=1, description="...and at once, after a quiet while.")
+    client_address_hop: int = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description="Which X-Forwarded-For entry, counted from the end, is the client (1: Cloud Run's own; "
+        "2 behind the load balancer). Earlier entries are the sender's to write.",
+    )
+    refusal_budget_per_minute: int = Field(
+        default=600, ge=1, description="Refusals an instance stores whole a minute; past it they are counted."
+    )
     bq_timeout_seconds: float = Field(default=5.0, gt=0, description="One insertAll HTTP call.")
     bq_retry_deadline_seconds: float = Field(default=10.0, gt=0, description="All retries of one insert.")
     retry_after_seconds: int = Field(default=30, ge=1, description="Retry-After sent with a 503.")

@@ -5,7 +5,7 @@ SELECT
   reason,
   protocol,
   http_status,
-  COUNT(*) AS rejections,
+  SUM(IFNULL(refusals, 1)) AS rejections,
   MIN(received_at) AS first_seen,
   MAX(received_at) AS last_seen,
   MAX(reason_detail) AS example_detail

@@ -1,0 +1,197 @@
+"""What a flood may cost: per-client rate limits, and a budget for the refusals an instance stores whole.
+
+The collector is an unauthenticated URL. A sender that floods it must neither fill `events_rejected` with junk
+(insertAll bills at least 1 KB a row, kept 90 days) nor go unnoticed:
+
+- `RateLimits`: token buckets per client address and per `client_id`, answered 429 with `Retry-After` (the
+  snippet honours it, sGTM senders retry). Generous: a chat visitor sends a batch every few seconds at most,
+  a company's NAT many visitors' worth.
+- `RefusalBudget`: an instance stores up to N refusals a minute whole (payload, ids). Past that, refusals are
+  counted per reason and minute, and one row per reason and minute records the count (`refusals`), with a
+  log line: the count stays on record while junk cannot fill the table. The same row shape bounds one
+  request: past a few refusals per KB it sent, its further refusals are counted, not kept one by one.
+
+State is per instance and in memory: an attacker spread over many instances meets each one's limits, and
+Cloud Armor (Terraform `cloud_armor`) in front of the load balancer.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+MAX_KEYS = 50_000  # buckets kept per limit; the least recently seen go first
+
+
+class TokenBuckets:
+    """`rate` tokens a second up to `burst`, per key; a key unseen for a while starts full again."""
+
+    def __init__(self, rate: float, burst: float, max_keys: int = MAX_KEYS) -> None:
+        self.rate, self.burst, self.max_keys = rate, burst, max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, when)
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """0 when `key` may go on; else the seconds until it may."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, when = self._buckets.pop(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - when) * self.rate)
+            wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+            self._buckets[key] = (tokens - 1 if tokens >= 1 else tokens, now)
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+            return wait
+
+
+@dataclass
+class RateLimits:
+    per_address: TokenBuckets
+    per_client: TokenBuckets
+
+    def wait(self, address: str | None, client_ids: list[str]) -> float:
+        """Seconds the sender must wait (0: go on). Every key pays, so a flood of ids from one address is
+        still one address."""
+        waits = [self.per_address.take("a:" + address)] if address else []
+        waits += [self.per_client.take("c:" + client) for client in dict.fromkeys(client_ids)]
+        return max(waits, default=0.0)
+
+
+def retry_after(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
+@dataclass
+class _Count:
+    rejected_id: str
+    count: int = 0
+    protocol: str | None = None
+    status: int = 400
+    path: str | None = None
+
+
+@dataclass
+class RefusalBudget:
+    """Refusal rows an instance stores whole per minute; the rest counted. Thread-safe."""
+
+    per_minute: int
+    _minute: int = -1
+    _stored: int = 0
+    _counts: dict[tuple[int, str], _Count] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def admit(self, rows: list[dict[str, Any]], now: float | None = None) -> list[dict[str, Any]]:
+        """The rows to store whole. The others are counted, and take the id of their reason's count row
+        (which `due()` hands out once the minute is over), so that the answer names a row that will exist."""
+        minute = int((time.time() if now is None else now) // 60)
+        kept: list[dict[str, Any]] = []
+        with self._lock:
+            if minute != self._minute:
+                self._minute, self._stored = minute, 0
+            for row in rows:
+                if self._stored < self.per_minute:
+                    self._stored += 1
+                    kept.append(row)
+                    continue
+                count = self._counts.setdefault((minute, row["reason"]), _Count(str(uuid.uuid4())))
+                count.count += row.get("refusals") or 1
+                count.protocol, count.status, count.path = row.get("protocol"), row["http_status"], row.get("path")
+                row["rejected_id"] = count.rejected_id
+        return kept
+
+    def count(self, reason: str, status: int, protocol: str | None, path: str | None) -> str:
+        """A refusal that is never stored whole (a 429): counted, and the id of its count row."""
+        minute = int(time.time() // 60)
+        with self._lock:
+            count = self._counts.setdefault((minute, reason), _Count(str(uuid.uuid4())))
+            count.count += 1
+            count.protocol, count.status, count.path = protocol, status, path
+            return count.rejected_id
+
+    def due(self, now: float | None = None, everything: bool = False) -> list[dict[str, Any]]:
+        """Count rows of the minutes that are over (all of them with `everything`, at shutdown)."""
+        minute = int((time.time() if now is None else now) // 60)
+        with self._lock:
+            done = [key for key in self._counts if everything or key[0] < minute]
+            counts = [(key, self._counts.pop(key)) for key in done]
+        return [count_row(reason, at_minute, count) for (at_minute, reason), count in counts]
+
+
+def count_row(reason: str, minute: int, count: _Count) -> dict[str, Any]:
+    """One events_rejected row that stands for `count.count` refusals of one reason in one minute."""
+    from . import __version__
+
+    moment = datetime.fromtimestamp(minute * 60, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return {
+        "rejected_id": count.rejected_id,
+        "received_at": moment,
+        "reason": reason,
+        "reason_detail": f"{count.count} refusals past the budget in this minute, counted without their payloads",
+        "http_status": count.status,
+        "protocol": count.protocol,
+        "method": None,
+        "path": count.path,
+        "raw_payload": None,
+        "raw_bytes": None,
+        "raw_truncated": True,
+        "refusals": count.count,
+        "collector_version": __version__,
+    }
+
+
+def fold(rows: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
+    """One request's refusal rows: the first `keep` whole, the rest one row per reason with its count (the
+    first of each reason's row, without its payload). Each folded row takes the id of its reason's row."""
+    if len(rows) <= keep:
+        return rows
+    kept, by_reason = rows[:keep], {}
+    for row in rows[keep:]:
+        reason = row["reason"]
+        if reason not in by_reason:
+            by_reason[reason] = row | {"raw_payload": None, "raw_truncated": True, "refusals": 0}
+            by_reason[reason]["reason_detail"] = "refused events of one request past its share, counted"
+        by_reason[reason]["refusals"] += 1
+        row["rejected_id"] = by_reason[reason]["rejected_id"]
+    return kept + list(by_reason.values())
+
+
+def rows_allowed(body_bytes: int | None) -> int:
+    """Refusals one request may store whole: two a KB it sent (a row is billed at least 1 KB), at least two."""
+    return max(2, 2 * (body_bytes or 0) // 1024)
+
+
+class Flusher:
+    """Stores the count rows of minutes that are over, every few seconds, and everything at shutdown. Rows
+    BigQuery did not take wait for the next round (up to a bound), so an outage delays counts, not loses them."""
+
+    PENDING_LIMIT = 10_000
+
+    def __init__(self, budget: RefusalBudget, store: Callable[[list[dict[str, Any]]], None], every: float) -> None:
+        self._budget, self._store, self._every = budget, store, every
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="refusal-counts", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._every)
+            self.flush()
+
+    def flush(self, everything: bool = False) -> None:
+        with self._lock:
+            rows = self._pending + self._budget.due(everything=everything)
+            self._pending = []
+            if not rows:
+                return
+            try:
+                self._store(rows)
+            except Exception:
+                self._pending = rows[-self.PENDING_LIMIT :]
