@@ -81,6 +81,14 @@ resource "google_cloudfunctions2_function" "collector" {
       DATA_PATHS         = join(",", var.data_paths)
       PATH_PREFIXES      = join(",", var.path_prefixes)
       NON_LOYJOY_HITS    = var.non_loyjoy_hits
+      # The flood limits; the client's address is the last X-Forwarded-For entry, or the one before the load
+      # balancer's own with custom_domain.
+      RATE_LIMIT_ADDRESS_PER_SECOND = tostring(var.flood_limits.address_per_second)
+      RATE_LIMIT_ADDRESS_BURST      = tostring(var.flood_limits.address_burst)
+      RATE_LIMIT_CLIENT_PER_SECOND  = tostring(var.flood_limits.client_per_second)
+      RATE_LIMIT_CLIENT_BURST       = tostring(var.flood_limits.client_burst)
+      REFUSAL_BUDGET_PER_MINUTE     = tostring(var.flood_limits.refusals_a_minute)
+      CLIENT_ADDRESS_HOP            = var.custom_domain == null ? "1" : "2"
       # functions-framework serves THREADS requests at once: match what Cloud Run sends an instance.
       THREADS = tostring(var.concurrency)
     }

@@ -369,6 +369,28 @@ variable "url_allowed_params" {
   }
 }
 
+variable "flood_limits" {
+  description = "Per-instance limits a flood meets (issue: a public endpoint with bounded cost): requests a second and at once per client address on POST / and per client_id on every protocol (answered 429 with Retry-After), and refusals stored whole a minute (past it they are counted, one row per reason and minute)."
+  type = object({
+    address_per_second = optional(number, 50)
+    address_burst      = optional(number, 500)
+    client_per_second  = optional(number, 5)
+    client_burst       = optional(number, 60)
+    refusals_a_minute  = optional(number, 600)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = (var.flood_limits.address_per_second > 0 && var.flood_limits.client_per_second > 0 &&
+      var.flood_limits.address_burst >= 1 && var.flood_limits.client_burst >= 1 &&
+      var.flood_limits.refusals_a_minute >= 1 && floor(var.flood_limits.address_burst) == var.flood_limits.address_burst &&
+      floor(var.flood_limits.client_burst) == var.flood_limits.client_burst &&
+    floor(var.flood_limits.refusals_a_minute) == var.flood_limits.refusals_a_minute)
+    error_message = "flood_limits: rates above 0; bursts and refusals_a_minute whole numbers of at least 1."
+  }
+}
+
 variable "pii_hash_key_version" {
   description = "Bump to generate a new e-mail hash key (old and new hashes then no longer match)."
   type        = number
