@@ -144,3 +144,10 @@ def test_what_a_request_stores_is_bounded_by_what_it_sent(collector, local_bigqu
     assert answer.status_code == 413 and answer.json()["error"]["reason"] == "shared_fields_too_large"
     assert local_bigquery.rejected("rejected_id = @id", id=answer.json()["rejected_id"])
     assert collector.post(shared | {"events": [{"event": "open"}]}).status_code == 200  # once is fine
+
+
+def test_an_address_pays_per_event_so_a_batch_is_no_way_around_its_rate(strict_collector, tag):
+    batch = {"bot_id": tag, "events": [{"event": "open", "client_id": uuid.uuid4().hex} for _ in range(30)]}
+    answer = post(strict_collector, batch, "203.0.113.50")
+    assert answer.status_code == 429 and int(answer.headers["Retry-After"]) >= 1
+    assert post(strict_collector, batch | {"events": batch["events"][:3]}, "203.0.113.51").status_code == 200

@@ -38,14 +38,15 @@ class TokenBuckets:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, when)
         self._lock = threading.Lock()
 
-    def take(self, key: str, now: float | None = None) -> float:
-        """0 when `key` may go on; else the seconds until it may."""
+    def take(self, key: str, now: float | None = None, cost: float = 1.0) -> float:
+        """0 when `key` may go on (and pays `cost`); else the seconds until it may."""
         now = time.monotonic() if now is None else now
         with self._lock:
             tokens, when = self._buckets.pop(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - when) * self.rate)
-            wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
-            self._buckets[key] = (tokens - 1 if tokens >= 1 else tokens, now)
+            need = min(cost, self.burst)  # a cost above the burst could never be paid: the burst then
+            wait = 0.0 if tokens >= need else (need - tokens) / self.rate
+            self._buckets[key] = (tokens - cost if tokens >= need else tokens, now)
             while len(self._buckets) > self.max_keys:
                 self._buckets.popitem(last=False)
             return wait
@@ -56,10 +57,10 @@ class RateLimits:
     per_address: TokenBuckets
     per_client: TokenBuckets
 
-    def wait(self, address: str | None, client_ids: list[str]) -> float:
+    def wait(self, address: str | None, client_ids: list[str], events: int = 1) -> float:
         """Seconds the sender must wait (0: go on). Every key pays, so a flood of ids from one address is
-        still one address."""
-        waits = [self.per_address.take("a:" + address)] if address else []
+        still one address; an address pays per event, so that a batch is no way around its rate."""
+        waits = [self.per_address.take("a:" + address, cost=events)] if address else []
         waits += [self.per_client.take("c:" + client) for client in dict.fromkeys(client_ids)]
         return max(waits, default=0.0)
 

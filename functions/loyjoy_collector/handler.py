@@ -121,7 +121,7 @@ def collect(request: flask.Request) -> flask.Response:
                     headers={"Allow": allow},
                 )
             if route.protocol == "loyjoy":  # a browser's: sGTM containers send every visitor's from few addresses
-                wait = rt.limits.wait(client_address(request, rt.settings.client_address_hop), [])
+                wait = rt.limits.wait(ctx.address, [])  # at the door; each further event of a batch pays later
                 if wait:
                     raise RateLimited(wait)
             return route.handle(request, ctx, rt)
@@ -177,6 +177,7 @@ def request_context(request: flask.Request) -> RequestContext:
         user_agent=request.headers.get("User-Agent", ""),
         ip=forwarded.split(",", 1)[0].strip() or request.remote_addr,
         accept_language=request.headers.get("Accept-Language"),
+        address=client_address(request, get_settings().client_address_hop),
     )
 
 

@@ -41,6 +41,7 @@ class RequestContext:
     user_agent: str
     ip: str | None
     accept_language: str | None
+    address: str | None = None  # the client's address as the platform saw it (rate limits), never stored
 
 
 def _first_language(header: str | None) -> str | None:
