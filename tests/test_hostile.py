@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from loyjoy_collector.privacy import hashing
 
 from .conftest import HASH_KEY, ORIGIN
 
@@ -21,7 +21,7 @@ JWT = (
 
 
 def pseudonym(value: str) -> str:
-    return "pii-" + hmac.new(HASH_KEY.encode(), value.encode(), hashlib.sha256).hexdigest()[:32]
+    return hashing.pseudonym(HASH_KEY.encode(), value)
 
 
 def everything(local_bigquery) -> str:

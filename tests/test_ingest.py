@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import uuid
 from collections.abc import Iterator
@@ -11,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+
+from loyjoy_collector.privacy import hashing
 
 from .conftest import HASH_KEY, ORIGIN, Collector, LocalBigQuery
 from .fault_bigquery import FaultyBigQuery
@@ -157,7 +157,7 @@ def test_privacy_token_and_plain_email_reach_no_table(collector, local_bigquery,
     assert broken.status_code == 400
 
     [row] = local_bigquery.events("bot_id = @tag", tag=tag)
-    expected = hmac.new(HASH_KEY.encode(), EMAIL.lower().encode(), hashlib.sha256).hexdigest()
+    expected = hashing.email_hash(HASH_KEY.encode(), EMAIL)
     assert row["email_hash"] == expected
     assert row["detail"] == {
         "bot_id": tag,
@@ -620,7 +620,7 @@ def test_refused_payloads_can_be_replayed_once_the_cause_is_fixed(faulty_collect
         "x",
         refused.json()["results"][0]["event_id"],
     )
-    hashed = hmac.new(HASH_KEY.encode(), EMAIL.lower().encode(), hashlib.sha256).hexdigest()
+    hashed = hashing.email_hash(HASH_KEY.encode(), EMAIL)
     assert row["email_hash"] == hashed  # the hash survives the replay; the address never was kept
 
     whole = collector.post(b'{"event": "open", "bot_id": "' + tag.encode() + b'"')  # truncated JSON

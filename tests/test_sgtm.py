@@ -7,8 +7,6 @@ and as a GA4 tag sends it (`en=loyjoy` with `ep.*` parameters), and LoyJoy's new
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import re
 from urllib.parse import quote, urlencode
@@ -16,6 +14,7 @@ from urllib.parse import quote, urlencode
 import pytest
 import requests
 
+from loyjoy_collector.privacy import hashing
 from loyjoy_collector.sgtm import PIXEL, ga4_hits, loyjoy_event, to_event
 
 from .conftest import HASH_KEY, ORIGIN
@@ -25,7 +24,7 @@ DATA_ANSWER = re.compile(rb'\{"timestamp":(\d{10}),"unique_event_id":"(\d{13}_\d
 
 
 def email_hash(email: str) -> str:
-    return hmac.new(HASH_KEY.encode(), email.lower().encode(), hashlib.sha256).hexdigest()
+    return hashing.email_hash(HASH_KEY.encode(), email)
 
 
 def seed_push(tag: str, evt: str = "signin", process: str = "Newsletter") -> dict:

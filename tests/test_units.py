@@ -192,3 +192,17 @@ def test_group_commit_failure_reaches_every_waiter_of_that_call():
 
     with pytest.raises(TimeoutError):
         GroupCommit().insert("events", [{"n": 1}], ["a"], send)
+
+
+def test_the_one_keyed_hash_is_hmac_sha256_of_the_normalised_address():
+    """The collector, erasure and the tests share `privacy.hashing`; this pins it to the algorithm the README
+    documents, computed here independently, so that a change to it cannot pass unnoticed."""
+    import hashlib
+    import hmac
+
+    from loyjoy_collector.privacy import hashing
+
+    key = b"deployed-key"
+    expected = hmac.new(key, b"jane.doe@example.com", hashlib.sha256).hexdigest()
+    assert hashing.email_hash(key, "  Jane.Doe@Example.com ") == expected
+    assert hashing.pseudonym(key, "x") == "pii-" + hmac.new(key, b"x", hashlib.sha256).hexdigest()[:32]
