@@ -186,6 +186,11 @@ FIREFOX_PREFS = {
     "extensions.update.enabled": False,
     "services.settings.server": "http://127.0.0.1:9/",
     "network.proxy.type": 0,
+    "network.dns.disablePrefetch": True,
+    "dom.push.connection.enabled": False,
+    "browser.newtabpage.enabled": False,
+    "browser.region.network.url": "",
+    "toolkit.telemetry.server": "",
     "browser.tabs.remote.autostart": True,
 }
 

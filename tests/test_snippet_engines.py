@@ -59,6 +59,9 @@ CHAT_EVENTS = sorted(
 FIGURES: dict[str, dict[str, Any]] = {}
 
 
+DRAINED = "return LoyJoyCollector.version && LoyJoyCollector.pending() === 0"
+
+
 def stub_call(script_url: str, options: dict[str, Any]) -> str:
     """The built stub, called with this page's script URL and options (the README's placeholders replaced)."""
     built = (STATIC / "loyjoy-collector-stub.min.js").read_text()
@@ -82,15 +85,23 @@ class Site(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/loyjoy.js":
-            time.sleep(LOADER_DELAY)
-            return self.send(STANDIN.read_bytes(), "application/javascript")
+            time.sleep(float(query.get("delay", LOADER_DELAY)))
+            code = STANDIN.read_bytes()
+            if query.get("declared"):  # a loader that declares `function LoyJoy`, which bypasses any setter
+                code += b"\nfunction LoyJoy(command, options) { return window.standinLoyJoy(command, options); }"
+                code = code.replace(b"window.LoyJoy = function", b"window.standinLoyJoy = function", 1)
+                code = code.replace(b"window.LoyJoy.standin =", b"window.standinLoyJoy.standin =", 1)
+            return self.send(code, "application/javascript")
         if url.path == "/own":  # LoyJoy's documented JavaScript-API form: its loader, then boot
             page = f"""{HEAD}<title>own</title><script nonce="{NONCE}" src="/loyjoy.js"></script>
 <script nonce="{NONCE}">LoyJoy('boot', {{bot: {json.dumps(query["bot"])}, eventListeners: [{SEED_LISTENER}]}});</script>"""
         elif url.path == "/stub":
             options = json.loads(query["options"])
+            loader = "/loyjoy.js?" + requests.compat.urlencode(
+                {k: query[k] for k in ("delay", "declared") if k in query}
+            )
             page = f"""{HEAD}<title>stub</title><script nonce="{NONCE}">{stub_call(query["script"], options)}</script>
-<script nonce="{NONCE}" async src="/loyjoy.js"></script>"""
+<script nonce="{NONCE}" async src="{loader}"></script>"""
             if query.get("chat"):  # the visitor chats at once, whatever the driver's idea of a loaded page
                 page += f"""<script nonce="{NONCE}">(function chatWhenBooted() {{
   if (!(window.LoyJoy && LoyJoy.standin && LoyJoy.standin.bootedAt())) return setTimeout(chatWhenBooted, 10);
@@ -98,7 +109,7 @@ class Site(BaseHTTPRequestHandler):
   window.chatMade = LoyJoyCollector.version ? 'after the script' : 'before the script';
 }})();</script>"""
         elif url.path == "/tag":  # the one-tag install: the collector's script boots LoyJoy itself
-            page = f"""{HEAD}<title>tag</title><script nonce="{NONCE}" async src="/loyjoy.js"></script>
+            page = f"""{HEAD}<title>tag</title><script nonce="{NONCE}" async src="/loyjoy.js?delay={query["delay"]}"></script>
 <script nonce="{NONCE}" async src="{query["script"]}" data-bot="{query["bot"]}"></script>"""
         else:
             return self.send(b"not found", "text/plain", 404)
@@ -423,3 +434,42 @@ def test_nothing_is_lost_when_the_page_is_left_mid_batch(
         assert page.js("return LoyJoyCollector.pending()") == len(CHAT_EVENTS)
         page.goto("about:blank")
         exactly_once(local_bigquery, tag, CHAT_EVENTS, timeout=20)
+
+
+def test_the_chat_boots_however_late_loyjoys_loader_arrives(
+    engine: Engine, front: Front, site: str, local_bigquery: LocalBigQuery, tag: str
+) -> None:
+    """The snippet used to give up after 10 s; a phone on a bad connection can take longer. Both installs wait."""
+    late = 11
+    script = f"{front.url}/loyjoy-collector.js"
+    urls = [
+        stub_url(site, front, {"loyjoy": {"bot": tag}}) + f"&delay={late}",
+        f"{site}/tag?" + requests.compat.urlencode({"script": script, "bot": f"{tag}t", "delay": late}),
+    ]
+    if engine.name == "webkit":  # WebKitWebDriver holds one session at a time: one page after the other
+        for url in urls:
+            with page_of(engine) as page:
+                page.goto(url)
+                assert booted_at(page, timeout=late + 20) >= late * 1000
+                page.wait(DRAINED)
+    else:
+        with page_of(engine) as stub, page_of(engine) as one_tag:
+            for page, url in zip((stub, one_tag), urls, strict=True):
+                page.goto(url)
+            for page in (stub, one_tag):
+                assert booted_at(page, timeout=late + 20) >= late * 1000
+                page.wait(DRAINED)
+    exactly_once(local_bigquery, tag, ["load", "show"], timeout=20)
+    exactly_once(local_bigquery, f"{tag}t", ["load", "show"], timeout=20)
+
+
+def test_a_loader_that_declares_function_loyjoy_still_boots_the_chat(
+    engine: Engine, front: Front, site: str, local_bigquery: LocalBigQuery, tag: str
+) -> None:
+    """A global function declaration replaces the stub's setter without calling it: a load event catches it."""
+    with page_of(engine) as page:
+        page.goto(stub_url(site, front, {"loyjoy": {"bot": tag}}) + "&declared=1")
+        assert page.wait("return window.standinLoyJoy && standinLoyJoy.standin.bootedAt()") > 0
+        assert page.js("return typeof LoyJoy") == "function"
+        page.wait(DRAINED)
+    exactly_once(local_bigquery, tag, ["load", "show"], timeout=20)
