@@ -192,3 +192,24 @@ def read_response(sock: socket.socket) -> bytes:
         assert chunk
         rest += chunk
     return head + b"\r\n\r\n" + rest
+
+
+def test_install_gives_the_gthread_worker_deadlines_and_leaves_the_sync_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask import Flask
+    from functions_framework._http.gunicorn import GunicornApplication
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from loyjoy_collector import server_limits
+
+    assert server_limits.supported(), "the installed gunicorn is not the one the deadlines were built on"
+    monkeypatch.setattr(GunicornApplication, "load_config", GunicornApplication.load_config)  # undone afterwards
+    server_limits.install()
+    server_limits.install()  # idempotent
+    monkeypatch.setenv("THREADS", "8")
+    monkeypatch.setenv("HEADER_TIMEOUT_SECONDS", "3")
+    worker = GunicornApplication(Flask("t"), "127.0.0.1", 0, False).cfg.worker_class
+    assert issubclass(worker, server_limits.DeadlineWorkerMixin) and issubclass(worker, ThreadWorker)
+    assert worker.header_timeout == 3.0
+    monkeypatch.setenv("THREADS", "1")
+    sync = GunicornApplication(Flask("t"), "127.0.0.1", 0, False).cfg.worker_class
+    assert not issubclass(sync, server_limits.DeadlineWorkerMixin)

@@ -28,6 +28,7 @@ import socket
 import time
 from typing import Any
 
+import gunicorn
 from gunicorn import util
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers import gthread
@@ -233,6 +234,18 @@ def deadline_worker(base: type) -> type:
     return _workers[base]
 
 
+def supported() -> bool:
+    """Whether this gunicorn's gthread worker has what the deadlines rely on (gunicorn 27's, where `handle`
+    returns a bool or `_DEFER` and the first byte is awaited in `TConn.wait_for_data`)."""
+    return (
+        hasattr(gthread, "_DEFER")
+        and hasattr(gthread, "DEFAULT_WORKER_DATA_TIMEOUT")
+        and hasattr(gthread.TConn, "wait_for_data")
+        and hasattr(gthread.ThreadWorker, "handle_request")
+        and hasattr(util, "close_graceful")
+    )
+
+
 def install() -> None:
     """Give functions-framework's gunicorn a worker with the deadlines; idempotent, a no-op without gunicorn."""
     try:
@@ -241,6 +254,10 @@ def install() -> None:
         return
     app_class = ff_gunicorn.GunicornApplication
     if getattr(app_class.load_config, "loyjoy_deadlines", False):
+        return
+    if not supported():
+        log.warning("no header and body deadlines: gunicorn %s's gthread worker is not the one they were built on "
+                    "(27: TConn.wait_for_data, _DEFER)", getattr(gunicorn, "__version__", "?"))  # fmt: skip
         return
     load_config = app_class.load_config
 
