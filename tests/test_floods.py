@@ -151,3 +151,11 @@ def test_an_address_pays_per_event_so_a_batch_is_no_way_around_its_rate(strict_c
     answer = post(strict_collector, batch, "203.0.113.50")
     assert answer.status_code == 429 and int(answer.headers["Retry-After"]) >= 1
     assert post(strict_collector, batch | {"events": batch["events"][:3]}, "203.0.113.51").status_code == 200
+
+
+def test_a_reason_met_once_past_the_share_stays_whole():
+    rows = [rejected(reason, index) | {"raw_payload": "x"} for index, reason in enumerate("aabcc")]
+    kept = fold(rows, 2)
+    assert [(row["reason"], row.get("refusals"), row["raw_payload"]) for row in kept] == [
+        ("a", None, "x"), ("a", None, "x"), ("b", None, "x"), ("c", 2, None)
+    ]  # fmt: skip

@@ -148,19 +148,25 @@ def count_row(reason: str, minute: int, count: _Count) -> dict[str, Any]:
 
 
 def fold(rows: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
-    """One request's refusal rows: the first `keep` whole, the rest one row per reason with its count (the
-    first of each reason's row, without its payload). Each folded row takes the id of its reason's row."""
+    """One request's refusal rows: the first `keep` whole; of the rest, a reason met once stays whole too (a
+    count row would cost the same row), a reason met more often becomes one row with its count (the first of
+    them, without its payload). Each folded refusal takes the id of its reason's row."""
     if len(rows) <= keep:
         return rows
-    kept, by_reason = rows[:keep], {}
+    rest: dict[str, list[dict[str, Any]]] = {}
     for row in rows[keep:]:
-        reason = row["reason"]
-        if reason not in by_reason:
-            by_reason[reason] = row | {"raw_payload": None, "raw_truncated": True, "refusals": 0}
-            by_reason[reason]["reason_detail"] = "refused events of one request past its share, counted"
-        by_reason[reason]["refusals"] += 1
-        row["rejected_id"] = by_reason[reason]["rejected_id"]
-    return kept + list(by_reason.values())
+        rest.setdefault(row["reason"], []).append(row)
+    kept = rows[:keep]
+    for group in rest.values():
+        if len(group) == 1:
+            kept.append(group[0])
+            continue
+        counted = group[0] | {"raw_payload": None, "raw_truncated": True, "refusals": len(group)}
+        counted["reason_detail"] = "refused events of one request past its share, counted"
+        for row in group:
+            row["rejected_id"] = counted["rejected_id"]
+        kept.append(counted)
+    return kept
 
 
 def rows_allowed(body_bytes: int | None) -> int:
