@@ -89,6 +89,8 @@ resource "google_cloudfunctions2_function" "collector" {
       RATE_LIMIT_CLIENT_BURST       = tostring(var.flood_limits.client_burst)
       REFUSAL_BUDGET_PER_MINUTE     = tostring(var.flood_limits.refusals_a_minute)
       CLIENT_ADDRESS_HOP            = var.custom_domain == null ? "1" : "2"
+      HEADER_TIMEOUT_SECONDS        = tostring(var.slow_sender_timeouts.headers)
+      BODY_TIMEOUT_SECONDS          = tostring(var.slow_sender_timeouts.body)
       # functions-framework serves THREADS requests at once: match what Cloud Run sends an instance.
       THREADS = tostring(var.concurrency)
     }

@@ -391,6 +391,21 @@ variable "flood_limits" {
   }
 }
 
+variable "slow_sender_timeouts" {
+  description = "Seconds a request may take to send its line and headers (from their first byte) and its body (from the end of the headers); past them it is answered 408 and its connection closed, so slow senders cannot hold an instance's threads."
+  type = object({
+    headers = optional(number, 5)
+    body    = optional(number, 10)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.slow_sender_timeouts.headers > 0 && var.slow_sender_timeouts.body > 0 && var.slow_sender_timeouts.body <= 3600
+    error_message = "slow_sender_timeouts: both above 0 seconds, the body at most an hour."
+  }
+}
+
 variable "pii_hash_key_version" {
   description = "Bump to generate a new e-mail hash key (old and new hashes then no longer match)."
   type        = number

@@ -71,7 +71,7 @@ def strict_collector(local_bigquery: LocalBigQuery) -> Iterator[Collector]:
         "strict-collector",
         RATE_LIMIT_CLIENT_PER_SECOND="1",
         RATE_LIMIT_CLIENT_BURST="5",
-        RATE_LIMIT_ADDRESS_PER_SECOND="1",
+        RATE_LIMIT_ADDRESS_PER_SECOND="0.01",  # no refill while a test sends: the burst is all there is
         RATE_LIMIT_ADDRESS_BURST="20",
         REFUSAL_BUDGET_PER_MINUTE="3",
     )

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         description="Which X-Forwarded-For entry, counted from the end, is the client (1: Cloud Run's own; "
         "2 behind the load balancer). Earlier entries are the sender's to write.",
     )
+    header_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="A request's line and headers, from their first byte (read by server_limits)."
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request's body, from the end of its headers (read by server_limits)."
+    )
     refusal_budget_per_minute: int = Field(
         default=600, ge=1, description="Refusals an instance stores whole a minute; past it they are counted."
     )
