@@ -46,7 +46,9 @@
     i.src = u + (a ? (/\?/.test(u) ? '&' : '?') + 'r=' + a : '');
     if (n) i.nonce = n;
     i.onload = i.onerror = function () {
-      if (!w.LoyJoyCollector.version) setTimeout(p, Math.min(3e4, 500 << ++a));
+      if (w.LoyJoyCollector.version) return;
+      d.head.removeChild(i); // a failed try leaves nothing behind
+      setTimeout(p, Math.min(3e4, 500 << ++a));
     };
     d.head.appendChild(i);
   }
