@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from . import __version__
+from .rows import rfc3339
+
 MAX_KEYS = 50_000  # buckets kept per limit; the least recently seen go first
 
 
@@ -101,20 +104,23 @@ class RefusalBudget:
                     self._stored += 1
                     kept.append(row)
                     continue
-                count = self._counts.setdefault((minute, row["reason"]), _Count(str(uuid.uuid4())))
-                count.count += row.get("refusals") or 1
-                count.protocol, count.status, count.path = row.get("protocol"), row["http_status"], row.get("path")
-                row["rejected_id"] = count.rejected_id
+                row["rejected_id"] = self._add(
+                    minute, row["reason"], row.get("refusals") or 1, row["http_status"], row.get("protocol"),
+                    row.get("path"),
+                )  # fmt: skip
         return kept
 
     def count(self, reason: str, status: int, protocol: str | None, path: str | None) -> str:
         """A refusal that is never stored whole (a 429): counted, and the id of its count row."""
-        minute = int(time.time() // 60)
         with self._lock:
-            count = self._counts.setdefault((minute, reason), _Count(str(uuid.uuid4())))
-            count.count += 1
-            count.protocol, count.status, count.path = protocol, status, path
-            return count.rejected_id
+            return self._add(int(time.time() // 60), reason, 1, status, protocol, path)
+
+    def _add(self, minute: int, reason: str, refusals: int, status: int, protocol: str | None, path: str | None) -> str:
+        """Count refusals under their reason's row of `minute` (the lock held); that row's id."""
+        count = self._counts.setdefault((minute, reason), _Count(str(uuid.uuid4())))
+        count.count += refusals
+        count.protocol, count.status, count.path = protocol, status, path
+        return count.rejected_id
 
     def due(self, now: float | None = None, everything: bool = False) -> list[dict[str, Any]]:
         """Count rows of the minutes that are over (all of them with `everything`, at shutdown)."""
@@ -127,12 +133,9 @@ class RefusalBudget:
 
 def count_row(reason: str, minute: int, count: _Count) -> dict[str, Any]:
     """One events_rejected row that stands for `count.count` refusals of one reason in one minute."""
-    from . import __version__
-
-    moment = datetime.fromtimestamp(minute * 60, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     return {
         "rejected_id": count.rejected_id,
-        "received_at": moment,
+        "received_at": rfc3339(datetime.fromtimestamp(minute * 60, UTC)),
         "reason": reason,
         "reason_detail": f"{count.count} refusals past the budget in this minute, counted without their payloads",
         "http_status": count.status,

@@ -99,7 +99,7 @@ def collect(request: flask.Request) -> flask.Response:
     """Cloud Functions entry point (`--target collect`)."""
     rt = runtime()
     logs.set_trace(logs.trace_from(request.headers.get("traceparent"), request.headers.get("X-Cloud-Trace-Context")))
-    ctx = request_context(request)
+    ctx = request_context(request, rt.settings.client_address_hop)
     if ctx.origin and not allowed_origin(ctx.origin, rt.settings.allowed_origins):
         logs.emit(logging.WARNING, f"origin {ctx.origin} is not allowed", "refused", reason="origin_not_allowed",
                   status=403, origin=ctx.origin)  # fmt: skip
@@ -164,7 +164,7 @@ def route_path(path: str, prefixes: tuple[str, ...]) -> str:
     return path
 
 
-def request_context(request: flask.Request) -> RequestContext:
+def request_context(request: flask.Request, address_hop: int) -> RequestContext:
     forwarded = request.headers.get("X-Forwarded-For", "")
     path = request.path.rstrip("/") or "/"
     return RequestContext(
@@ -177,7 +177,7 @@ def request_context(request: flask.Request) -> RequestContext:
         user_agent=request.headers.get("User-Agent", ""),
         ip=forwarded.split(",", 1)[0].strip() or request.remote_addr,
         accept_language=request.headers.get("Accept-Language"),
-        address=client_address(request, get_settings().client_address_hop),
+        address=client_address(request, address_hop),
     )
 
 

@@ -47,12 +47,19 @@ from .placeholders import (
     STREET_PLACEHOLDER,
 )
 from .tally import Tally
+from .urls import clean_url, looks_like_url
 
 
 @lru_cache(maxsize=4096)
 def normalise_key(name: str) -> str:
     """`First-Name`, `firstName` and `first_name` are one key: lower case, letters and digits only."""
     return re.sub(r"[^0-9a-zß-ÿ]", "", name.lower())
+
+
+@lru_cache(maxsize=4096)
+def last_key(key: str) -> str:
+    """`ep.vorname` is judged as `vorname`: a GA4 parameter's name."""
+    return normalise_key(key.rpartition(".")[2])
 
 
 # Keys that name a personal field, normalised. Short words match whole keys only (`ort` is not in `sort`);
@@ -101,7 +108,7 @@ PERSONAL_STEMS = (
 
 @lru_cache(maxsize=4096)
 def personal_key(name: str) -> bool:
-    key = normalise_key(name.rpartition(".")[2])  # `ep.vorname`: a GA4 parameter
+    key = last_key(name)
     return key in PERSONAL_WORDS or any(stem in key for stem in PERSONAL_STEMS)
 
 
@@ -111,12 +118,6 @@ LANGUAGE_KEYS = frozenset({"language", "ul", "locale", "lang", "acceptlanguage"}
 URL_VALUE_KEYS = frozenset({"url", "href", "linkurl", "pagelocation", "pagereferrer", "pagepath", "dl", "dr", "link"})
 
 # ----------------------------------------------------------------------------------------- the engine
-
-_re2 = Pattern
-
-
-def _group(match: Match, name: str) -> str | None:
-    return match.named(name)
 
 
 def _edges(match: Match, replacement: str) -> str:
@@ -142,24 +143,24 @@ _WORD = r"\pL\pN_"  # Python's \w, which RE2 spells out
 
 _AT = r"(?:@|\x{ff20}|\x{fe6b}|%40|%2540|\\u0040|\\x40|&#0*64;|&#x0*40;|&commat;)"
 _ADDRESS_CHARS = r"[^\s\"'<>()\[\]{},;:/=&?#|@\x{ff20}\x{fe6b}`]"
-_EMAIL = _re2(rf"(?i){_ADDRESS_CHARS}+{_AT}{_ADDRESS_CHARS}{{2,}}")
+_EMAIL = Pattern(rf"(?i){_ADDRESS_CHARS}+{_AT}{_ADDRESS_CHARS}{{2,}}")
 # Second pass, for what is left: every character RFC 5322 allows in a local part (`=`, `&`, `?`, `/`, `'`,
 # backquotes, braces). Not first: in a URL it would take `?email=` along with the address.
-_EMAIL_RFC = _re2(rf"(?i)[^\s\"<>()\[\],;:@\x{{ff20}}\x{{fe6b}}]+{_AT}{_ADDRESS_CHARS}{{2,}}")
-_HAS_AT = _re2(rf"(?i){_AT}")
+_EMAIL_RFC = Pattern(rf"(?i)[^\s\"<>()\[\],;:@\x{{ff20}}\x{{fe6b}}]+{_AT}{_ADDRESS_CHARS}{{2,}}")
+_HAS_AT = Pattern(rf"(?i){_AT}")
 # Written out for people and harvesters: jane(at)example(dot)com, jane [at] example [dot] com, jane at example.com
 _OPEN, _CLOSE = r"[(\[{<]", r"[)\]}>]"
 _OBFUSCATED_AT = rf"(?:\s*{_OPEN}\s*(?:at|ät)\s*{_CLOSE}\s*|\s+(?:at|ät)\s+)"
 _OBFUSCATED_DOT = rf"(?:\s*\.\s*|\s*{_OPEN}\s*(?:dot|punkt)\s*{_CLOSE}\s*|\s+(?:dot|punkt)\s+)"
-_EMAIL_SPELLED = _re2(
+_EMAIL_SPELLED = Pattern(
     rf"(?i)(?:^|(?P<pre>[^{_WORD}.%+\-]))(?P<v>[{_WORD}.%+\-]+{_OBFUSCATED_AT}[{_WORD}\-]+(?:{_OBFUSCATED_DOT}[{_WORD}\-]+)+)"
 )
-_SPELLED_HINT = _re2(r"(?i)(?:[(\[{<]\s*(?:at|ät)\s*[)\]}>]|\s(?:at|ät)\s)")
+_SPELLED_HINT = Pattern(r"(?i)(?:[(\[{<]\s*(?:at|ät)\s*[)\]}>]|\s(?:at|ät)\s)")
 _LETTER = re.compile(r"[^\W\d_]")  # one character class: cannot backtrack
 
 # ---------------------------------------------------------------------------------------- base64, JWT
 
-_B64_RUN = _re2(r"[A-Za-z0-9+/_\-]{16,}(?:={1,2}|(?:%3D){1,2})?")
+_B64_RUN = Pattern(r"[A-Za-z0-9+/_\-]{16,}(?:={1,2}|(?:%3D){1,2})?")
 _PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
 _HEX_CHARS = "0123456789abcdef-"  # UUIDs, hashes: base64 of readable text always has other letters
 _TRIVIAL_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.- "
@@ -169,14 +170,14 @@ _ASCII_DIGITS = str.maketrans("", "", "0123456789")
 
 _SEP = r"[\s./\-\x{2013}]?"
 _INTERNATIONAL_PREFIX = re.compile(r"^(?:\+|00|%2[Bb])")  # anchored, no repetition
-_PHONE_INTL = _re2(
+_PHONE_INTL = Pattern(
     _bounded(
         rf"(?:\+|00|%2[Bb])\s?[1-9]\d{{0,2}}{_SEP}(?:\(0\){_SEP})?\(?\d{{1,5}}\)?(?:{_SEP}\d{{2,}}){{1,5}}",
         rf"{_WORD}+\-",
         rf"{_WORD}\-",
     )
 )
-_PHONE_NATIONAL = _re2(
+_PHONE_NATIONAL = Pattern(
     _bounded(
         r"(?:\(0\)\s?\d{1,5}|\(?0\d{1,5}\)?)(?:[\s/\-\x{2013}]\d{2,}){1,4}|0[1-9]\d{8,11}",
         rf"{_WORD}+.\-",
@@ -184,11 +185,11 @@ _PHONE_NATIONAL = _re2(
     )
 )
 # North American (NANP): (212) 555-0199, 212-555-0199, 212.555.0199, +1 212 555 0199
-_PHONE_NANP = _re2(
+_PHONE_NANP = Pattern(
     _bounded(r"(?:\+?1[\s.\-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}", rf"{_WORD}+.,\-", rf"{_WORD}/.\-")
 )
 # National numbers written without a trunk zero, in groups (347 123 4567, 612 34 56 78, 79 123 45 67)
-_PHONE_GROUPED = _re2(_bounded(r"[1-9]\d{1,3}(?:[ \-]\d{2,4}){2,4}", rf"{_WORD}+.,\-", rf"{_WORD}/.,\-"))
+_PHONE_GROUPED = Pattern(_bounded(r"[1-9]\d{1,3}(?:[ \-]\d{2,4}){2,4}", rf"{_WORD}+.,\-", rf"{_WORD}/.,\-"))
 # The countries of the IBAN registry; with the checksum this keeps hex ids and the like out.
 IBAN_COUNTRIES = frozenset(
     (  # noqa: SIM905
@@ -197,18 +198,20 @@ IBAN_COUNTRIES = frozenset(
         "SC SD SE SI SK SM SO ST SV TL TN TR UA VA VG XK YE"
     ).split()
 )
-_IBAN = _re2(_bounded(r"[A-Z]{2}\d{2}(?:\s?[A-Z0-9]){11,30}", "A-Za-z0-9", "A-Za-z0-9"))
+_IBAN = Pattern(_bounded(r"[A-Z]{2}\d{2}(?:\s?[A-Z0-9]){11,30}", "A-Za-z0-9", "A-Za-z0-9"))
 # Grouped by four, or a bare run of a card network's length and prefix (a millisecond time starts with 1).
-_CARD = _re2(_bounded(r"\d{4}[ \-]\d{4}[ \-]\d{4}[ \-]\d{1,7}|3[47]\d{13}|[4-6]\d{15}", rf"{_WORD}.,", rf"{_WORD}.,"))
+_CARD = Pattern(
+    _bounded(r"\d{4}[ \-]\d{4}[ \-]\d{4}[ \-]\d{1,7}|3[47]\d{13}|[4-6]\d{15}", rf"{_WORD}.,", rf"{_WORD}.,")
+)
 
 # ------------------------------------------------------------------------------------- IP addresses
 
-_IPV4 = _re2(_bounded(r"\d{1,3}(?:\.\d{1,3}){3}", rf"{_WORD}.", rf"{_WORD}."))
-_IPV6 = _re2(_bounded(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}", rf"{_WORD}:.", rf"{_WORD}:"))
+_IPV4 = Pattern(_bounded(r"\d{1,3}(?:\.\d{1,3}){3}", rf"{_WORD}.", rf"{_WORD}."))
+_IPV6 = Pattern(_bounded(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}", rf"{_WORD}:.", rf"{_WORD}:"))
 
 # A street and a house number, as written in the six languages (the number is what makes it an address).
 _UPPER = "A-ZÄÖÜ"
-_STREET = _re2(
+_STREET = Pattern(
     _bounded(
         rf"[{_UPPER}][{_WORD}.\-]*(?:straße|strasse|str\.|gasse|weg|allee|platz|damm|ufer|straat|laan|gracht|plein|kade)"
         r"\s*\d{1,4}\s?[a-zA-Z]?"
@@ -223,16 +226,16 @@ _STREET = _re2(
 )
 
 # What any street pattern needs: one of its words (a literal alternation, matched as one automaton).
-_STREET_WORD = _re2(
+_STREET_WORD = Pattern(
     r"(?i)stra(?:ss|ß)e|str\.|gasse|weg|allee|platz|damm|ufer|straat|laan|gracht|plein|kade|street|st\.|avenue|ave"
     r"|road|rd\.|lane|drive|boulevard|way|rue|bd|chemin|allée|impasse|place|via|piazza|corso|calle|avenida|plaza"
     r"|paseo|carrer"
 )
 # What a phone, card or IBAN needs: eight digits with at most three separators between each two.
-_EIGHT_CLOSE_DIGITS = _re2(r"\d(?:[\s./\-\x{2013}()+]{0,3}\d){7}")
+_EIGHT_CLOSE_DIGITS = Pattern(r"\d(?:[\s./\-\x{2013}()+]{0,3}\d){7}")
 
 # A URL written into text (a label, a title, a refused body): up to a space, a quote or a bracket.
-_LINK = _re2(r"(?i)https?://[^\s\"'<>()\[\]{}\\|^`]+")
+_LINK = Pattern(r"(?i)https?://[^\s\"'<>()\[\]{}\\|^`]+")
 
 # ----------------------------------------------------------------------------------- keyed values
 
@@ -241,12 +244,12 @@ _KEY = rf"[\pL_][{_WORD}.\-]*"  # unbounded: a counted repeat of a Unicode class
 _END = "&\\s,;}\\]\"'#?"  # what ends a value, and what it may not end on
 _MID = "&\\n\\r,;}\\]\"'#?"  # inside, spaces are allowed
 _UNQUOTED = rf"(?:[^{_END}{{\[/](?:[^{_MID}]*[^{_END}])?|/(?:[^{_MID}/][^{_MID}]*[^{_END}]|[^{_END}/])?)"
-_KEYED = _re2(
+_KEYED = Pattern(
     rf"""(?:"(?P<k1>{_KEY})"|'(?P<k2>{_KEY})'|(?P<k3>{_KEY}))\s*(?P<sep>[:=])\s*"""
     rf"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|{_UNQUOTED})"""
 )
 
-_IDENTIFIER = _re2(rf"[\pL_][{_WORD}.\-]*")
+_IDENTIFIER = Pattern(rf"[\pL_][{_WORD}.\-]*")
 
 
 def _is_placeholder(text: str) -> bool:
@@ -255,9 +258,9 @@ def _is_placeholder(text: str) -> bool:
     return text[:1] == "[" and text[-1:] == "]" and inner.isascii() and inner.isalpha() and inner.islower()
 
 
-_GAP_WORD = _re2(rf"\[[a-z]+\]|\pL[{_WORD}.\-]*")
-_QUOTED = _re2(r'"(?:[^"\\]|\\.)*"(?P<key>\s*:)?|"(?:[^"\\]|\\.)*$')
-_ESCAPE = _re2(r"\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}")
+_GAP_WORD = Pattern(rf"\[[a-z]+\]|\pL[{_WORD}.\-]*")
+_QUOTED = Pattern(r'"(?:[^"\\]|\\.)*"(?P<key>\s*:)?|"(?:[^"\\]|\\.)*$')
+_ESCAPE = Pattern(r"\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}")
 _NON_DIGIT = re.compile(r"\D")  # one character class
 
 
@@ -318,11 +321,11 @@ def _email(match: Match, tally: Tally) -> str:
     return EMAIL_PLACEHOLDER
 
 
-_SPELLED_AT_SPLIT = _re2(rf"(?i){_OBFUSCATED_AT}")
+_SPELLED_AT_SPLIT = Pattern(rf"(?i){_OBFUSCATED_AT}")
 
 
 def _spelled_email(match: Match, tally: Tally) -> str:
-    if not _LETTER.search(_SPELLED_AT_SPLIT.split_once(_group(match, "v") or "")[-1]):
+    if not _LETTER.search(_SPELLED_AT_SPLIT.split_once(match.named("v") or "")[-1]):
         return match.group(0)  # "meet at 10.30" is a time
     tally.replaced += 1
     return _edges(match, EMAIL_PLACEHOLDER)
@@ -342,7 +345,7 @@ def _b64(match: Match, tally: Tally) -> str:
 
 def _phone(match: Match, tally: Tally, least: int) -> str:
     # E.164's 15 digits do not count the international prefix (+, 00) or a trunk zero written as (0)
-    number = _INTERNATIONAL_PREFIX.sub("", _group(match, "v").strip()).replace("(0)", "")
+    number = _INTERNATIONAL_PREFIX.sub("", match.named("v").strip()).replace("(0)", "")
     if digit_count(number) < least:
         return match.group(0)
     tally.replaced += 1  # more than E.164's 15: numbers written side by side, each a phone number
@@ -356,7 +359,7 @@ _IBAN_DIGITS = {ord(letter): str(value) for value, letter in enumerate("ABCDEFGH
 def _iban(match: Match, tally: Tally) -> str:
     """The longest prefix with a valid checksum: the pattern may have run on into a following word. Only
     prefixes that end before a space or at the end are tried (a handful), each one C-speed big-number step."""
-    found = _group(match, "v") or ""
+    found = match.named("v") or ""
     if found[:2] not in IBAN_COUNTRIES:
         return match.group(0)
     head = found[:4].translate(_IBAN_DIGITS)  # country and check digits, moved to the end
@@ -371,14 +374,14 @@ def _iban(match: Match, tally: Tally) -> str:
 
 
 def _card(match: Match, tally: Tally) -> str:
-    if not _luhn(_digits(_group(match, "v"))):
+    if not _luhn(_digits(match.named("v"))):
         return match.group(0)
     tally.replaced += 1
     return _edges(match, CARD_PLACEHOLDER)
 
 
 def _ipv4(match: Match, tally: Tally) -> str:
-    found = _group(match, "v")
+    found = match.named("v")
     if any(int(octet) > 255 for octet in found.split(".")):
         return match.group(0)
     before = match.before("v", 2)
@@ -389,7 +392,7 @@ def _ipv4(match: Match, tally: Tally) -> str:
 
 
 def _ipv6(match: Match, tally: Tally) -> str:
-    found = _group(match, "v")
+    found = match.named("v")
     if len(found) > 45 or found.count(":") < 2:
         return match.group(0)
     try:
@@ -401,8 +404,6 @@ def _ipv6(match: Match, tally: Tally) -> str:
 
 
 def _link(match: Match, tally: Tally, urls: frozenset[str]) -> str:
-    from .urls import clean_url  # urls builds on this module's placeholders
-
     return clean_url(match.group(0), tally, urls)
 
 
@@ -413,21 +414,19 @@ def _street(match: Match, tally: Tally) -> str:
 
 def _before_value(match: Match) -> str:
     """The key and separator of a pair: the value is the pattern's last group."""
-    whole, value = match.group(0), _group(match, "value") or ""
+    whole, value = match.group(0), match.named("value") or ""
     return whole[: len(whole) - len(value)]
 
 
 def _key_of(match: Match) -> str:
-    return _group(match, "k1") or _group(match, "k2") or _group(match, "k3") or ""
+    return match.named("k1") or match.named("k2") or match.named("k3") or ""
 
 
 def _url_value(match: Match, tally: Tally, url_params: frozenset[str]) -> str | None:
     """A URL under a URL key (`dl=`, `"url":`) keeps what a page column keeps; None when it holds no URL."""
-    from .urls import clean_url, looks_like_url  # urls builds on this module's placeholders
-
-    value = _group(match, "value")
-    quote = value[0] if value[:1] in ("'", '"') else ""
-    inner = value[1:-1] if quote and len(value) >= 2 else value
+    value = match.named("value")
+    mark = value[0] if value[:1] in ("'", '"') else ""
+    inner = value[1:-1] if mark and len(value) >= 2 else value
     encoded = "%" in inner[:12]  # https%3A%2F%2F…, as in a query string
     url = unquote(inner, errors="replace") if encoded else inner
     if not looks_like_url(url):
@@ -436,11 +435,7 @@ def _url_value(match: Match, tally: Tally, url_params: frozenset[str]) -> str | 
     if cleaned == url:
         return None
     prefix = _before_value(match)
-    return prefix + quote + (_quote_url(cleaned) if encoded else cleaned) + quote
-
-
-def _quote_url(url: str) -> str:
-    return quote(url, safe="")
+    return prefix + mark + (quote(cleaned, safe="") if encoded else cleaned) + mark
 
 
 def is_number(text: str) -> bool:
@@ -449,15 +444,9 @@ def is_number(text: str) -> bool:
     return bool(head) and head.isascii() and head.isdigit() and (not tail or (tail.isascii() and tail.isdigit()))
 
 
-@lru_cache(maxsize=4096)
-def _last_key(key: str) -> str:
-    """`ep.vorname` is judged as `vorname`: a GA4 parameter's name."""
-    return normalise_key(key.rpartition(".")[2])
-
-
 def _keyed(match: Match, tally: Tally, allowed: frozenset[str], strict: bool, urls: frozenset[str]) -> str:
     key = _key_of(match)
-    name = _last_key(key)
+    name = last_key(key)
     if name in URL_VALUE_KEYS:
         cleaned = _url_value(match, tally, urls)
         if cleaned is not None:
@@ -496,7 +485,7 @@ def _strict_quoted(text: str, tally: Tally, allowed: frozenset[str]) -> str:
     nor is any string value of a body with damaged bytes (its quotes cannot be trusted). Words outside quotes
     (a stray or lost quote shifts every string by one) are redacted too, but for JSON's own literals."""
     damaged = "\ufffd" in text
-    last_key = ""
+    current_key = ""
     out: list[str] = []
     data = text.encode()
     position = 0  # offsets are RE2's, in UTF-8 bytes
@@ -504,15 +493,14 @@ def _strict_quoted(text: str, tally: Tally, allowed: frozenset[str]) -> str:
         out.append(_GAP_WORD.sub(lambda m: _gap_word(m, tally), data[position : match.start()].decode()))
         position = match.end()
         token = match.group(0)
-        is_key = _group(match, "key") is not None
+        is_key = match.named("key") is not None
         dangling = len(token) < 2 or not token.endswith('"') or (not is_key and token.endswith('\\"'))
+        trusted = not dangling and not damaged  # quotes that can be believed: a complete string of a whole body
         inner = token[1 : token.rindex('"')] if is_key else (token[1:] if dangling else token[1:-1])
         if is_key and len(inner) <= 61 and _IDENTIFIER.fullmatch(inner):
-            last_key = inner
+            current_key = inner
             out.append(token)
-        elif (
-            not inner or _is_placeholder(inner) or (not dangling and not damaged and normalise_key(last_key) in allowed)
-        ):
+        elif not inner or _is_placeholder(inner) or (trusted and normalise_key(current_key) in allowed):
             out.append(token)
         else:
             tally.replaced += 1
@@ -665,7 +653,7 @@ def personal_number(value: float, key: str) -> str | None:
     number = abs(int(value))
     if number < 10**8:
         return None
-    name = normalise_key(key.rpartition(".")[2])
+    name = last_key(key)
     if name.endswith(_NUMERIC_SUFFIXES):
         return None
     digits = str(number)
