@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from .catalog import EVENT_NAME_PATTERN
 
@@ -68,6 +68,19 @@ class Utm(BaseModel):
     content: Annotated[StrictStr, Field(max_length=256)] | None = None
 
 
+Count = Annotated[int, Field(ge=0, le=1_000_000_000, strict=True)]
+
+
+class Dropped(BaseModel):
+    """What the snippet knowingly lost since its last report: counts only, never the events."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    overflow: Count | None = None  # the queue passed maxQueue: its oldest events went
+    quota: Count | None = None  # the browser's storage was full: events it could not keep across pages
+    consent: Count | None = None  # consent was refused: the events waiting for it were discarded
+
+
 class LoyJoyEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -93,6 +106,9 @@ class LoyJoyEvent(BaseModel):
     consent: Consent | None = None
     sdk: Annotated[StrictStr, Field(max_length=64)] | None = None
     retry: Annotated[int, Field(ge=0, le=100_000, strict=True)] | None = None
+    seq: Annotated[int, Field(ge=1, le=2**53, strict=True)] | None = None  # per client, for delivery_health
+    dropped: Dropped | None = None
+    later_page: StrictBool | None = None  # taken over from an earlier page's queue
 
 
 KNOWN_FIELDS = frozenset(LoyJoyEvent.model_fields)
