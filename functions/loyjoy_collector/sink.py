@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .group_commit import GroupCommit
+from .insert_all import NETWORK_ERRORS, InsertAll
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -53,11 +54,13 @@ class RowError:
 
 
 class BigQuerySink:
-    """One per process: the client (and its connection pool) is built on first use, never per request."""
+    """One per process: the write path (`InsertAll`, a pooled connection) and the official client (for the
+    operator's commands) are built on first use, never per request."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._client: Client | None = None
+        self._insert_all: InsertAll | None = None
         self._lock = threading.Lock()
         self._retry: Any = None
         self._network_retry: Any = None  # without 500: isolation sends a failing part once, not until the deadline
@@ -67,43 +70,55 @@ class BigQuerySink:
     def dataset(self) -> str:
         return self._settings.bq_dataset
 
+    @property
+    def project(self) -> str:
+        return self._settings.project or self.client.project
+
     def table_id(self, table: str) -> str:
-        return f"{self.client.project}.{self._settings.bq_dataset}.{table}"
+        return f"{self.project}.{self._settings.bq_dataset}.{table}"
 
     @property
     def client(self) -> Client:
+        """The official client, for jobs and queries (bootstrap, refresh, erase, replay): not on the request path."""
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client, self._retry, self._network_retry = self._build()
+                    self._client = self._build_client()
         return self._client
 
-    def _build(self) -> tuple[Client, Any, Any]:
-        # Imported here: google-cloud-bigquery costs most of a cold start and is only needed to write.
-        from google.api_core import exceptions, retry
+    def _build_client(self) -> Client:
         from google.cloud import bigquery
 
         settings = self._settings
         if settings.bigquery_api_endpoint:
             from google.auth.credentials import AnonymousCredentials
 
-            client = bigquery.Client(
+            return bigquery.Client(
                 project=settings.project,
                 credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
                 client_options={"api_endpoint": settings.bigquery_api_endpoint},
             )
-        else:
-            client = bigquery.Client(project=settings.project)
-        import requests
+        return bigquery.Client(project=settings.project)
 
+    @property
+    def insert_all(self) -> InsertAll:
+        if self._insert_all is None:
+            with self._lock:
+                if self._insert_all is None:
+                    self._insert_all, self._retry, self._network_retry = self._build_write_path()
+        return self._insert_all
+
+    def _build_write_path(self) -> tuple[InsertAll, Any, Any]:
+        from google.api_core import exceptions, retry
+
+        settings = self._settings
+        transport = InsertAll(settings.bigquery_api_endpoint, settings.project, settings.bq_timeout_seconds)
         network = (
             exceptions.TooManyRequests,
             exceptions.BadGateway,
             exceptions.ServiceUnavailable,
             exceptions.GatewayTimeout,
-            requests.exceptions.ConnectionError,
-            requests.exceptions.Timeout,
-            requests.exceptions.ChunkedEncodingError,  # a reset in the middle of the answer
+            *NETWORK_ERRORS,  # resets (also in the middle of the answer), refused connections, timeouts
         )
         policy = retry.Retry(
             predicate=retry.if_exception_type(exceptions.InternalServerError, *network),
@@ -112,7 +127,7 @@ class BigQuerySink:
             multiplier=2.0,
             timeout=settings.bq_retry_deadline_seconds,
         )
-        return client, policy, policy.with_predicate(retry.if_exception_type(*network))
+        return transport, policy, policy.with_predicate(retry.if_exception_type(*network))
 
     def insert(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
         """Stream `rows`; return the rows BigQuery refused. Raises StorageUnavailable."""
@@ -123,7 +138,7 @@ class BigQuerySink:
         return self._insert_now(table, rows, row_ids)
 
     def _insert_now(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
-        self.client  # noqa: B018 (builds the client and its retry policies on first use)
+        self.insert_all  # noqa: B018 (builds the write path and its retry policies on first use)
         try:
             return self._call(table, rows, row_ids, self._retry)
         except (CallRefused, CallFailed) as exc:  # StorageUnavailable is no evidence about rows: it propagates
@@ -133,16 +148,9 @@ class BigQuerySink:
     def _call(self, table: str, rows: list[dict[str, Any]], row_ids: list[str], retry: Any) -> list[RowError]:
         from google.api_core import exceptions
 
-        client = self.client
+        send = self.insert_all
         try:
-            errors = client.insert_rows_json(
-                self.table_id(table),
-                rows,
-                row_ids=row_ids,
-                skip_invalid_rows=True,
-                retry=retry,
-                timeout=self._settings.bq_timeout_seconds,
-            )
+            errors = retry(send)(send.url(self.dataset, table), rows, row_ids)
         except exceptions.RetryError as exc:
             if isinstance(exc.cause, exceptions.InternalServerError):
                 raise CallFailed(f"BigQuery kept failing: {exc.cause.message}") from exc
