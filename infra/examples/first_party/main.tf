@@ -35,8 +35,14 @@ module "loyjoy_collector" {
   # cloud_armor = { requests_per_ip = 600, interval_sec = 60, preview = true }
 }
 
+# Every output of the module, passed through (infra/README.md describes them; tests/test_docs.py keeps the
+# list complete).
 output "collector_url" {
   value = module.loyjoy_collector.collector_url
+}
+
+output "function_url" {
+  value = module.loyjoy_collector.function_url
 }
 
 output "dns_record" {
@@ -45,4 +51,28 @@ output "dns_record" {
 
 output "snippet" {
   value = module.loyjoy_collector.snippet
+}
+
+output "events_table" {
+  value = module.loyjoy_collector.events_table
+}
+
+output "rejected_table" {
+  value = module.loyjoy_collector.rejected_table
+}
+
+output "views" {
+  value = module.loyjoy_collector.views
+}
+
+output "looker_studio_url" {
+  value = module.loyjoy_collector.looker_studio_url
+}
+
+output "check_command" {
+  value = module.loyjoy_collector.check_command
+}
+
+output "erase_command" {
+  value = module.loyjoy_collector.erase_command
 }
