@@ -6,7 +6,10 @@
  * reloads, keepalive fetch on page hide, retries with backoff (honouring Retry-After), one queue per tab.
  * An event leaves the queue only when the collector's answer confirms it: what a page could not confirm before
  * it went away (an ad blocker, a closed tab, a collector that was down) is sent again from the next page, with
- * the same event_id, so the copy never counts twice downstream.
+ * the same event_id, so the copy never counts twice downstream. Each event carries its number for the client
+ * (`seq`: a gap is a loss), and the next event the counts of what the snippet itself knowingly dropped
+ * (`dropped`: queue overflow, a full storage, consent refused); events taken over from an earlier page say so
+ * (`later_page`). The collector's `delivery_health` table reads them.
  * ES5 on purpose: GTM Custom HTML tags and old browsers run it as is. No eval, no dependencies.
  */
 (function (window, document) {
@@ -20,9 +23,9 @@
   var ORPHAN_AFTER_MS = 15 * 1000;
   var KEEPALIVE_BUDGET = 60000; // browsers allow 64 KiB of keepalive bodies in flight per page
   var canKeepalive = !!(window.Request && 'keepalive' in window.Request.prototype);
-  var SECRET_KEY = /^(token|jwt|id_?token|access_?token|refresh_?token|password|secret|e_?mail|mail|email_?address)$/i;
-  var EMAIL = /[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}/g;
-  var JWT = /eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*/g;
+  var SECRET_KEY = /^((id|access|refresh)_?token|token|jwt|password|secret|(e_?)?mail|email_?address)$/i;
+  var EMAIL = /[\w.%+\-]+@[a-z\d\-]+(\.[a-z\d\-]+)*\.[a-z]{2,}/gi;
+  var JWT = /eyJ[\w\-]{5,}\.[\w\-]{5,}\.[\w\-]*/g;
 
   // Served by the collector itself (…/loyjoy-collector.js)? Then the collector is where the script came from.
   var script = document.currentScript;
@@ -50,7 +53,8 @@
     retryAt: 0,
     consent: undefined, // true, false or undefined (pending)
     explicitConsent: undefined, // what LoyJoyCollector.consent() was told
-    memoryIds: {}, // client and session ids before consent allows storage
+    memoryIds: {}, // client and session ids before consent allows storage; per client id, its last seq
+    dropped: {}, // what the snippet knowingly lost and has not reported yet: {overflow, quota, consent}
     last: null, // the bot and process of the last event that named them
     started: false,
     stub: null // the inline stub whose events this script took over
@@ -74,25 +78,24 @@
     };
   }
 
+  /** A version 4 UUID: randomUUID where the page is a secure context, else random hex digits in its mould. */
   function uuid() {
     var c = window.crypto;
     if (c && c.randomUUID) return c.randomUUID();
-    var bytes = new Uint8Array(16);
-    if (c && c.getRandomValues) c.getRandomValues(bytes);
-    else for (var i = 0; i < 16; i++) bytes[i] = Math.floor(Math.random() * 256);
-    bytes[6] = (bytes[6] & 15) | 64;
-    bytes[8] = (bytes[8] & 63) | 128;
-    var hex = '';
-    for (var j = 0; j < 16; j++) hex += (bytes[j] + 256).toString(16).slice(1);
-    return hex.slice(0, 8) + '-' + hex.slice(8, 12) + '-' + hex.slice(12, 16) + '-' + hex.slice(16, 20) + '-' + hex.slice(20);
+    return '10000000-1000-4000-8000-100000000000'.replace(/[018]/g, function (digit) {
+      var random = c && c.getRandomValues ? c.getRandomValues(new Uint8Array(1))[0] : Math.random() * 256;
+      return (digit ^ (random & (15 >> (digit / 4)))).toString(16); // 8: the variant's 8, 9, a or b
+    });
   }
 
+  function hasOwn(object, key) {
+    return Object.prototype.hasOwnProperty.call(object, key);
+  }
+
+  /** A storage, or null where the browser blocks it. A full one is still read: writes fail one by one. */
   function storage(kind) {
     try {
-      var s = window[kind];
-      s.setItem(PREFIX + 't', '1');
-      s.removeItem(PREFIX + 't');
-      return s;
+      return window[kind];
     } catch (e) {
       return null;
     }
@@ -107,11 +110,13 @@
     }
   }
 
+  /** True when stored (or removed). */
   function write(store, key, value) {
     try {
       if (!store) return;
       if (value === null) store.removeItem(PREFIX + key);
       else store.setItem(PREFIX + key, JSON.stringify(value));
+      return true;
     } catch (e) {
       report(e); // quota: the in-memory queue still delivers
     }
@@ -126,14 +131,14 @@
   function scrub(value, depth) {
     if (typeof value === 'string') return value.replace(JWT, '[jwt]').replace(EMAIL, '[email]');
     if (!value || typeof value !== 'object' || depth > 12) return value;
-    if (Object.prototype.toString.call(value) === '[object Array]') {
+    if (Array.isArray(value)) {
       var list = [];
       for (var i = 0; i < value.length; i++) list.push(scrub(value[i], depth + 1));
       return list;
     }
     var clean = {};
     for (var key in value) {
-      if (!Object.prototype.hasOwnProperty.call(value, key) || SECRET_KEY.test(key)) continue;
+      if (!hasOwn(value, key) || SECRET_KEY.test(key)) continue;
       var item = value[key];
       if (typeof item === 'function' || item === undefined) continue;
       clean[key] = scrub(item, depth + 1);
@@ -169,9 +174,9 @@
 
   function utm(search) {
     var result = null;
-    var names = ['source', 'medium', 'campaign', 'term', 'content'];
+    var names = 'source medium campaign term content'.split(' ');
     for (var i = 0; i < names.length; i++) {
-      var match = new RegExp('[?&]utm_' + names[i] + '=([^&#]*)').exec(search || '');
+      var match = new RegExp('[?&]utm_' + names[i] + '=([^&#]*)').exec(search);
       if (match) {
         result = result || {};
         try {
@@ -188,9 +193,9 @@
   function retryDelay(header, attempt, maxBackoff) {
     var seconds = header ? Number(header) : NaN;
     if (header && isNaN(seconds)) seconds = (Date.parse(header) - Date.now()) / 1000;
-    if (seconds >= 0) return Math.min(seconds * 1000, 3600 * 1000);
+    if (seconds >= 0) return Math.min(seconds, 3600) * 1000;
     var base = Math.min(maxBackoff, 1000 * Math.pow(2, attempt));
-    return base / 2 + Math.random() * (base / 2);
+    return (base * (1 + Math.random())) / 2; // from half of it to all of it
   }
 
   // ----------------------------------------------------------------------------------------- consent
@@ -211,11 +216,11 @@
 
   function readConsent() {
     if (state.explicitConsent !== undefined) return state.explicitConsent;
-    if (config.consent === null || config.consent === undefined) return true;
+    if (config.consent == null) return true;
     if (config.consent === 'consent-mode') return consentModeState();
     if (typeof config.consent === 'function') {
       var answer = config.consent();
-      return answer === true ? true : answer === false ? false : undefined;
+      return typeof answer == 'boolean' ? answer : undefined;
     }
     return undefined;
   }
@@ -227,6 +232,7 @@
       queue.adopt();
       queue.persist();
     } else if (state.consent === false && before !== false) {
+      lose(queue.events, 'consent', state.dropped); // counted in memory: reported only if consent comes after all
       queue.clear(); // refused: nothing kept, nothing sent
     }
     return state.consent;
@@ -249,15 +255,38 @@
     var store = persistent();
     var now = Date.now();
     var current = read(store, 'sid') || state.memoryIds.sid;
-    if (!current || now - current.last > SESSION_TIMEOUT_MS) {
-      current = { id: uuid(), last: now, utm: utm(window.location.search) };
-    }
     var fresh = utm(window.location.search);
+    if (!current || now - current.last > SESSION_TIMEOUT_MS) current = { id: uuid(), last: now };
     if (fresh) current.utm = fresh; // a new campaign click re-attributes the session
     current.last = now;
     state.memoryIds.sid = current;
     write(store, 'sid', current);
     return current;
+  }
+
+  /** The client's next event number: read, increment, write at once, so two tabs never give the same. */
+  function sequence(id) {
+    var n = Math.max(read(persistent(), 'seq') || 0, state.memoryIds[id] || 0) + 1;
+    write(persistent(), 'seq', (state.memoryIds[id] = n));
+    return n;
+  }
+
+  function merge(into, counts) {
+    for (var kind in counts) into[kind] = (into[kind] || 0) + counts[kind];
+    return into;
+  }
+
+  /**
+   * Count what is lost of `events` into `counts[kind]`: only events that never left the browser (a handed-over
+   * event may have arrived), with the reports they carried, which would be lost with them.
+   */
+  function lose(events, kind, counts) {
+    for (var i = 0; i < events.length; i++) {
+      if (events[i].retry) continue;
+      counts[kind] = (counts[kind] || 0) + 1;
+      merge(counts, events[i].dropped);
+    }
+    return counts;
   }
 
   // ------------------------------------------------------------------------------------------ events
@@ -267,12 +296,14 @@
     // Widget events (show, hide) carry no object: they belong to the bot and process last seen.
     if (detail && detail.bot_id) state.last = { bot: detail.bot_id, process: detail.process_id };
     var s = session();
+    var id = clientId();
     var event = {
       event: String(evt),
       event_id: uuid(),
       ts: ts || Date.now(),
+      seq: sequence(id),
       detail: detail,
-      client_id: clientId(),
+      client_id: id,
       session_id: s.id,
       page_location: window.location.href,
       page_referrer: document.referrer || undefined,
@@ -286,12 +317,18 @@
     var gaSession = gaSessionId(gaSessionCookie());
     if (gaSession) event.ga_session_id = gaSession;
     if (config.consent !== null) event.consent = { analytics_storage: 'granted' };
+    for (var kind in state.dropped) {
+      event.dropped = state.dropped; // reported once, by this event (event_id dedup counts it once)
+      state.dropped = {};
+      break;
+    }
     var last = state.last || {};
     var bot = config.bot || last.bot;
     var process = config.process || last.process;
-    if (bot && !(detail && detail.bot_id)) event.bot_id = String(bot);
-    if (process && !(detail && detail.process_id)) event.process_id = String(process);
-    if (config.tenant && !(detail && detail.tenant_id)) event.tenant_id = String(config.tenant);
+    var named = detail || {};
+    if (bot && !named.bot_id) event.bot_id = String(bot);
+    if (process && !named.process_id) event.process_id = String(process);
+    if (config.tenant && !named.tenant_id) event.tenant_id = String(config.tenant);
     return event;
   }
 
@@ -328,7 +365,7 @@
     add: function (event) {
       var events = queue.events;
       events.push(event);
-      if (events.length > config.maxQueue) events.splice(0, events.length - config.maxQueue);
+      if (events.length > config.maxQueue) overflow();
       queue.persist();
       return events.length;
     },
@@ -337,8 +374,8 @@
       for (var i = 0; i < queue.events.length && batch.length < limit; i++) {
         var event = queue.events[i];
         if (!queue.inFlight[event.event_id]) batch.push(event);
+        queue.inFlight[event.event_id] = true;
       }
-      for (var j = 0; j < batch.length; j++) queue.inFlight[batch[j].event_id] = true;
       return batch;
     },
     acknowledge: function (batch) {
@@ -352,8 +389,18 @@
     release: function (batch) {
       for (var i = 0; i < batch.length; i++) delete queue.inFlight[batch[i].event_id];
     },
+    /**
+     * The queue and the counts not reported yet. Storage full: a record without the events instead, counting
+     * those that never left the browser as lost (`quota`) should the page go before it sends them; the next
+     * successful save takes that back.
+     */
     persist: function () {
-      write(persistent(), 'q:' + state.tab, { at: Date.now(), events: queue.events });
+      var store = persistent();
+      var key = 'q:' + state.tab;
+      if (store && !write(store, key, { at: Date.now(), events: queue.events, d: state.dropped })) {
+        write(store, key, null);
+        write(store, key, { at: Date.now(), d: lose(queue.events, 'quota', merge({}, state.dropped)) });
+      }
     },
     clear: function () {
       queue.events = [];
@@ -378,27 +425,36 @@
   /** Take over the queues of tabs that are gone (closed, or this same tab before a reload): how many. */
   function adoptOrphans() {
     var store = persistent();
+    var queues = PREFIX + 'q:';
     var keys = [];
+    var known = {};
     var adopted = 0;
     for (var i = 0; i < store.length; i++) {
       var key = store.key(i);
-      if (key && key.indexOf(PREFIX + 'q:') === 0 && key !== PREFIX + 'q:' + state.tab) keys.push(key);
+      if (key && key.indexOf(queues) === 0 && key !== queues + state.tab) keys.push(key);
     }
+    for (var m = 0; m < queue.events.length; m++) known[queue.events[m].event_id] = true;
     for (var k = 0; k < keys.length; k++) {
       var saved = read(store, keys[k].slice(PREFIX.length));
-      var own = keys[k] === PREFIX + 'q:' + state.previousTab;
+      var own = keys[k] === queues + state.previousTab;
       if (!saved || (!own && Date.now() - saved.at < ORPHAN_AFTER_MS)) continue; // a live tab's queue
       store.removeItem(keys[k]);
-      var known = {};
-      for (var m = 0; m < queue.events.length; m++) known[queue.events[m].event_id] = true;
+      merge(state.dropped, saved.d); // its counts not reported yet
       for (var n = 0; n < (saved.events || []).length; n++) {
-        if (known[saved.events[n].event_id]) continue;
-        queue.events.push(saved.events[n]);
+        var event = saved.events[n];
+        if (known[event.event_id]) continue;
+        known[event.event_id] = event.later_page = true; // delivered from a later page than the one it was made on
+        queue.events.push(event);
         adopted++;
       }
     }
-    if (queue.events.length > config.maxQueue) queue.events.splice(0, queue.events.length - config.maxQueue);
+    if (queue.events.length > config.maxQueue) overflow();
     return adopted;
+  }
+
+  /** Past maxQueue the oldest events go, counted. */
+  function overflow() {
+    lose(queue.events.splice(0, queue.events.length - config.maxQueue), 'overflow', state.dropped);
   }
 
   function schedule(delay) {
@@ -415,8 +471,7 @@
   }
 
   function body(batch) {
-    var sentAt = Date.now();
-    return JSON.stringify({ sent_at: sentAt, events: batch });
+    return JSON.stringify({ sent_at: Date.now(), events: batch });
   }
 
   function flush() {
@@ -453,7 +508,7 @@
     };
     var retry = function (response) {
       settle();
-      state.backoff += 1;
+      state.backoff++;
       var delay = retryDelay(response && response.headers.get('Retry-After'), state.backoff, config.maxBackoff);
       state.retryAt = Date.now() + delay;
       schedule(delay);
@@ -462,7 +517,7 @@
     window
       .fetch(config.collector, {
         method: 'POST',
-        headers: { 'Content-Type': 'text/plain' }, // a simple request: no CORS preflight
+        // a string body goes as text/plain;charset=UTF-8: a simple request, no CORS preflight
         body: payload,
         credentials: 'omit',
         keepalive: keepalive
@@ -490,13 +545,13 @@
    */
   function flushOnHide() {
     queue.persist();
-    if (!config.collector || refreshConsent() !== true || state.backoff > 0) return;
+    if (!config.collector || refreshConsent() !== true || state.backoff) return;
     var beaconed = [];
     for (;;) {
       var batch = queue.take(config.batchSize);
       if (!batch.length) break;
       var payload = body(batch);
-      var room = canKeepalive ? KEEPALIVE_BUDGET - state.keepaliveBytes : KEEPALIVE_BUDGET;
+      var room = KEEPALIVE_BUDGET - state.keepaliveBytes; // none in flight without keepalive
       while (bytes(payload) > room && batch.length > 1) {
         queue.release([batch.pop()]); // the next batch takes it
         payload = body(batch);
@@ -527,7 +582,7 @@
    */
   function withListener(existing) {
     if (!existing) return [listener];
-    if (Object.prototype.toString.call(existing) === '[object Array]') return existing.concat([listener]);
+    if (Array.isArray(existing)) return existing.concat([listener]);
     return [
       function (evt, obj) {
         var own = existing[evt] || [];
@@ -546,7 +601,7 @@
   /** The snippet's options, and the LoyJoy ids events fall back to: LoyJoy's boot options (or {}). */
   function configure(options) {
     for (var key in options) {
-      if (Object.prototype.hasOwnProperty.call(options, key) && key !== 'loyjoy') config[key] = options[key];
+      if (hasOwn(options, key) && key !== 'loyjoy') config[key] = options[key];
     }
     var loyjoy = options.loyjoy || {};
     config.bot = loyjoy.bot;
@@ -584,7 +639,7 @@
       var loyjoy = configure(options || {});
       start();
       var bootOptions = {};
-      for (var key in loyjoy) if (Object.prototype.hasOwnProperty.call(loyjoy, key)) bootOptions[key] = loyjoy[key];
+      for (var key in loyjoy) if (hasOwn(loyjoy, key)) bootOptions[key] = loyjoy[key];
       bootOptions.eventListeners = withListener(loyjoy.eventListeners);
       whenLoyJoy(function () {
         window.LoyJoy('boot', bootOptions);
@@ -632,7 +687,7 @@
     },
     /** Tell the snippet the visitor's choice (from a consent banner): true, false. */
     consent: function (granted) {
-      state.explicitConsent = granted === true ? true : granted === false ? false : undefined;
+      state.explicitConsent = typeof granted == 'boolean' ? granted : undefined;
       if (refreshConsent() === true) schedule(0);
     },
     flush: guard(function () {
