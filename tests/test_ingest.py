@@ -665,3 +665,64 @@ def test_every_endpoint_answers_under_the_first_party_prefix(collector, local_bi
     assert script.status_code == 200 and script.headers["Content-Type"].startswith("application/javascript")
     assert sorted(r["event_name"] for r in local_bigquery.events("bot_id = @tag", tag=tag)) == ["close", "open", "show"]
     assert collector.post({"event": "open"}, path="/other/").json()["error"]["reason"] == "unknown_path"
+
+
+def test_delivery_facts_land_in_their_columns(collector, local_bigquery, tag):
+    """seq, dropped and later_page (the snippet's delivery facts) as the collector stores them."""
+    dropped, none = {"overflow": 2, "quota": 1, "consent": 3}, {"overflow": 0}
+    answer = collector.post(
+        {
+            "bot_id": tag,
+            "client_id": f"{tag}-client",
+            "events": [
+                {"event": "open", "event_id": f"{tag}-1", "seq": 7, "later_page": True, "dropped": dropped},
+                {"event": "close", "event_id": f"{tag}-2", "seq": 2**53, "later_page": False, "dropped": none},
+                {"event": "show", "event_id": f"{tag}-3"},
+            ],
+        }
+    )
+    assert answer.status_code == 200, answer.text
+    columns = ("client_seq", "dropped_overflow", "dropped_quota", "dropped_consent", "delivered_later_page")
+    rows = {r["event_id"]: tuple(r[c] for c in columns) for r in local_bigquery.events("bot_id = @tag", tag=tag)}
+    assert rows == {
+        f"{tag}-1": (7, 2, 1, 3, True),
+        f"{tag}-2": (2**53, 0, None, None, False),
+        f"{tag}-3": (None, None, None, None, None),
+    }
+    assert not any(
+        "unknown_fields_ignored" in r["quality_flags"] for r in local_bigquery.events("bot_id = @tag", tag=tag)
+    )
+
+
+BAD_DELIVERY_FACTS = [
+    # (name, fields, the field the detail names)
+    ("seq as string", {"seq": "3"}, "seq"),
+    ("seq zero", {"seq": 0}, "seq"),
+    ("seq negative", {"seq": -4}, "seq"),
+    ("seq fraction", {"seq": 1.5}, "seq"),
+    ("seq as float", {"seq": 3.0}, "seq"),
+    ("seq as bool", {"seq": True}, "seq"),
+    ("seq past 2^53", {"seq": 2**53 + 1}, "seq"),
+    ("negative count", {"dropped": {"overflow": -1}}, "dropped.overflow"),
+    ("count as string", {"dropped": {"quota": "2"}}, "dropped.quota"),
+    ("count as bool", {"dropped": {"consent": True}}, "dropped.consent"),
+    ("count past a billion", {"dropped": {"quota": 1_000_000_001}}, "dropped.quota"),
+    ("dropped not an object", {"dropped": 3}, "dropped"),
+    ("later_page as string", {"later_page": "true"}, "later_page"),
+    ("later_page as number", {"later_page": 1}, "later_page"),
+]
+
+
+@pytest.mark.parametrize(("name", "fields", "where"), BAD_DELIVERY_FACTS, ids=[c[0] for c in BAD_DELIVERY_FACTS])
+def test_delivery_facts_are_strict(collector, local_bigquery, tag, name, fields, where):
+    event = {"event": "open", "bot_id": tag, "event_id": f"{tag}-bad", **fields}
+    answer = collector.post(event)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()
+    assert error["error"]["reason"] == "invalid_field"
+    assert error["error"]["detail"].startswith(where + ":")
+    [kept] = local_bigquery.rejected("rejected_id = @id", id=error["rejected_id"])
+    assert (kept["reason"], kept["http_status"], kept["event_id"]) == ("invalid_field", 400, f"{tag}-bad")
+    payload = kept["raw_payload"] if isinstance(kept["raw_payload"], dict) else json.loads(kept["raw_payload"])
+    assert (payload["event"], payload["event_id"]) == ("open", f"{tag}-bad")
+    assert local_bigquery.events("bot_id = @tag", tag=tag) == []
