@@ -59,8 +59,11 @@ def build(directory: Path) -> Path:
         if path.is_file() and path.suffix != ".tf":
             (module / path.name).symlink_to(path)  # templates the module reads (snippet.html.tftpl)
     shutil.copy(INFRA / "variables.tf", module / "variables.tf")
-    locals_ = [stand_ins(block) for path in sorted(INFRA.glob("*.tf")) for block in top_level_blocks(
-        path.read_text(), "locals")]  # fmt: skip
+    locals_ = [
+        stand_ins(block)
+        for path in sorted(INFRA.glob("*.tf"))
+        for block in top_level_blocks(path.read_text(), "locals")
+    ]
     assert locals_, "infra/ keeps its values in locals blocks"
     (module / "locals.tf").write_text("\n".join(locals_))
     return module
@@ -77,9 +80,13 @@ def evaluate(module: Path, expression_: str, var_file: Path | None = None, **var
         arguments.append(f"-var-file={generated}")
     result = subprocess.run(
         [shutil.which("terraform") or "terraform", "console", *arguments],
-        input=f"jsonencode({stand_ins(expression_)})\n", capture_output=True, text=True, cwd=module, timeout=60,
+        input=f"jsonencode({stand_ins(expression_)})\n",
+        capture_output=True,
+        text=True,
+        cwd=module,
+        timeout=60,
         env=dict(os.environ, TF_CLI_CONFIG_FILE="/dev/null", TF_IN_AUTOMATION="1"),
-    )  # fmt: skip
+    )
     output = ANSI.sub("", result.stdout + result.stderr)
     if result.returncode != 0 or "Error:" in output:
         raise TerraformRefused(output)
@@ -87,11 +94,52 @@ def evaluate(module: Path, expression_: str, var_file: Path | None = None, **var
     return json.loads(json.loads(literal.replace("$${", "${").replace("%%{", "%{")))
 
 
-def per_instance(body: dict[str, Any], value: Any) -> str:
-    """An expression for `value` (an argument of a resource body) in every instance of the resource: a map
-    from each.key to the value, or the value itself without for_each."""
-    text = expression(value)
-    if "for_each" not in body:
-        return text
-    text = re.sub(r"\beach\.(key|value)\b", r"each_\1", text)
-    return f"{{for each_key, each_value in {expression(body['for_each'])} : each_key => {text}}}"
+META = {"depends_on", "lifecycle", "provider", "provisioner", "connection", "for_each", "count"}
+
+
+def _is_block(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) and v.get("__is_block__") for v in value)
+
+
+def _bind(text: str, iterator: str) -> str:
+    return re.sub(rf"\b{iterator}\.(key|value)\b", rf"{iterator}_\1", text)
+
+
+def block_expression(body: dict[str, Any], top: bool = True) -> str:
+    """A block as an object expression, as the plan would see it: arguments by value, nested blocks as lists of
+    objects, dynamic blocks expanded by a `for` over their for_each (static and dynamic blocks of one name in
+    file order). Meta-arguments are left out at the top (in a nested block `count` is an argument:
+    rate_limit_threshold { count = ... })."""
+    items: list[str] = []
+    blocks: dict[str, list[str]] = {}
+    for key, value in body.items():
+        if key.startswith("__") or (top and key in META):
+            continue
+        if key == "dynamic":
+            for item in value:
+                for label, spec in item.items():
+                    name = label.strip('"')
+                    iterator = expression(spec["iterator"]) if "iterator" in spec else name
+                    [content] = spec["content"]
+                    inner = _bind(block_expression(content, top=False), iterator)
+                    expanded = f"[for {iterator}_key, {iterator}_value in {expression(spec['for_each'])} : {inner}]"
+                    blocks.setdefault(name, []).append(expanded)
+        elif _is_block(value):
+            blocks.setdefault(key, []).append("[" + ", ".join(block_expression(v, top=False) for v in value) + "]")
+        else:
+            items.append(f"{key} = {expression(value)}")
+    for name, parts in blocks.items():
+        items.append(f"{name} = {parts[0] if len(parts) == 1 else 'concat(' + ', '.join(parts) + ')'}")
+    return "{" + ", ".join(items) + "}"
+
+
+def instances_expression(body: dict[str, Any]) -> str:
+    """Every instance of a resource: a map by each.key (for_each), a list (count), or the one object."""
+    value = block_expression(body)
+    if "for_each" in body:
+        bound = re.sub(r"\beach\.(key|value)\b", r"each_\1", value)
+        return f"{{for each_key, each_value in {expression(body['for_each'])} : each_key => {bound}}}"
+    if "count" in body:
+        bound = re.sub(r"\bcount\.index\b", "count_index", value)
+        return f"[for count_index in range({expression(body['count'])}) : {bound}]"
+    return value

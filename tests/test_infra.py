@@ -2,7 +2,9 @@
 
 The google provider cannot be downloaded here, so `terraform validate` cannot run; instead every resource,
 argument and nested block is checked against the provider's published schema, required arguments must be
-set, references must name attributes that exist, and Terraform must agree with the code it deploys.
+set, references must name attributes that exist, and Terraform must agree with the code it deploys: what
+Terraform would plan is evaluated by `terraform console` (tests/terraform_offline.py) and compared with what the
+code reads, never the .tf files' text.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,10 @@ import pytest
 
 from loyjoy_collector.schema import VIEWS_DIR, tables, views
 from loyjoy_collector.settings import Settings
+from tools.infra_docs import expression
 
-from . import provider_schema
+from . import provider_schema, terraform_offline
+from .terraform_offline import TerraformRefused, evaluate, instances_expression
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -167,124 +172,280 @@ def test_references_name_attributes_that_exist(infra, schema):
     assert seen >= 20
 
 
-def test_variables_have_descriptions_types_and_the_example_sets_what_is_required(infra):
+# ------------------------------------------------------------------ Terraform itself, without a provider
+# tests/terraform_offline.py: `terraform console` on variables.tf and infra's locals, with stand-ins for what
+# only the cloud knows ("<google_x.name.attr>"). What a resource would be planned with is evaluated there, so
+# these tests check values Terraform computes, not how the .tf files spell them.
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory) -> Path:
+    return terraform_offline.build(tmp_path_factory.mktemp("console"))
+
+
+def resource(infra: dict[str, list[dict[str, Any]]], type_name: str, name: str | None = None) -> dict[str, Any]:
+    found = {n: b for k, t, n, b in objects(infra) if k == "resource" and t == type_name}
+    if name is None:
+        [body] = found.values()
+        return body
+    return found[name]
+
+
+def planned(
+    console: Path, infra: dict[str, list[dict[str, Any]]], type_name: str, name: str | None = None, **variables: Any
+) -> Any:
+    """What Terraform would plan for a resource: every instance (by each.key, or a list for count)."""
+    return evaluate(console, instances_expression(resource(infra, type_name, name)), **variables)
+
+
+def planned_instances(
+    console: Path, infra: dict[str, list[dict[str, Any]]], type_name: str, name: str | None = None, **variables: Any
+) -> list[dict[str, Any]]:
+    value = planned(console, infra, type_name, name, **variables)
+    body = resource(infra, type_name, name)
+    return list(value.values()) if "for_each" in body else value if "count" in body else [value]
+
+
+def bindings(console: Path, infra: dict[str, list[dict[str, Any]]], member: str) -> set[tuple[str, str]]:
+    """(resource type, role) of every IAM member binding granted to member."""
+    found = set()
+    for type_name, name in {(t, n) for k, t, n, b in objects(infra) if t.endswith("_iam_member")}:
+        for binding in planned_instances(console, infra, type_name, name):
+            if binding["member"] == member:
+                found.add((type_name, binding["role"]))
+    return found
+
+
+def output(console: Path, infra: dict[str, list[dict[str, Any]]], name: str, **variables: Any) -> Any:
+    outputs = {unquote(k): v for item in infra["output"] for k, v in item.items()}
+    return evaluate(console, expression(outputs[name]["value"]), **variables)
+
+
+EVERY_OPTION = {
+    "custom_domain": "collect.example.com", "alert_emails": ["ops@example.com"],
+    "ga4_export_dataset": "analytics_123", "kms_key_name": "projects/p/locations/eu/keyRings/r/cryptoKeys/k",
+    "events_retention_days": 790, "analytics_include_bots": True, "allow_unauthenticated": False,
+    "labels": {"team": "web"}, "cloud_armor": {"preview": True, "action": "rate_based_ban"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("variables", [{}, EVERY_OPTION], ids=["defaults", "every-option"])
+def test_every_resource_and_output_evaluates(console, infra, variables):
+    """What `validate` and `plan` would catch in an expression (a wrong type, a missing attribute of a
+    variable, a function called wrongly), for every resource and output, with the defaults and with every
+    option on."""
+    resources = [(t, n, b) for k, t, n, b in objects(infra) if k == "resource"]
+    outputs = {unquote(k): v for item in infra["output"] for k, v in item.items()}
+    everything = ", ".join(
+        [f'"{t}.{n}" = {instances_expression(b)}' for t, n, b in resources]
+        + [f'"output.{name}" = {expression(body["value"])}' for name, body in outputs.items()]
+    )
+    values = evaluate(console, "{" + everything + "}", **variables)
+    assert len(values) == len(resources) + len(outputs) and len(resources) >= 30
+
+
+def test_every_variable_default_passes_its_own_validation(console):
+    """What `plan` checks first: with only the required variables set, every default is valid (a regex
+    Terraform cannot compile, such as a repetition above RE2's 1000, fails every deploy)."""
+    assert evaluate(console, "var.dataset_id") == "loyjoy"
+    assert evaluate(console, "var.cloud_armor") == {
+        "enabled": True, "requests_per_ip": 300, "interval_sec": 60, "action": "throttle",
+        "ban_duration_sec": 600, "preview": False,
+    }  # fmt: skip
+    with pytest.raises(TerraformRefused, match="dataset_id may contain"):
+        evaluate(console, "var.dataset_id", dataset_id="no-hyphens")
+
+
+def test_variables_have_descriptions_types_and_the_examples_set_what_is_required(infra, console, tmp_path):
     variables = {unquote(n): body for item in infra["variable"] for n, body in item.items()}
     for name, body in variables.items():
         assert body.get("description"), name
         assert body.get("type"), name
     required = {name for name, body in variables.items() if "default" not in body}
     assert required == {"project_id", "allowed_origins"}
-    example = parse(INFRA / "examples" / "basic")
-    [module] = [body for item in example["module"] for body in item.values()]
-    assert unquote(module["source"]) == "../.."
-    assert required <= set(module) and set(module) - META - {"source"} <= set(variables)
-    tfvars = (INFRA / "terraform.tfvars.example").read_text()
-    assert all(re.search(rf"^{name}\s*=", tfvars, re.M) for name in required)
+    examples = sorted(path.parent for path in (INFRA / "examples").glob("*/main.tf"))
+    assert [path.name for path in examples] == ["basic", "first_party"]
+    for directory in examples:
+        [module] = [body for item in parse(directory)["module"] for body in item.values()]
+        assert unquote(module["source"]) == "../..", directory.name
+        arguments = set(module) - META - {"source"}
+        assert required <= arguments <= set(variables), directory.name
+        # Each argument is the example's variable of the same name, so the example's tfvars are the module's.
+        assert all(module[name] == f"${{var.{name}}}" for name in arguments), directory.name
+        tfvars = directory / "terraform.tfvars.example"
+        given = evaluate(console, "{" + ", ".join(f"{n} = var.{n}" for n in sorted(arguments)) + "}", var_file=tfvars)
+        assert set(given) == arguments and all(given[n] is not None for n in arguments), directory.name
+
+    # The root's example: the required values pass their validations, and so does every optional line shown
+    # commented out, each naming a variable that exists.
+    example = (INFRA / "terraform.tfvars.example").read_text()
+    evaluate(console, "var.allowed_origins", var_file=INFRA / "terraform.tfvars.example")
+    optional = re.findall(r"^#[ \t]*(\w+)[ \t]*=[ \t]*(.*?)[ \t]*(?:#.*)?$", example, re.M)
+    assert len(optional) >= 10 and {name for name, _ in optional} <= set(variables) - required
+    uncommented = tmp_path / "all.tfvars"
+    uncommented.write_text(re.sub(r"^#[ \t]*(\w+[ \t]*=)", r"\1", example, flags=re.M))
+    shown = evaluate(console, "{" + ", ".join(f"{n} = var.{n}" for n, _ in optional) + "}", var_file=uncommented)
+    assert shown["ip_mode"] == "drop" and shown["cloud_armor"]["requests_per_ip"] == 300
 
 
-def test_terraform_deploys_what_the_code_expects(infra):
-    [function] = [b for k, t, n, b in objects(infra) if t == "google_cloudfunctions2_function"]
-    build = function["build_config"][0]
-    service = function["service_config"][0]
+def test_terraform_deploys_what_the_code_expects(infra, console, monkeypatch):
+    chosen = {
+        "concurrency": 7,
+        "data_paths": ["/data", "/stape"],
+        "flood_limits": {"address_per_second": 25},
+        "slow_sender_timeouts": {"headers": 3},
+        "custom_domain": "collect.example.com",
+    }
+    function = planned(console, infra, "google_cloudfunctions2_function", **chosen)
+    [build] = function["build_config"]
+    [service] = function["service_config"]
 
-    # The entry point exists and the runtime satisfies the package's Python requirement.
-    assert unquote(build["entry_point"]) == "collect"
-    assert re.search(r"^from loyjoy_collector\.handler import collect$", (ROOT / "functions/main.py").read_text(), re.M)
-    runtime = unquote(build["runtime"])
+    # The entry point is what functions/main.py gives functions-framework, and the runtime satisfies the
+    # package's Python requirement.
+    assert build["entry_point"] == "collect"
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import runpy, sys; from loyjoy_collector.handler import collect; "
+            f"sys.exit(runpy.run_path({str(ROOT / 'functions/main.py')!r})[{build['entry_point']!r}] is not collect)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "functions",
+        timeout=60,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    runtime = build["runtime"]
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     minimum = tuple(int(p) for p in re.search(r">=\s*([\d.]+)", requires).group(1).split("."))
     assert re.fullmatch(r"python3(\d+)", runtime) and (3, int(runtime[7:])) >= minimum
 
     # Every variable the settings need is set, and nothing is set that the code does not read.
-    environment = set(service["environment_variables"])
-    secrets = {unquote(s["key"]) for s in service["secret_environment_variables"]}
+    environment = service["environment_variables"]
+    secrets = {s["key"] for s in service["secret_environment_variables"]}
     read = {name.upper() for name in Settings.model_fields}
-    assert {"BQ_PROJECT", "BQ_DATASET", "ALLOWED_ORIGINS", "PII_HASH_KEY"} <= environment | secrets
-    assert (environment | secrets) - {"THREADS"} <= read
+    assert {"BQ_PROJECT", "BQ_DATASET", "ALLOWED_ORIGINS", "PII_HASH_KEY"} <= set(environment) | secrets
+    assert (set(environment) | secrets) - {"THREADS"} <= read
     assert secrets == {"PII_HASH_KEY"} and "PII_HASH_KEY" not in environment
     # functions-framework's threads match the requests Cloud Run sends an instance.
-    assert service["environment_variables"]["THREADS"] == "${tostring(var.concurrency)}"
-    assert service["max_instance_request_concurrency"] == "${var.concurrency}"
+    assert (environment["THREADS"], service["max_instance_request_concurrency"]) == ("7", 7)
+    # What Terraform sets is what the settings read it as.
+    for name in read:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BQ_DATASET", "loyjoy")  # Terraform's is the dataset resource's id, known after apply
+    settings = Settings()
+    assert settings.bq_project == "my-project-1" and list(settings.allowed_origins) == ["https://www.example.com"]
+    assert list(settings.data_paths) == ["/data", "/stape"] and settings.rate_limit_address_per_second == 25
+    assert settings.header_timeout_seconds == 3 and settings.body_timeout_seconds == 10
+    assert settings.client_address_hop == 2  # behind the load balancer, whose own entry is the last
+    without = planned(console, infra, "google_cloudfunctions2_function")["service_config"][0]
+    assert without["environment_variables"]["CLIENT_ADDRESS_HOP"] == "1"  # Cloud Run's own entry is the last
 
     # Source archive: named by content hash, built from functions/ with its pinned requirements.
     [archive] = [b for k, t, n, b in objects(infra) if t == "archive_file"]
-    assert unquote(archive["source_dir"]) == "${path.module}/../functions"
-    [obj] = [b for k, t, n, b in objects(infra) if t == "google_storage_bucket_object"]
-    assert "data.archive_file.source.output_sha256" in obj["name"]
+    source_dir = evaluate(console, expression(archive["source_dir"]))
+    assert (console / source_dir).resolve() == (ROOT / "functions").resolve()
+    obj = planned(console, infra, "google_storage_bucket_object")
+    assert "<data.archive_file.source.output_sha256>" in obj["name"]  # a new archive is a new object
     lines = [line for line in (ROOT / "functions/requirements.txt").read_text().splitlines() if line[:1] not in "#"]
     assert lines and all(re.fullmatch(r"[\w.\-]+==[\w.]+", line) for line in lines), lines
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert sorted(lines) == sorted(declared)  # Cloud Build installs exactly what the package declares
 
 
-def test_tables_and_views_come_from_the_shared_files(infra):
-    main = (INFRA / "main.tf").read_text()
-    assert 'file("${local.schema_dir}/tables.json")' in main and 'file("${local.schema_dir}/views.json")' in main
-    assert '"${path.module}/../functions/loyjoy_collector/schema"' in main
-    bigquery = (INFRA / "bigquery.tf").read_text()
-    assert 'schema              = file("${local.schema_dir}/${each.value.schema_file}")' in bigquery
-    assert bigquery.count('templatefile("${local.views_dir}/${each.key}.sql", local.view_values)') == 2
-    # Every view file is declared, and every placeholder it uses is one Terraform provides.
-    declared = {spec.name for spec in views()}
-    assert declared == {path.stem for path in VIEWS_DIR.glob("*.sql")}
-    [locals_] = [item for item in infra["locals"] if "view_values" in item]
-    provided = set(locals_["view_values"])
-    for spec in views():
-        assert set(re.findall(r"\$\{(\w+)\}", spec.template)) <= provided, spec.name
-        assert "%{" not in spec.template  # a template directive would change the SQL under templatefile()
+def test_tables_and_views_come_from_the_shared_files(infra, console):
+    """Terraform creates the tables with the schemas the code reads, and the views with the SQL bootstrap
+    renders, tier by tier."""
+    created = planned(console, infra, "google_bigquery_table", "tables", events_retention_days=30)
+    assert set(created) == set(tables()) == {"events", "events_rejected", "refresh_manifest"}
+    for name, spec in tables().items():
+        table = created[name]
+        assert json.loads(table["schema"]) == spec.fields, name
+        assert table["clustering"] == (spec.clustering or None), name
+        [partitioning] = table["time_partitioning"]
+        assert (partitioning["type"], partitioning["field"]) == ("DAY", spec.partition_field), name
+    retention = {name: t["time_partitioning"][0]["expiration_ms"] for name, t in created.items()}
+    assert retention == {"events": 30 * 86400000, "events_rejected": 90 * 86400000, "refresh_manifest": 30 * 86400000}
+
+    ga4 = {"ga4_export_dataset": "analytics_123", "ga4_start_date": "2026-02-03"}
+    values = {
+        "project": "my-project-1",
+        "dataset": "loyjoy",
+        "ga4_dataset": "analytics_123",
+        "ga4_start_suffix": "20260203",
+    }
     assert {v.tier for v in views()} <= {1, 2}
+    for options in ({}, ga4):
+        wanted = {v.name: v for v in views() if v.requires is None or options}
+        made = {}
+        for tier in (1, 2):
+            made_here = planned(console, infra, "google_bigquery_table", f"views_tier{tier}", **options)
+            assert set(made_here) == {n for n, v in wanted.items() if v.tier == tier}, (tier, options)
+            made |= made_here
+        assert set(made) == set(wanted)
+        for name, table in made.items():
+            [view] = table["view"]
+            assert view["use_legacy_sql"] is False
+            if options:  # rendered by Terraform's templatefile() as by bootstrap (schema.ViewSpec.render)
+                assert view["query"] == wanted[name].render(values), name
+    # Every view file is declared; a view reads only tables and views of lower tiers.
+    assert {spec.name for spec in views()} == {path.stem for path in VIEWS_DIR.glob("*.sql")}
     for spec in views():
         for other in views():
             if f".{other.name}`" in spec.template:
                 assert other.tier < spec.tier, f"{spec.name} reads {other.name}"
-    assert set(tables()) == {"events", "events_rejected", "refresh_manifest"}
 
 
-def test_the_scheduled_refresh_runs_the_same_sql_as_the_command_line(infra):
-    """One source: Terraform renders models/refresh.sql with every models/<table>.sql, as ops/refresh.py does,
-    runs it once at apply (the views need the tables) and on a schedule, as an account that may do only that."""
-    from loyjoy_collector.ops.refresh import MODELS, MODELS_DIR, script
+def test_the_scheduled_refresh_runs_the_same_sql_as_the_command_line(infra, console):
+    """One source: Terraform renders models/refresh.sql with every models/<table>.sql into what
+    `loyjoy-collector refresh` runs, runs it once at apply (the views need the tables) and on a schedule, as an
+    account that may do only that; analytics_include_bots is the CLI's --include-bots."""
+    from loyjoy_collector.ops.refresh import MODELS, script
 
-    analytics = (INFRA / "analytics.tf").read_text()
-    assert 'fileset(local.models_dir, "*.sql")' in analytics and 'file != "refresh.sql"' in analytics
-    assert '"${path.module}/../functions/loyjoy_collector/models"' in analytics
-    knobs = {"project", "dataset", "recent_days", "max_age_days", "lookback_minutes", "include_bots"}
-    assert set(re.findall(r"\$\{(\w+)\}", (MODELS_DIR / "refresh.sql").read_text())) == knobs | set(MODELS)
-    for name in MODELS:
-        assert set(re.findall(r"\$\{(\w+)\}", (MODELS_DIR / f"{name}.sql").read_text())) <= {"project", "dataset"}
-    rendered = script("p", "d")
-    assert "${" not in rendered and all(f"`p.d.{name}`" in rendered for name in MODELS)
-    assert "include_bots     = var.analytics_include_bots" in analytics  # the switch, as the CLI's flag
-    assert "IFNULL(false," in script("p", "d", include_bots=False) and "IFNULL(NULL," in rendered
-    [transfer] = [b for k, t, n, b in objects(infra) if t == "google_bigquery_data_transfer_config"]
-    assert unquote(transfer["data_source_id"]) == "scheduled_query"
-    assert transfer["params"]["query"] == "${local.refresh_script}"
-    [job] = [b for k, t, n, b in objects(infra) if t == "google_bigquery_job"]
-    assert job["query"][0]["query"] == "${local.refresh_script}"
-    roles = {unquote(b["role"]) for k, t, n, b in objects(infra) if "refresh" in b.get("member", "")}
-    assert roles == {"roles/bigquery.dataEditor", "roles/bigquery.jobUser"}
+    assert evaluate(console, "local.model_names") == list(MODELS)
+    scripts = {}
+    for bots in (False, True):
+        transfer = planned(
+            console,
+            infra,
+            "google_bigquery_data_transfer_config",
+            analytics_include_bots=bots,
+            refresh_schedule="every 15 minutes",
+        )
+        assert (transfer["data_source_id"], transfer["schedule"]) == ("scheduled_query", "every 15 minutes")
+        [query] = planned(console, infra, "google_bigquery_job", analytics_include_bots=bots)["query"]
+        assert query["query"] == transfer["params"]["query"] == script("my-project-1", "loyjoy", include_bots=bots)
+        scripts[bots] = query["query"]
+    assert scripts[False] != scripts[True]  # the switch reaches the SQL
+    rendered = scripts[False]
+    assert "${" not in rendered and all(f"`my-project-1.loyjoy.{name}`" in rendered for name in MODELS)
+    refresh = bindings(console, infra, "serviceAccount:<google_service_account.refresh.email>")
+    assert {role for _, role in refresh} == {"roles/bigquery.dataEditor", "roles/bigquery.jobUser"}
 
 
-def test_runtime_account_writes_to_this_dataset_only(infra):
-    roles = [(t, b) for k, t, n, b in objects(infra) if t.endswith("_iam_member")]
-    runtime = [(t, b) for t, b in roles if "google_service_account.runtime.email" in b["member"]]
-    assert {(t, unquote(b["role"])) for t, b in runtime} == {
+def test_runtime_account_writes_to_this_dataset_only(infra, console):
+    assert bindings(console, infra, "serviceAccount:<google_service_account.runtime.email>") == {
         ("google_bigquery_dataset_iam_member", "roles/bigquery.dataEditor"),
         ("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor"),
     }
     # Public invocation goes through Cloud Run's invoker role on the service, not the function's IAM.
-    [public] = [b for t, b in roles if t == "google_cloud_run_service_iam_member"]
-    assert (unquote(public["role"]), unquote(public["member"])) == ("roles/run.invoker", "allUsers")
-    assert not [t for t, _ in roles if t.startswith("google_cloudfunctions2_function_iam")]
+    [public] = planned(console, infra, "google_cloud_run_service_iam_member")
+    assert (public["role"], public["member"]) == ("roles/run.invoker", "allUsers")
+    assert public["service"] == "<google_cloudfunctions2_function.collector.name>"
+    assert planned(console, infra, "google_cloud_run_service_iam_member", allow_unauthenticated=False) == []
+    assert not [t for k, t, n, b in objects(infra) if t.startswith("google_cloudfunctions2_function_iam")]
     # The dataset's access is managed by IAM members only: no access {} blocks to fight with.
-    [dataset] = [b for k, t, n, b in objects(infra) if t == "google_bigquery_dataset"]
-    assert "access" not in dataset
+    assert "access" not in planned(console, infra, "google_bigquery_dataset")
 
 
-def test_the_hash_key_never_reaches_the_state(infra):
-    [version] = [b for k, t, n, b in objects(infra) if t == "google_secret_manager_secret_version"]
+def test_the_hash_key_never_reaches_the_state(infra, console):
+    version = planned(console, infra, "google_secret_manager_secret_version", pii_hash_key_version=2)
     assert "secret_data" not in version
-    assert version["secret_data_wo"] == "${ephemeral.random_password.pii_hash_key.result}"
+    assert version["secret_data_wo"] == "<ephemeral.random_password.pii_hash_key.result>"
+    assert version["secret_data_wo_version"] == 2  # a new version, a new key
     assert "random_password" not in {t for k, t, n, b in objects(infra) if k == "resource"}
 
 
@@ -309,176 +470,152 @@ def test_checkov_finds_nothing_unexplained(tmp_path):
         assert len(check["check_result"].get("suppress_comment", "")) > 20, check["check_id"]
 
 
-def test_a_custom_domain_puts_the_function_behind_the_load_balancer_only(infra):
+DOMAIN = {"custom_domain": "collect.example.com"}
+
+
+def test_a_custom_domain_puts_the_function_behind_the_load_balancer_only(infra, console):
     """First-party delivery: every load balancer part exists only with custom_domain, and the function then
     takes traffic from the load balancer alone; the snippet and collector_url use the domain."""
-    lb = [(t, b) for k, t, n, b in objects(infra) if t.startswith("google_compute_")]
-    assert {t for t, _ in lb} >= {
+    lb = {t for k, t, n, b in objects(infra) if t.startswith("google_compute_")}
+    assert lb >= {
         "google_compute_global_address", "google_compute_region_network_endpoint_group",
         "google_compute_backend_service", "google_compute_url_map", "google_compute_managed_ssl_certificate",
         "google_compute_target_https_proxy", "google_compute_global_forwarding_rule",
     }  # fmt: skip
-    # The Cloud Armor policy has its own switch on top of custom_domain (tested below).
-    assert all(body["for_each"] == "${local.load_balancer}" for t, body in lb if t != "google_compute_security_policy")
-    locals_ = {k: v for item in infra["locals"] for k, v in item.items()}
-    assert locals_["ingress"] == '${var.custom_domain == null ? var.ingress : "ALLOW_INTERNAL_AND_GCLB"}'
-    [function] = [b for k, t, n, b in objects(infra) if t == "google_cloudfunctions2_function"]
-    assert function["service_config"][0]["ingress_settings"] == "${local.ingress}"
-    [neg] = [b for t, b in lb if t == "google_compute_region_network_endpoint_group"]
-    assert unquote(neg["network_endpoint_type"]) == "SERVERLESS"
-    outputs = {unquote(k): v for item in infra["output"] for k, v in item.items()}
-    assert "local.collector_url" in outputs["collector_url"]["value"] and "dns_record" in outputs
+    for type_name in lb:
+        # The Cloud Armor policy has its own switch on top of custom_domain (tested below).
+        with_domain = {"collect.example.com"} if type_name != "google_compute_security_policy" else set()
+        assert planned(console, infra, type_name) == {}, type_name
+        assert set(planned(console, infra, type_name, **DOMAIN, cloud_armor={"enabled": False})) == with_domain
+    [neg] = planned(console, infra, "google_compute_region_network_endpoint_group", **DOMAIN).values()
+    assert neg["network_endpoint_type"] == "SERVERLESS"
+    assert neg["cloud_run"] == [{"service": "<google_cloudfunctions2_function.collector.service_config[0].service>"}]
+
+    def ingress(**variables: Any) -> str:
+        function = planned(console, infra, "google_cloudfunctions2_function", **variables)
+        return function["service_config"][0]["ingress_settings"]
+
+    assert ingress() == "ALLOW_ALL"
+    assert ingress(ingress="ALLOW_INTERNAL_AND_GCLB") == "ALLOW_INTERNAL_AND_GCLB"
+    assert ingress(**DOMAIN) == ingress(**DOMAIN, ingress="ALLOW_ALL") == "ALLOW_INTERNAL_AND_GCLB"
+
+    assert output(console, infra, "collector_url") == "<google_cloudfunctions2_function.collector.url>/"
+    assert output(console, infra, "collector_url", **DOMAIN) == "https://collect.example.com/"
+    assert '"https://collect.example.com/loyjoy-collector.js"' in output(console, infra, "snippet", **DOMAIN)
+    assert output(console, infra, "dns_record") is None
+    record = output(console, infra, "dns_record", **DOMAIN)
+    assert (record["name"], record["type"]) == ("collect.example.com.", "A")
+    assert record["value"] == "<google_compute_global_address.collector[var.custom_domain].address>"
 
 
-def test_alerts_count_what_the_code_logs(infra):
+def test_alerts_count_what_the_code_logs(infra, console):
     """Every log-based metric filters on an event name the collector really writes, and the four alerts exist:
     BigQuery unavailable, refusal ratio, server errors, and silence as a metric-absence condition."""
-    locals_ = {k: v for item in infra["locals"] for k, v in item.items()}
-    events = {unquote(spec["event"]) for spec in locals_["log_metrics"].values()}
+    metrics = planned(console, infra, "google_logging_metric")
+    events = {name: re.findall(r'jsonPayload\.event="(\w+)"', metric["filter"]) for name, metric in metrics.items()}
+    assert all(len(found) == 1 for found in events.values()), events
     source = "".join(p.read_text() for p in (ROOT / "functions" / "loyjoy_collector").glob("*.py"))
-    for event in events:
+    for [event] in events.values():
         assert re.search(rf'"{event}"', source), f"the code never logs event {event!r}"
-    policies = {n: b for k, t, n, b in objects(infra) if t == "google_monitoring_alert_policy"}
-    assert set(policies) == {"storage_unavailable", "refusal_ratio", "server_errors", "silence"}
-    [absent] = policies["silence"]["conditions"][0]["condition_absent"]
-    assert unquote(absent["duration"]) == "${var.silence_minutes * 60}s" and "stored" in absent["filter"]
-    assert "denominator_filter" in policies["refusal_ratio"]["conditions"][0]["condition_threshold"][0]
-    assert (
-        'response_code_class=\\"5xx\\"'
-        in policies["server_errors"]["conditions"][0]["condition_threshold"][0]["filter"]
-    )
-    variables = {unquote(k): v for item in infra["variable"] for k, v in item.items()}
-    assert variables["alerts_enabled"]["default"] is True
-    assert "1410" in variables["silence_minutes"]["validation"][0]["condition"]  # 23.5 h, Cloud Monitoring's limit
-
-
-# ------------------------------------------------------------------ Terraform itself, without a provider
-# `terraform console` needs no provider for a module of variables and locals: it checks every variable's
-# validation and evaluates locals exactly as `plan` would. These tests copy variables.tf and the locals of
-# cloud_armor.tf (which read variables only) into a scratch module and ask Terraform for the values.
-
-REQUIRED_VARS = {"project_id": "my-project-1", "allowed_origins": ["https://www.example.com"]}
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def top_level_blocks(text: str, kind: str) -> list[str]:
-    """The `kind {` ... `}` blocks of a file that `terraform fmt` accepts (they open and close at column 0)."""
-    return re.findall(rf"^{kind} \{{\n.*?^\}}\n", text, re.M | re.S)
-
-
-class TerraformRefused(Exception):
-    pass
-
-
-def evaluate(directory: Path, expression: str, **variables: Any) -> Any:
-    """The value of `expression` in the scratch module with these variables, or TerraformRefused."""
-    var_file = directory / "test.tfvars.json"
-    var_file.write_text(json.dumps(REQUIRED_VARS | variables))
-    result = subprocess.run(
-        [shutil.which("terraform") or "terraform", "console", f"-var-file={var_file}"],
-        input=f"jsonencode({expression})\n", capture_output=True, text=True, cwd=directory, timeout=60,
-        env=dict(os.environ, TF_CLI_CONFIG_FILE="/dev/null", TF_IN_AUTOMATION="1"),
-    )  # fmt: skip
-    output = ANSI.sub("", result.stdout + result.stderr)
-    if result.returncode != 0 or "Error:" in output:
-        raise TerraformRefused(output)
-    literal = [line for line in ANSI.sub("", result.stdout).splitlines() if line.startswith('"')][-1]
-    return json.loads(json.loads(literal.replace("$${", "${").replace("%%{", "%{")))
-
-
-@pytest.fixture(scope="module")
-def console(tmp_path_factory) -> Path:
-    assert shutil.which("terraform"), "the terraform binary is needed"
-    directory = tmp_path_factory.mktemp("console")
-    shutil.copy(INFRA / "variables.tf", directory / "variables.tf")
-    locals_ = top_level_blocks((INFRA / "cloud_armor.tf").read_text(), "locals")
-    assert locals_, "cloud_armor.tf keeps its rules in a locals block"
-    (directory / "cloud_armor_locals.tf").write_text("\n".join(locals_))
-    return directory
-
-
-def test_every_variable_default_passes_its_own_validation(console):
-    """What `plan` checks first: with only the required variables set, every default is valid (a regex
-    Terraform cannot compile, such as a repetition above RE2's 1000, fails every deploy)."""
-    assert evaluate(console, "var.dataset_id") == "loyjoy"
-    assert evaluate(console, "var.cloud_armor") == {
-        "enabled": True, "requests_per_ip": 300, "interval_sec": 60, "action": "throttle",
-        "ban_duration_sec": 600, "preview": False,
-    }  # fmt: skip
-    with pytest.raises(TerraformRefused, match="dataset_id may contain"):
-        evaluate(console, "var.dataset_id", dataset_id="no-hyphens")
+    names = {n for k, t, n, b in objects(infra) if t == "google_monitoring_alert_policy"}
+    assert names == {"storage_unavailable", "refusal_ratio", "server_errors", "silence"}
+    policies = {n: planned(console, infra, "google_monitoring_alert_policy", n, silence_minutes=90) for n in names}
+    assert all(set(policy) == {"on"} for policy in policies.values())  # one of each, with alerts_enabled
+    [silence] = policies["silence"]["on"]["conditions"]
+    [absent] = silence["condition_absent"]
+    assert absent["duration"] == "5400s" and "collector['stored']" in absent["filter"]
+    [ratio] = policies["refusal_ratio"]["on"]["conditions"][0]["condition_threshold"]
+    assert ratio["denominator_filter"]
+    [errors] = policies["server_errors"]["on"]["conditions"][0]["condition_threshold"]
+    assert 'response_code_class="5xx"' in errors["filter"]
+    off = {"alerts_enabled": False}
+    assert planned(console, infra, "google_logging_metric", **off) == {}
+    assert all(planned(console, infra, "google_monitoring_alert_policy", n, **off) == {} for n in names)
+    # Cloud Monitoring's limit for an absence condition is 23.5 hours.
+    assert evaluate(console, "var.silence_minutes", silence_minutes=1410) == 1410
+    with pytest.raises(TerraformRefused, match="silence_minutes"):
+        evaluate(console, "var.silence_minutes", silence_minutes=1411)
 
 
 def test_the_security_policy_exists_only_with_custom_domain_and_is_attached_to_its_backend(console, infra):
-    assert evaluate(console, "local.cloud_armor_policy") == {}
-    domain = {"custom_domain": "collect.example.com"}
-    assert evaluate(console, "local.cloud_armor_policy", **domain) == {"collect.example.com": True}
-    assert evaluate(console, "local.cloud_armor_policy", **domain, cloud_armor={"enabled": False}) == {}
+    def policies(**variables: Any) -> set[str]:
+        return set(planned(console, infra, "google_compute_security_policy", **variables))
+
+    def attached(**variables: Any) -> Any:
+        [backend] = planned(console, infra, "google_compute_backend_service", **DOMAIN, **variables).values()
+        return backend.get("security_policy")
+
+    assert policies() == set() and policies(cloud_armor={"enabled": True}) == set()
+    assert policies(**DOMAIN) == {"collect.example.com"}
+    assert policies(**DOMAIN, cloud_armor={"enabled": False}) == set()
     # The policy is keyed like the load balancer, so the backend service for the domain finds it.
-    [policy] = [b for k, t, n, b in objects(infra) if t == "google_compute_security_policy"]
-    assert policy["for_each"] == "${local.cloud_armor_policy}"
-    [backend] = [b for k, t, n, b in objects(infra) if t == "google_compute_backend_service"]
-    attached = backend["security_policy"]
-    assert "google_compute_security_policy.collector[each.key].id" in attached
-    assert "contains(keys(local.cloud_armor_policy), each.key)" in attached
+    assert attached() == "<google_compute_security_policy.collector[each_key].id>"
+    assert attached(cloud_armor={"enabled": False}) is None
 
 
-def rendered_rules(policy: dict[str, Any], rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What the dynamic `rule` block of the policy makes of local.cloud_armor_rules."""
-    [dynamic] = [d for item in policy["dynamic"] for n, d in item.items() if unquote(n) == "rule"]
-    assert dynamic["for_each"] == "${local.cloud_armor_rules}"
-    [content] = dynamic["content"]
-    for key in ("priority", "description", "action"):
-        assert content[key] == f"${{rule.value.{key}}}"
-    [match] = content["match"]
-    dynamics = {unquote(n): d for item in match["dynamic"] for n, d in item.items()}
-    assert dynamics["expr"]["content"][0]["expression"] == "${expr.value}"
-    [limits] = [d for item in content["dynamic"] for n, d in item.items() if unquote(n) == "rate_limit_options"]
-    [options] = limits["content"]
-    assert options["rate_limit_threshold"][0] == {
-        "count": "${rate_limit_options.value.count}", "interval_sec": "${rate_limit_options.value.interval_sec}",
-        "__is_block__": True,
-    }  # fmt: skip
-    return [
-        rule | ({"key": unquote(options["enforce_on_key"]), "exceed": unquote(options["exceed_action"]),
-                 "conform": unquote(options["conform_action"])} if rule["rate_limit"] else {})
-        for rule in rules
-    ]  # fmt: skip
+def rules(console: Path, infra: dict[str, list[dict[str, Any]]], **variables: Any) -> list[dict[str, Any]]:
+    """The policy's rules as Terraform plans them, each with its match expression and rate limit flattened."""
+    [policy] = planned(console, infra, "google_compute_security_policy", **DOMAIN, **variables).values()
+    flat = []
+    for rule in policy["rule"]:
+        [match] = rule["match"]
+        expressions = [e["expression"] for e in match.get("expr", [])]
+        assert len(expressions) <= 1
+        if not expressions:  # every request: the versioned "all source addresses" match
+            assert (match["versioned_expr"], match["config"]) == ("SRC_IPS_V1", [{"src_ip_ranges": ["*"]}])
+        limits = rule.get("rate_limit_options", [])
+        flat.append(
+            {
+                **{k: rule[k] for k in ("priority", "description", "action", "preview")},
+                "expression": expressions[0] if expressions else None,
+                "limits": limits[0] if limits else None,
+            }
+        )
+    return flat
 
 
 def test_the_rate_limit_is_per_ip_answers_429_and_takes_its_thresholds_from_the_variable(console, infra):
-    [policy] = [b for k, t, n, b in objects(infra) if t == "google_compute_security_policy"]
-    rules = rendered_rules(policy, evaluate(console, "local.cloud_armor_rules"))
-    priorities = [rule["priority"] for rule in rules]
+    planned_rules = rules(console, infra)
+    priorities = [rule["priority"] for rule in planned_rules]
     assert priorities == sorted(priorities) and len(set(priorities)) == len(priorities)
     # Cloud Armor stops at the first rule that matches, and a rate limit's conform action "allow" is a match:
     # the refusals come before it, the default allow last.
-    *refusals, limit, default = rules
-    assert all(r["action"].startswith("deny(") and r["expression"] for r in refusals)
+    *refusals, limit, default = planned_rules
+    assert all(r["action"].startswith("deny(") and r["expression"] and r["limits"] is None for r in refusals)
     assert (default["priority"], default["action"], default["expression"]) == (2147483647, "allow", None)
     assert limit["expression"] is None  # every request counts
-    expected = {"action": "throttle", "key": "IP", "exceed": "deny(429)", "conform": "allow"}
-    assert {k: limit[k] for k in expected} == expected
-    assert limit["rate_limit"] == {"count": 300, "interval_sec": 60, "ban_duration_sec": None}
+    assert limit["action"] == "throttle"
+    assert limit["limits"] == {
+        "enforce_on_key": "IP", "exceed_action": "deny(429)", "conform_action": "allow", "ban_duration_sec": None,
+        "rate_limit_threshold": [{"count": 300, "interval_sec": 60}],
+    }  # fmt: skip
+    assert {r["preview"] for r in planned_rules} == {False, None}  # the default rule has no preview
 
-    chosen = {"requests_per_ip": 120, "interval_sec": 10, "action": "rate_based_ban", "ban_duration_sec": 900}
-    *_, limit, _ = evaluate(console, "local.cloud_armor_rules", cloud_armor=chosen)
-    assert limit["action"] == "rate_based_ban"
-    assert limit["rate_limit"] == {"count": 120, "interval_sec": 10, "ban_duration_sec": 900}
+    chosen = {
+        "requests_per_ip": 120,
+        "interval_sec": 10,
+        "action": "rate_based_ban",
+        "ban_duration_sec": 900,
+        "preview": True,
+    }
+    *previewed, limit, default = rules(console, infra, cloud_armor=chosen)
+    assert limit["action"] == "rate_based_ban" and limit["limits"]["ban_duration_sec"] == 900
+    assert limit["limits"]["rate_limit_threshold"] == [{"count": 120, "interval_sec": 10}]
+    assert all(r["preview"] is True for r in [*previewed, limit]) and default["preview"] is None
 
 
-def expression_regex(expression: str) -> re.Pattern[str]:
-    [pattern] = re.findall(r"\.matches\('([^']*)'\)", expression)
+def expression_regex(expression_: str) -> re.Pattern[str]:
+    [pattern] = re.findall(r"\.matches\('([^']*)'\)", expression_)
     return re.compile(pattern)
 
 
-def test_the_refusals_let_through_exactly_what_the_collector_serves(console):
+def test_the_refusals_let_through_exactly_what_the_collector_serves(console, infra):
     """Methods: the routes' own, plus preflights. Bodies: a declared Content-Length above MAX_BODY_BYTES,
     checked against numbers on both sides of the limit (the regex is the rule's, run by Python's re, which
     agrees with RE2 on this syntax)."""
     from loyjoy_collector.handler import DATA_ROUTE, ROUTES
 
-    methods_rule, body_rule, *_ = evaluate(console, "local.cloud_armor_rules")
+    methods_rule, body_rule, *_ = rules(console, infra)
     served = {m for route in [*ROUTES.values(), DATA_ROUTE] for m in route.methods} | {"OPTIONS"}
     assert methods_rule["expression"].startswith("!")  # the rule matches what the pattern does not
     allowed = expression_regex(methods_rule["expression"])
