@@ -27,7 +27,8 @@ log = logging.getLogger(LOGGER)
 _trace: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar("trace", default=None)
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _CLOUD_TRACE = re.compile(r"^([0-9a-f]{32})(?:/(\d+))?")
-SEVERITY = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "CRITICAL"}
+# Python's level names that are Cloud Logging severities as they are; any other level is logged as DEFAULT.
+SEVERITIES = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 
 def trace_from(traceparent: str | None, cloud_trace: str | None) -> tuple[str, str | None] | None:
@@ -60,7 +61,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
         entry: dict[str, Any] = {
-            "severity": SEVERITY.get(record.levelname, "DEFAULT"),
+            "severity": record.levelname if record.levelname in SEVERITIES else "DEFAULT",
             "message": self._scrub(message),
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "logger": record.name,
