@@ -3,7 +3,7 @@ resource "google_bigquery_dataset" "loyjoy" {
   project                    = var.project_id
   dataset_id                 = var.dataset_id
   location                   = var.dataset_location
-  description                = "LoyJoy chat events, refused input and analyst views (loyjoy-collector)."
+  description                = "LoyJoy chat events, refused input, analyst tables and views (loyjoy-collector)."
   delete_contents_on_destroy = false
   labels                     = local.labels
 

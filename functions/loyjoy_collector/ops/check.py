@@ -1,7 +1,7 @@
 """After a deploy, the whole path in one step: what a site needs from the collector, and BigQuery behind it.
 
 Each step prints PASS or FAIL with what it saw; any FAIL makes the exit code non-zero. The test event is named
-`collector_check`: the analyst views leave it out, so checking a live collector changes no number.
+`collector_check`: the analyst tables leave it out, so checking a live collector changes no number.
 """
 
 from __future__ import annotations
