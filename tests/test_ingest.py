@@ -641,10 +641,15 @@ def test_replay_command_line(collector, local_bigquery, tag):
     command = [sys.executable, "-m", "loyjoy_collector.ops.cli", "replay", "--to", collector.url, "--origin", ORIGIN,
                "--reason", "invalid_event_name"]  # fmt: skip
     dry = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True, check=True)
-    assert refused.json()["rejected_id"] in dry.stdout and "payloads would be sent" in dry.stdout
+    *listed, planned = dry.stdout.splitlines()
+    assert {"rejected_id": refused.json()["rejected_id"], "reason": "invalid_event_name"} in map(json.loads, listed)
+    assert planned == f"{len(listed)} payloads would be sent to {collector.url}"
     run = subprocess.run(command, env=env, capture_output=True, text=True)
     assert run.returncode == 1  # an invalid name stays invalid: reported, not hidden
-    assert "accepted" in run.stdout.splitlines()[-1]
+    *lines, summary = run.stdout.splitlines()
+    results = [json.loads(line) for line in lines]  # one per payload sent, each refused again
+    assert (refused.json()["rejected_id"], 400) in {(r["rejected_id"], r["status"]) for r in results}
+    assert summary == f"0 of {len(listed)} accepted" and len(results) == len(listed)  # what the dry run listed
 
 
 def test_every_endpoint_answers_under_the_first_party_prefix(collector, local_bigquery, tag):
