@@ -163,6 +163,20 @@ def test_every_command_the_docs_show_exists_with_its_options(subcommands):
     assert options == [], "not an option of that subcommand (see `loyjoy-collector <subcommand> --help`)"
 
 
+def test_every_option_the_docs_name_alone_is_an_option_of_the_cli(subcommands):
+    """`--no-read` skips ..., `--resume` finishes ...: an option named without its command is one of some
+    subcommand's."""
+    every = set().union(*subcommands.values())
+    alone = {
+        (relative(path), span.split()[0])
+        for path in DOCS
+        for span in code(path.read_text())[1]
+        if re.fullmatch(r"--[A-Za-z][\w-]*(?: [A-Z_]+)?", span)
+    }
+    assert {option for _, option in alone} >= {"--no-read", "--resume"}
+    assert [(where, option) for where, option in sorted(alone) if option not in every] == []
+
+
 def parses(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
     """The subcommand the CLI runs for argv, parsed by its own parser; every command is replaced by a stub."""
     ran = []
