@@ -482,11 +482,15 @@ def test_a_custom_domain_puts_the_function_behind_the_load_balancer_only(infra, 
         "google_compute_backend_service", "google_compute_url_map", "google_compute_managed_ssl_certificate",
         "google_compute_target_https_proxy", "google_compute_global_forwarding_rule",
     }  # fmt: skip
-    for type_name in lb:
-        # The Cloud Armor policy has its own switch on top of custom_domain (tested below).
-        with_domain = {"collect.example.com"} if type_name != "google_compute_security_policy" else set()
-        assert planned(console, infra, type_name) == {}, type_name
-        assert set(planned(console, infra, type_name, **DOMAIN, cloud_armor={"enabled": False})) == with_domain
+
+    def every(**variables: Any) -> dict[str, Any]:
+        parts = ", ".join(f'"{t}" = {instances_expression(resource(infra, t))}' for t in sorted(lb))
+        return evaluate(console, "{" + parts + "}", **variables)
+
+    assert every() == {t: {} for t in lb}  # without custom_domain, no part of it
+    # The Cloud Armor policy has its own switch on top of custom_domain (tested below).
+    with_domain = {t: set(instances) for t, instances in every(**DOMAIN, cloud_armor={"enabled": False}).items()}
+    assert with_domain == {t: set() if t == "google_compute_security_policy" else {"collect.example.com"} for t in lb}
     [neg] = planned(console, infra, "google_compute_region_network_endpoint_group", **DOMAIN).values()
     assert neg["network_endpoint_type"] == "SERVERLESS"
     assert neg["cloud_run"] == [{"service": "<google_cloudfunctions2_function.collector.service_config[0].service>"}]

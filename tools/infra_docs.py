@@ -14,6 +14,7 @@ import re
 import sys
 import textwrap
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,16 @@ class Output:
     value: str  # the expression, as hcl2 gives it
 
 
+@cache
+def _loads(text: str) -> dict[str, Any]:
+    return hcl2.loads(text)
+
+
 def parse(directory: Path) -> dict[str, list[Any]]:
     """Every top-level block of the directory's .tf files, in file-name order."""
     merged: dict[str, list[Any]] = {}
     for path in sorted(directory.glob("*.tf")):
-        for key, items in hcl2.loads(path.read_text()).items():
+        for key, items in _loads(path.read_text()).items():
             if not key.startswith("__"):
                 merged.setdefault(key, []).extend(items)
     return merged
