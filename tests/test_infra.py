@@ -32,15 +32,43 @@ from .terraform_offline import TerraformRefused, evaluate, instances_expression
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
-META = {"count", "for_each", "depends_on", "lifecycle", "provider", "provisioner", "connection", "__is_block__",
-        "__comments__"}  # fmt: skip
+META = {
+    "count",
+    "for_each",
+    "depends_on",
+    "lifecycle",
+    "provider",
+    "provisioner",
+    "connection",
+    "__is_block__",
+    "__comments__",
+}
 # Arguments of the two non-google providers' objects used (hashicorp/archive 2.x, hashicorp/random 3.7+).
 OTHER_PROVIDERS = {
-    "data.archive_file": {"type", "source_dir", "source_file", "source_content", "source_content_filename",
-                          "output_path", "output_file_mode", "excludes", "exclude_symlink_directories"},
-    "ephemeral.random_password": {"length", "special", "upper", "lower", "numeric", "min_upper", "min_lower",
-                                  "min_numeric", "min_special", "override_special"},
-}  # fmt: skip
+    "data.archive_file": {
+        "type",
+        "source_dir",
+        "source_file",
+        "source_content",
+        "source_content_filename",
+        "output_path",
+        "output_file_mode",
+        "excludes",
+        "exclude_symlink_directories",
+    },
+    "ephemeral.random_password": {
+        "length",
+        "special",
+        "upper",
+        "lower",
+        "numeric",
+        "min_upper",
+        "min_lower",
+        "min_numeric",
+        "min_special",
+        "override_special",
+    },
+}
 OTHER_ATTRIBUTES = {
     "data.archive_file": {"output_sha256", "output_md5", "output_base64sha256", "output_size", "output_path"},
     "ephemeral.random_password": {"result"},
@@ -223,11 +251,16 @@ def output(console: Path, infra: dict[str, list[dict[str, Any]]], name: str, **v
 
 
 EVERY_OPTION = {
-    "custom_domain": "collect.example.com", "alert_emails": ["ops@example.com"],
-    "ga4_export_dataset": "analytics_123", "kms_key_name": "projects/p/locations/eu/keyRings/r/cryptoKeys/k",
-    "events_retention_days": 790, "analytics_include_bots": True, "allow_unauthenticated": False,
-    "labels": {"team": "web"}, "cloud_armor": {"preview": True, "action": "rate_based_ban"},
-}  # fmt: skip
+    "custom_domain": "collect.example.com",
+    "alert_emails": ["ops@example.com"],
+    "ga4_export_dataset": "analytics_123",
+    "kms_key_name": "projects/p/locations/eu/keyRings/r/cryptoKeys/k",
+    "events_retention_days": 790,
+    "analytics_include_bots": True,
+    "allow_unauthenticated": False,
+    "labels": {"team": "web"},
+    "cloud_armor": {"preview": True, "action": "rate_based_ban"},
+}
 
 
 @pytest.mark.parametrize("variables", [{}, EVERY_OPTION], ids=["defaults", "every-option"])
@@ -250,9 +283,13 @@ def test_every_variable_default_passes_its_own_validation(console):
     Terraform cannot compile, such as a repetition above RE2's 1000, fails every deploy)."""
     assert evaluate(console, "var.dataset_id") == "loyjoy"
     assert evaluate(console, "var.cloud_armor") == {
-        "enabled": True, "requests_per_ip": 300, "interval_sec": 60, "action": "throttle",
-        "ban_duration_sec": 600, "preview": False,
-    }  # fmt: skip
+        "enabled": True,
+        "requests_per_ip": 300,
+        "interval_sec": 60,
+        "action": "throttle",
+        "ban_duration_sec": 600,
+        "preview": False,
+    }
     with pytest.raises(TerraformRefused, match="dataset_id may contain"):
         evaluate(console, "var.dataset_id", dataset_id="no-hyphens")
 
@@ -456,10 +493,21 @@ CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"
 def test_checkov_finds_nothing_unexplained(tmp_path):
     assert CHECKOV.exists(), "run scripts/setup: it installs checkov into .venv-tools"
     result = subprocess.run(
-        [str(CHECKOV), "-d", str(INFRA), "--framework", "terraform", "--compact", "--skip-download",
-         "--output", "json"],
-        capture_output=True, text=True, env=dict(os.environ, BC_SKIP_MAPPING="TRUE"),
-    )  # fmt: skip
+        [
+            str(CHECKOV),
+            "-d",
+            str(INFRA),
+            "--framework",
+            "terraform",
+            "--compact",
+            "--skip-download",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, BC_SKIP_MAPPING="TRUE"),
+    )
     report = json.loads(result.stdout)
     reports = report if isinstance(report, list) else [report]
     failed = [c for r in reports for c in r["results"]["failed_checks"]]
@@ -479,10 +527,14 @@ def test_a_custom_domain_puts_the_function_behind_the_load_balancer_only(infra, 
     takes traffic from the load balancer alone; the snippet and collector_url use the domain."""
     lb = {t for k, t, n, b in objects(infra) if t.startswith("google_compute_")}
     assert lb >= {
-        "google_compute_global_address", "google_compute_region_network_endpoint_group",
-        "google_compute_backend_service", "google_compute_url_map", "google_compute_managed_ssl_certificate",
-        "google_compute_target_https_proxy", "google_compute_global_forwarding_rule",
-    }  # fmt: skip
+        "google_compute_global_address",
+        "google_compute_region_network_endpoint_group",
+        "google_compute_backend_service",
+        "google_compute_url_map",
+        "google_compute_managed_ssl_certificate",
+        "google_compute_target_https_proxy",
+        "google_compute_global_forwarding_rule",
+    }
 
     def every(**variables: Any) -> dict[str, Any]:
         parts = ", ".join(f'"{t}" = {instances_expression(resource(infra, t))}' for t in sorted(lb))
@@ -604,9 +656,12 @@ def test_the_rate_limit_is_per_ip_answers_429_and_takes_its_thresholds_from_the_
     assert limit["expression"] is None  # every request counts
     assert limit["action"] == "throttle"
     assert limit["limits"] == {
-        "enforce_on_key": "IP", "exceed_action": "deny(429)", "conform_action": "allow", "ban_duration_sec": None,
+        "enforce_on_key": "IP",
+        "exceed_action": "deny(429)",
+        "conform_action": "allow",
+        "ban_duration_sec": None,
         "rate_limit_threshold": [{"count": 300, "interval_sec": 60}],
-    }  # fmt: skip
+    }
     assert {r["preview"] for r in planned_rules} == {False, None}  # the default rule has no preview
 
     chosen = {
@@ -670,6 +725,9 @@ def test_cloud_armor_validations_reject_bad_values(console, value, message):
 
 
 def test_cloud_armor_accepts_the_edges_of_its_ranges(console):
-    for value in ({"requests_per_ip": 1, "interval_sec": 10}, {"requests_per_ip": 1_000_000, "interval_sec": 3600},
-                  {"requests_per_ip": 10_000, "action": "rate_based_ban", "ban_duration_sec": 86400}):  # fmt: skip
+    for value in (
+        {"requests_per_ip": 1, "interval_sec": 10},
+        {"requests_per_ip": 1_000_000, "interval_sec": 3600},
+        {"requests_per_ip": 10_000, "action": "rate_based_ban", "ban_duration_sec": 86400},
+    ):
         assert evaluate(console, "var.cloud_armor", cloud_armor=value).items() >= value.items()

@@ -142,5 +142,12 @@ class StoredCounter:
                 return
             events, requests, seconds = self._events, self._requests, now - self._since
             self._events, self._requests, self._since = 0, 0, now
-        emit(logging.INFO, f"stored {events} events from {requests} requests", "stored", events=events,
-             requests=requests, seconds=round(seconds, 1), version=__version__)  # fmt: skip
+        emit(
+            logging.INFO,
+            f"stored {events} events from {requests} requests",
+            "stored",
+            events=events,
+            requests=requests,
+            seconds=round(seconds, 1),
+            version=__version__,
+        )
