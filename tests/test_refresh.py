@@ -234,3 +234,42 @@ def test_a_table_built_before_is_bot_gains_it_and_the_first_run_rebuilds_everyth
     assert "rebuilt 1 event days" in done.stdout and "bots left out" in done.stdout
     kept = local_bigquery.query(f"SELECT is_bot, device_type, browser, collector_version FROM {clean}")
     assert kept == [{"is_bot": False, "device_type": "desktop", "browser": "Chrome", "collector_version": __version__}]
+
+
+DELIVERY_COLUMNS = ("client_seq", "dropped_overflow", "dropped_quota", "dropped_consent", "delivered_later_page")
+
+
+def test_an_events_clean_built_before_the_delivery_columns_gains_them_by_name(local_bigquery):
+    """An upgrade: `events` has the snippet's delivery columns where the schema file puts them (in the middle),
+    events_clean, built by the last version, has none; the next run adds them at its end and fills them by name."""
+    dataset = "refresh_delivery_upgrade"
+    environment = local_env(local_bigquery.port, "") | {"BQ_DATASET": dataset}
+    subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=environment, check=True,
+                   capture_output=True)  # fmt: skip
+    day = datetime.now(UTC) - timedelta(days=2)
+    rows = []
+    for seq in (1, 2, 5):
+        ctx = RequestContext(day, "POST", "/", "", "text/plain", None, CHROME, None, None)
+        raw = {"event": "load", "ts": (day + timedelta(seconds=seq)).isoformat(), "client_id": "c-up", "seq": seq,
+               "later_page": seq == 5, "dropped": {"overflow": 3} if seq == 5 else None, "event_id": uuid.uuid4().hex}  # fmt: skip
+        rows.append(event_row(LoyJoyEvent.model_validate(raw), raw, ctx, Settings(bq_dataset=dataset), Scrubber(b"k")))
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{dataset}.events", rows) == []
+    clean = f"`{PROJECT}.{dataset}.events_clean`"
+    columns = ", ".join(name for name in rows[0] if name not in DELIVERY_COLUMNS)
+    local_bigquery.query(f"DROP TABLE {clean}")
+    local_bigquery.query(
+        f"CREATE TABLE {clean} PARTITION BY DATE(event_ts) AS SELECT {columns} FROM `{PROJECT}.{dataset}.events`"
+    )  # what the last version's refresh built
+    done = subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh", "--full"], env=environment,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    kept = local_bigquery.query(
+        f"SELECT client_seq, dropped_overflow, delivered_later_page, browser FROM {clean} ORDER BY client_seq"
+    )
+    assert kept == [
+        {"client_seq": 1, "dropped_overflow": None, "delivered_later_page": False, "browser": "Chrome"},
+        {"client_seq": 2, "dropped_overflow": None, "delivered_later_page": False, "browser": "Chrome"},
+        {"client_seq": 5, "dropped_overflow": 3, "delivered_later_page": True, "browser": "Chrome"},
+    ]
+    [health] = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{dataset}.delivery_health`")
+    assert (health["events_received"], health["seq_gaps"], health["dropped_overflow"]) == (3, 2, 3)

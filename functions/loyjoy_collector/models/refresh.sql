@@ -38,6 +38,13 @@ DECLARE rejected_days ARRAY<DATE> DEFAULT (
     AND (first_run OR received_at > since OR DATE(received_at) > DATE_SUB(DATE(run_at), INTERVAL ${recent_days} DAY))
 );
 DECLARE session_days ARRAY<DATE> DEFAULT [];
+DECLARE clean_columns STRING;
+-- delivery_health counts a sequence gap only between numbers at most late_days event days apart, so that a run
+-- reads no more than that around its days (${max_age_days}: no event is older when it arrives).
+DECLARE late_days INT64 DEFAULT ${max_age_days};
+DECLARE health_days ARRAY<DATE> DEFAULT [];
+DECLARE health_first DATE;
+DECLARE health_last DATE;
 
 -- events_clean: the days of this run, deduplicated.
 CREATE OR REPLACE TABLE `${project}.${dataset}.events_clean_this_run` AS
@@ -45,8 +52,21 @@ ${events_clean};
 CREATE TABLE IF NOT EXISTS `${project}.${dataset}.events_clean` PARTITION BY DATE(event_ts) CLUSTER BY bot_id, process_id, event_name
 AS SELECT * FROM `${project}.${dataset}.events_clean_this_run` WHERE FALSE;
 ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS is_bot BOOL;  -- built before is_bot
+ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS client_seq INT64;  -- and before these
+ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS dropped_overflow INT64;
+ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS dropped_quota INT64;
+ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS dropped_consent INT64;
+ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS delivered_later_page BOOL;
 DELETE FROM `${project}.${dataset}.events_clean` WHERE DATE(event_ts) IN UNNEST(days);
-INSERT INTO `${project}.${dataset}.events_clean` SELECT * FROM `${project}.${dataset}.events_clean_this_run`;
+-- By name: a column added later sits at the end of events_clean, and wherever the schema file puts it in `events`.
+SET clean_columns = (
+  SELECT STRING_AGG(column_name, ', ' ORDER BY ordinal_position)
+  FROM `${project}.${dataset}.INFORMATION_SCHEMA.COLUMNS` WHERE table_name = 'events_clean_this_run'
+);
+EXECUTE IMMEDIATE FORMAT(
+  'INSERT INTO `${project}.${dataset}.events_clean` (%s) SELECT %s FROM `${project}.${dataset}.events_clean_this_run`',
+  clean_columns, clean_columns
+);
 
 -- sessions: every session with an event on those days, whole, wherever it started. A whole run also drops
 -- the sessions no event of events_clean has any more (all bots, when bots were counted before).
@@ -93,6 +113,42 @@ WHERE day IN UNNEST(session_days)
   OR (whole AND day BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY));
 INSERT INTO `${project}.${dataset}.funnel_daily` SELECT * FROM `${project}.${dataset}.funnel_daily_this_run`;
 
+-- delivery_health: the days of this run, and the days of the numbers just above each number on them (a late
+-- event that fills a gap takes it off the day of the number above, which may be a later day).
+SET health_days = (
+  SELECT IFNULL(ARRAY_AGG(DISTINCT d), []) FROM (
+    SELECT d FROM UNNEST(days) AS d
+    UNION ALL
+    SELECT next_date AS d FROM (
+      SELECT
+        on_days,
+        LEAD(event_date) OVER (PARTITION BY client_id ORDER BY client_seq) AS next_date
+      FROM (
+        SELECT client_id, client_seq, MIN(DATE(event_ts)) AS event_date,
+          LOGICAL_OR(DATE(event_ts) IN UNNEST(days)) AS on_days
+        FROM `${project}.${dataset}.events_clean`
+        WHERE DATE(event_ts) BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL late_days DAY)
+          AND client_seq IS NOT NULL
+          AND client_id IN (
+            SELECT client_id FROM `${project}.${dataset}.events_clean`
+            WHERE DATE(event_ts) IN UNNEST(days) AND client_seq IS NOT NULL
+          )
+        GROUP BY client_id, client_seq
+      )
+    )
+    WHERE on_days AND next_date IS NOT NULL
+  )
+);
+SET health_first = (SELECT MIN(d) FROM UNNEST(health_days) AS d);
+SET health_last = (SELECT MAX(d) FROM UNNEST(health_days) AS d);
+CREATE OR REPLACE TABLE `${project}.${dataset}.delivery_health_this_run` AS
+${delivery_health};
+CREATE TABLE IF NOT EXISTS `${project}.${dataset}.delivery_health` PARTITION BY event_date
+  CLUSTER BY page_hostname, engine, browser, protocol
+AS SELECT * FROM `${project}.${dataset}.delivery_health_this_run` WHERE FALSE;
+DELETE FROM `${project}.${dataset}.delivery_health` WHERE event_date IN UNNEST(health_days);
+INSERT INTO `${project}.${dataset}.delivery_health` SELECT * FROM `${project}.${dataset}.delivery_health_this_run`;
+
 -- rejected_by_reason: the days that received refusals.
 CREATE OR REPLACE TABLE `${project}.${dataset}.rejected_by_reason_this_run` AS
 ${rejected_by_reason};
@@ -105,4 +161,5 @@ INSERT INTO `${project}.${dataset}.refresh_manifest` (run_at, watermark, days, s
 VALUES (run_at, run_at, days, session_days, rejected_days, include_bots);
 
 SELECT run_at, ARRAY_LENGTH(days) AS days, ARRAY_LENGTH(session_days) AS session_days,
-  ARRAY_LENGTH(rejected_days) AS rejected_days, first_day, last_day, include_bots;
+  ARRAY_LENGTH(rejected_days) AS rejected_days, first_day, last_day, include_bots,
+  ARRAY_LENGTH(health_days) AS health_days;

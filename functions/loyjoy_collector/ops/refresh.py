@@ -68,6 +68,7 @@ class Refreshed:
     last_day: Any
     seconds: float
     include_bots: bool = False
+    health_days: int = 0  # days of delivery_health rebuilt: the run's days and those whose gaps a late event filled
 
 
 def refresh(
@@ -90,4 +91,5 @@ def refresh(
         last.get("last_day"),
         time.monotonic() - started,
         bool(last.get("include_bots")),
+        int(last.get("health_days") or 0),
     )
