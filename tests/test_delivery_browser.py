@@ -336,3 +336,43 @@ def test_a_full_storage_counts_what_the_page_could_neither_keep_nor_send(edge, l
     assert missing([r["client_seq"] for r in rows]) == {tried, tried + 1, tried + 2}
     assert all(r["dropped_overflow"] is None and r["dropped_consent"] is None for r in rows)
     assert visitor.errors == []
+
+
+def test_two_tabs_of_one_client_never_give_the_same_number(edge, local_bigquery):
+    edge, context = edge
+    tabs = [Visitor(context, edge), Visitor(context, edge)]
+    for tab in tabs:
+        tab.visit()  # load, show each
+    for n in range(4):
+        for index, tab in enumerate(tabs):
+            tab.click(f"tab-{index}-{n}")
+    for tab in tabs:
+        tab.drained()
+    rows = rows_of(local_bigquery, edge.host, 12)
+    assert len(rows) == 12 and len({r["client_id"] for r in rows}) == 1
+    assert sorted(r["client_seq"] for r in rows) == list(range(1, 13))  # each number once, none skipped
+    for index in range(2):  # and in each tab in the order it made them
+        mine = sorted((r for r in rows if (r["label"] or "").startswith(f"tab-{index}-")), key=lambda r: r["label"])
+        assert [r["client_seq"] for r in mine] == sorted(r["client_seq"] for r in mine)
+
+
+def test_taking_over_an_earlier_pages_queue_past_max_queue_counts_what_goes(edge, local_bigquery):
+    """The first visit has no collector (nothing sent, nothing handed over on leaving): its 5 events wait in
+    localStorage. The next visit, with a queue of 3, takes them over beside its own 2: 4 of the 7 go, counted."""
+    edge, context = edge
+    visitor = Visitor(context, edge)
+    visitor.visit(collector="")  # load, show
+    visitor.click("first-1", "first-2", "first-3")
+    assert visitor.pending() == 5
+    visitor.page.goto(edge.origin + "/page.html")
+    assert edge.requests == []
+    visitor.boot(maxQueue=3)  # load, show; then the earlier page's 5
+    visitor.drained()
+    visitor.click("after")  # carries the count
+    visitor.drained()
+    rows = rows_of(local_bigquery, edge.host, 4)
+    assert len(rows) == 4
+    assert sum(r["dropped_overflow"] or 0 for r in rows) == 4
+    gaps = missing([r["client_seq"] for r in rows])
+    assert len(gaps) == 4 and max(gaps) < max(r["client_seq"] for r in rows)
+    assert sum(bool(r["delivered_later_page"]) for r in rows) == len([r for r in rows if r["client_seq"] <= 5])
