@@ -42,7 +42,6 @@ class Variable:
 class Output:
     name: str
     description: str
-    value: str  # the expression, as hcl2 gives it
 
 
 @cache
@@ -113,10 +112,7 @@ def variables(directory: Path = INFRA) -> list[Variable]:
 
 
 def outputs(directory: Path = INFRA) -> list[Output]:
-    return [
-        Output(name, string(body.get("description")), body.get("value", ""))
-        for name, body in named(parse(directory), "output").items()
-    ]
+    return [Output(name, string(body.get("description"))) for name, body in named(parse(directory), "output").items()]
 
 
 def examples(directory: Path = INFRA) -> dict[str, Path]:
