@@ -1,58 +1,132 @@
-"""Throughput and latency of one function process writing to the local BigQuery, and cold import time.
+"""The collector's speed per vCPU and its cold start, against baselines measured in the same run on the same box.
 
-Every figure comes with a baseline measured in the same run, so the ratios survive a slower machine:
-- /healthy through the same server (the HTTP floor: functions-framework + gunicorn, no BigQuery);
-- insertAll straight from the official client to the local BigQuery, one call at a time (the storage floor);
-- `import flask` (what functions-framework imports anyway) and `import google.cloud.bigquery` (what the
-  lazy import keeps off the cold start).
+Baselines: functions-framework's hello-world in its Flask mode (what the collector ran on before) and in its
+ASGI mode (what it runs on now), served the same way (`functions-framework --source … --target hello`).
+Loads, each for BENCH_SECONDS with wrk (2 threads, BENCH_CONNECTIONS connections), every request distinct
+(client, session, label and page vary, as real traffic does):
+- POST / with one event, and with batches of 10 (the snippet's protocol);
+- a mixed server-side GTM load: Stape Data Tag posts, GA4 /g/collect hits and snippet posts in turn.
+
+BigQuery is a null insertAll endpoint (it answers every call at once and counts them): on a two-core box the
+local BigQuery would take the CPU the collector is measured on, and in production BigQuery's CPU is not the
+instance's. The one-event and batch loads are run against the local BigQuery too, as a check that the figures
+hold with a real insertAll behind them.
+
+Printed: requests/s, events/s, ratios to each hello, p50/p99, the function's CPU per event (utime + stime of
+its processes, from /proc), insertAll calls per event, the cost per million events at list prices
+(request-based and instance-based billing), and the cold start: process start to first answer for the hellos,
+to the first stored event for the collector (median of COLD_RUNS).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import bigquery
-
-from loyjoy_collector.ops.cli import local_env, start_function, start_local_bigquery
+from loyjoy_collector.ops.cli import local_env, start_local_bigquery
 
 ROOT = Path(__file__).resolve().parent.parent
-SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
+SOURCE = ROOT / "functions" / "main.py"
+HELLO = Path(__file__).resolve().parent / "hello"
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
+COLD_RUNS = int(os.environ.get("COLD_RUNS", "5"))
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
-EVENT = {
-    "event": "sign_up",
-    "detail": {"bot_id": "bench", "process_id": "p", "process_name": "Bench", "email": "a@b.co", "label": "Yes"},
-    "client_id": "c-1",
-    "session_id": "s-1",
-    "page_location": "https://shop.example.com/?utm_source=bench",
+UNLIMITED = {"RATE_LIMIT_ADDRESS_PER_SECOND": "1e9", "RATE_LIMIT_ADDRESS_BURST": "1000000000",
+             "RATE_LIMIT_CLIENT_PER_SECOND": "1e9", "RATE_LIMIT_CLIENT_BURST": "1000000000",
+             "REFUSAL_BUDGET_PER_MINUTE": "1000000000", "THREADS": str(CONNECTIONS)}  # fmt: skip
+
+# List prices (USD), Cloud Run functions / Cloud Run tier 1, and BigQuery's legacy streaming inserts.
+REQUEST_BASED = {"vcpu_second": 0.000024, "gib_second": 0.0000025, "per_million_requests": 0.40}
+INSTANCE_BASED = {"vcpu_second": 0.000018, "gib_second": 0.000002, "per_million_requests": 0.0}
+MEMORY_GIB = 0.5  # Terraform's default memory for the function
+STREAMING_PER_GB = 0.05  # $0.01 per 200 MB, each row counted as at least 1 KB
+ROW_BYTES = 1024
+
+
+# ------------------------------------------------------------------------------------------- the loads
+
+
+def event(n: str, label: str = "Yes") -> dict[str, object]:
+    return {"event": "sign_up", "detail": {"bot_id": "bench", "process_id": "p1", "process_name": "Newsletter",
+            "email": f"visitor{n}@example.com", "label": label}, "client_id": f"c-{n}", "session_id": f"s-{n}",
+            "page_location": f"https://shop.example.com/angebote?utm_source=bench&utm_campaign=c{n}",
+            "page_title": "Angebote", "language": "de-DE", "sdk": "loyjoy-snippet/0.1.0"}  # fmt: skip
+
+
+def data_tag(n: str) -> dict[str, object]:
+    return {"event_name": "loyjoy", "gaEventCategory": "loyjoy", "gaEventAction": "Newsletter",
+            "gaEventLabel": "sign_up", "bot_id": "bench", "client_id": f"dc-{n}",
+            "page_location": "https://shop.example.com/landing?utm_source=news", "page_title": "Landing",
+            "language": "de-de", "user_data": {"email_address": f"visitor{n}@example.com"}}  # fmt: skip
+
+
+GA4 = ("/g/collect?v=2&tid=G-BENCH&cid=@N@.1732000000&sid=1732440000&ul=de-de&en=loyjoy&ep.gaEventCategory=loyjoy"
+       "&ep.gaEventAction=Newsletter&ep.gaEventLabel=sign_up&ep.bot_id=bench&dl=https%3A%2F%2Fshop.example.com%2F")
+
+
+def lua(requests: list[tuple[str, str, str | None]]) -> str:
+    """A wrk script cycling through (method, path, body) templates, `@N@` replaced by a fresh number each time."""
+    items = ",\n".join(
+        "{" + f"{json.dumps(method)}, {json.dumps(path)}, {json.dumps(body) if body else 'nil'}" + "}"
+        for method, path, body in requests
+    )
+    return f"""
+local items = {{
+{items}
+}}
+local counter = 0
+local headers = {{["Content-Type"] = "text/plain", ["User-Agent"] = "{UA}", ["Origin"] = "https://shop.example.com"}}
+function setup(thread) thread:set("salt", tostring(math.random(1000000))) end
+request = function()
+  counter = counter + 1
+  local n = salt .. "x" .. counter
+  local item = items[(counter % #items) + 1]
+  local path = string.gsub(item[2], "@N@", n)
+  local body = item[3] and string.gsub(item[3], "@N@", n) or nil
+  return wrk.format(item[1], path, headers, body)
+end
+"""
+
+
+LABELS = ["Ja", "Nein", "Weiter", "Jetzt anmelden", "Später"]
+LOADS: dict[str, tuple[list[tuple[str, str, str | None]], int]] = {
+    "one": ([("POST", "/", json.dumps(event("@N@", label))) for label in LABELS], 1),
+    "ten": ([("POST", "/", json.dumps({"events": [event(f"@N@-{k}", LABELS[k % 5]) for k in range(10)]}))], 10),
+    "mixed": (
+        [("POST", "/data", json.dumps(data_tag("@N@"))), ("GET", GA4, None), ("POST", "/", json.dumps(event("@N@")))],
+        1,
+    ),
 }
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# ---------------------------------------------------------------------------------------- measuring
 
 
-def wrk(url: str, body: str | None = None) -> dict[str, float]:
-    script = ""
-    if body is not None:
-        script = (
-            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-            f'wrk.headers["User-Agent"] = "{UA}"\nwrk.body = {json.dumps(body)}\n'
-        )
+@dataclass
+class Run:
+    rps: float
+    p50: float
+    p99: float
+    non2xx: float
+    cpu_seconds: float
+    calls: int
+
+
+def wrk(url: str, script: str) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     out = subprocess.run(
@@ -76,98 +150,208 @@ def wrk(url: str, body: str | None = None) -> dict[str, float]:
     }
 
 
-def direct_inserts(endpoint: str, dataset: str, batch: int) -> float:
-    """Rows/s of insertAll from one client, one call at a time, straight into the local BigQuery."""
-    client = bigquery.Client(
-        project="loyjoy-local", credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint)
+def tree(pid: int) -> list[int]:
+    pids, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            queue.extend(int(child) for child in task.read_text().split())
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for each in tree(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+class NullBigQuery:
+    """insertAll that answers at once (`{}`: every row stored) and counts its calls; any other call too."""
+
+    ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 49\r\n\r\n' + (
+        b'{"kind":"bigquery#tableDataInsertAllResponse"}   '
     )
-    table = f"loyjoy-local.{dataset}.events"
-    row = {"event_id": "x", "event_name": "sign_up", "event_name_raw": "sign_up", "event_known": True,
-           "event_ts": "2026-11-24T10:00:00Z", "received_at": "2026-11-24T10:00:00Z", "protocol": "bench",
-           "consent_analytics": "unknown", "collector_version": "bench"}  # fmt: skip
-    done, start = 0, time.monotonic()
-    while time.monotonic() - start < SECONDS:
-        client.insert_rows_json(table, [row] * batch)
-        done += batch
-    return done / (time.monotonic() - start)
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(5)
+
+    async def _start(self) -> None:
+        await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+                if length:
+                    await reader.readexactly(int(length.group(1)))
+                self.calls += 1
+                writer.write(self.ANSWER)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
 
 
-def import_seconds(statement: str, runs: int = 7) -> float:
-    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
-    times = [
-        float(
-            subprocess.run(
-                [sys.executable, "-c", code], cwd=ROOT / "functions", capture_output=True, text=True, check=True
-            ).stdout
-        )
-        for _ in range(runs)
-    ]
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(source: Path, target: str, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "functions_framework", "--source", str(source), "--target", target,
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def first_answer(url: str, body: bytes | None, ok: int, timeout: float = 30.0) -> float:
+    """Seconds from now until `url` answers `ok` (polled every 2 ms while nothing listens)."""
+    start = time.perf_counter()
+    headers = {"Content-Type": "text/plain", "User-Agent": UA}
+    while time.perf_counter() - start < timeout:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=30) as answer:
+                if answer.status == ok:
+                    return time.perf_counter() - start
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.002)
+    raise TimeoutError(url)
+
+
+def measure(url: str, pid: int, script: str, counter: NullBigQuery | None) -> Run:
+    before, calls = cpu_seconds(pid), counter.calls if counter else 0
+    figures = wrk(url, script)
+    used = cpu_seconds(pid) - before
+    return Run(figures["rps"], figures["p50"], figures["p99"], figures["non2xx"], used,
+               (counter.calls - calls) if counter else 0)  # fmt: skip
+
+
+def run_function(source: Path, target: str, env: dict[str, str], load: str | None, counter: NullBigQuery | None,
+                 ok_body: bytes | None = None) -> Run:  # fmt: skip
+    port = free_port()
+    process = serve(source, target, env, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        first_answer(url + "/", ok_body, 200)  # warm: the runtime is built on the first request
+        script = lua(LOADS[load][0]) if load else ""
+        return measure(url, process.pid, script, counter)
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def cold(source: Path, target: str, env: dict[str, str], body: bytes | None) -> float:
+    times = []
+    for _ in range(COLD_RUNS):
+        port = free_port()
+        started = time.perf_counter()
+        process = serve(source, target, env, port)
+        try:
+            first_answer(f"http://127.0.0.1:{port}/", body, 200)
+            times.append(time.perf_counter() - started)
+        finally:
+            process.terminate()
+            process.wait()
     return statistics.median(times)
 
 
-def bootstrap(env: dict[str, str], dataset: str) -> dict[str, str]:
-    """A fresh dataset per measurement: the local BigQuery slows down as a table grows."""
-    env = env | {"BQ_DATASET": dataset}
-    subprocess.run(
-        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=env, check=True, capture_output=True
+# ----------------------------------------------------------------------------------------- printing
+
+
+def cost_per_million(cpu_ms_per_event: float, events_per_request: float) -> tuple[float, float, float]:
+    """(request-based, instance-based, BigQuery streaming) USD per million events, with the instance busy: its
+    billable time is the CPU time the events take on one vCPU."""
+    seconds = cpu_ms_per_event / 1000 * 1_000_000
+    requests = 1_000_000 / events_per_request
+    by_request = seconds * (REQUEST_BASED["vcpu_second"] + MEMORY_GIB * REQUEST_BASED["gib_second"]) + (
+        requests / 1_000_000 * REQUEST_BASED["per_million_requests"]
     )
-    return env
+    by_instance = seconds * (INSTANCE_BASED["vcpu_second"] + MEMORY_GIB * INSTANCE_BASED["gib_second"])
+    streaming = 1_000_000 * ROW_BYTES / 1e9 * STREAMING_PER_GB
+    return by_request, by_instance, streaming
 
 
 def main() -> None:
+    null = NullBigQuery()
     bq_port = free_port()
     bq = start_local_bigquery(bq_port, None)
-    base = local_env(bq_port, "*") | {"THREADS": str(CONNECTIONS)}
-    endpoint = f"http://127.0.0.1:{bq_port}"
-    figures: dict[str, dict[str, float]] = {}
+    base = os.environ | UNLIMITED | {"PYTHONPATH": str(ROOT / "functions")}
+    null_env = local_env(bq_port, "*") | UNLIMITED | {"BIGQUERY_API_ENDPOINT": f"http://127.0.0.1:{null.port}"}
+    real_env = local_env(bq_port, "*") | UNLIMITED | {"BQ_DATASET": "bench"}
+    subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=real_env, check=True,
+                   capture_output=True)  # fmt: skip
+    one = json.dumps(event("warm")).encode()
+    runs: dict[str, Run] = {}
     try:
-        bootstrap(base, "bench_direct_1")
-        bootstrap(base, "bench_direct_10")
-        direct_one = direct_inserts(endpoint, "bench_direct_1", 1)
-        direct_ten = direct_inserts(endpoint, "bench_direct_10", 10)
-        for group_commit in ("false", "true"):
-            for key, body in (("one", json.dumps(EVENT)), ("ten", json.dumps({"events": [EVENT] * 10}))):
-                env = bootstrap(base, f"bench_{key}_{group_commit}") | {"BQ_GROUP_COMMIT": group_commit}
-                fn_port = free_port()
-                log = Path(tempfile.gettempdir()) / f"bench-function-{key}-{group_commit}.log"
-                fn = start_function(fn_port, env, log)
-                url = f"http://127.0.0.1:{fn_port}"
-                try:
-                    subprocess.run(["curl", "-s", "-o", "/dev/null", url + "/", "-d", body], check=True)  # warm up
-                    if "health" not in figures:
-                        figures["health"] = wrk(url + "/healthy")
-                    figures[f"{key}-{group_commit}"] = wrk(url + "/", body)
-                finally:
-                    fn.terminate()
-                    fn.wait()
+        runs["flask"] = run_function(HELLO / "flask_hello.py", "hello", base, None, None)
+        runs["asgi"] = run_function(HELLO / "asgi_hello.py", "hello", base, None, None)
+        for load in LOADS:
+            runs[load] = run_function(SOURCE, "collect", null_env, load, null, one)
+        for load in ("one", "ten"):
+            runs[f"{load}-bq"] = run_function(SOURCE, "collect", real_env, load, None, one)
+        cold_flask = cold(HELLO / "flask_hello.py", "hello", base, None)
+        cold_asgi = cold(HELLO / "asgi_hello.py", "hello", base, None)
+        cold_collector = cold(SOURCE, "collect", real_env, one)
     finally:
         bq.terminate()
-    cold_main = import_seconds("import main")
-    cold_flask = import_seconds("import flask")
-    cold_bq = import_seconds("import google.cloud.bigquery")
 
-    print(f"\nwrk: {SECONDS} s, 2 threads, {CONNECTIONS} connections; one function process (THREADS={CONNECTIONS})")
-    print(f"{'what':62} {'req/s':>8} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
-    rows = [("GET /healthy (HTTP floor, no BigQuery)", figures["health"], 0)]
-    for key, name, per in (("one", "POST / one event", 1), ("ten", "POST / batch of 10 events", 10)):
-        rows.append((f"{name}, group commit off", figures[f"{key}-false"], per))
-        rows.append((f"{name}, group commit on (default)", figures[f"{key}-true"], per))
-    for name, f, per in rows:
-        events = f"{f['rps'] * per:9.0f}" if per else f"{'':>9}"
-        print(f"{name:62} {f['rps']:8.0f} {events} {f['p50']:8.2f} {f['p99']:8.2f} {f['non2xx']:8.0f}")
-    print(f"{'insertAll direct, sequential, 1 row a call':62} {direct_one:8.0f} {direct_one:9.0f}")
-    print(f"{'insertAll direct, sequential, 10 rows a call':62} {direct_ten / 10:8.0f} {direct_ten:9.0f}")
-    one_on, ten_on = figures["one-true"]["rps"], figures["ten-true"]["rps"] * 10
-    print("\nratios:")
-    print(f"  one event: group commit on / off:             {one_on / figures['one-false']['rps']:.2f}")
-    print(f"  batch of 10: group commit on / off:           {ten_on / (figures['ten-false']['rps'] * 10):.2f}")
-    print(f"  one event (on) / direct insertAll of 1 row:   {one_on / direct_one:.2f}")
-    print(f"  batch of 10 (on) / direct insertAll, 10 rows: {ten_on / direct_ten:.2f}")
-    print(
-        f"\ncold import (median of 7): main.py {cold_main * 1000:.0f} ms; import flask {cold_flask * 1000:.0f} ms "
-        f"(functions-framework pays it anyway); import google.cloud.bigquery {cold_bq * 1000:.0f} ms "
-        "(deferred to the first write)"
-    )
+    flask, asgi = runs["flask"].rps, runs["asgi"].rps
+    print(f"\nwrk: {SECONDS} s, 2 threads, {CONNECTIONS} connections; one function process, THREADS={CONNECTIONS}; "
+          f"{os.cpu_count()} cores shared by wrk, the function and BigQuery")  # fmt: skip
+    head = f"{'what':44} {'req/s':>7} {'events/s':>8} {'/flask':>6} {'/asgi':>6} {'p50 ms':>7} {'p99 ms':>7}"
+    print(head + f" {'CPU ms/ev':>9} {'calls/ev':>8} {'non-2xx':>7}")
+    names = {
+        "flask": ("hello, Flask mode", 0),
+        "asgi": ("hello, ASGI mode", 0),
+        "one": ("POST / one event", 1),
+        "ten": ("POST / batches of 10", 10),
+        "mixed": ("mixed sGTM: /data, /g/collect, POST /", 1),
+        "one-bq": ("POST / one event, local BigQuery", 1),
+        "ten-bq": ("POST / batches of 10, local BigQuery", 10),
+    }
+    for key, (name, per) in names.items():
+        run = runs[key]
+        count = run.rps * SECONDS * max(per, 1)
+        events = run.rps * per if per else run.rps
+        calls = f"{run.calls / count:8.3f}" if per and key in LOADS else f"{'':>8}"
+        print(f"{name:44} {run.rps:7.0f} {events:8.0f} {events / flask:6.2f} {events / asgi:6.2f} {run.p50:7.2f} "
+              f"{run.p99:7.2f} {run.cpu_seconds / count * 1000:9.3f} {calls} {run.non2xx:7.0f}")  # fmt: skip
+
+    print("\ngoals (issue 18):")
+    single_cpu = runs["one"].cpu_seconds / (runs["one"].rps * SECONDS) * 1000
+    batch_cpu = runs["ten"].cpu_seconds / (runs["ten"].rps * SECONDS * 10) * 1000
+    checks = [
+        ("one event: events/s / Flask hello req/s >= 1.0", runs["one"].rps / flask, 1.0),
+        ("batches of 10: events/s / Flask hello req/s >= 5", runs["ten"].rps * 10 / flask, 5.0),
+        ("one event: CPU ms per event <= 0.6", single_cpu, 0.6),
+        ("batches of 10: CPU ms per event <= 0.2", batch_cpu, 0.2),
+        ("cold start: collector / ASGI hello <= 1.5", cold_collector / cold_asgi, 1.5),
+    ]
+    for name, value, goal in checks:
+        met = value >= goal if ">=" in name else value <= goal
+        print(f"  {name:52} {value:7.2f}  {'met' if met else 'NOT met'}")
+    print(f"\ncold start (median of {COLD_RUNS}, process start to first answer): Flask hello "
+          f"{cold_flask * 1000:.0f} ms, ASGI hello {cold_asgi * 1000:.0f} ms, collector's first stored event "
+          f"{cold_collector * 1000:.0f} ms")  # fmt: skip
+
+    print(f"\ncost per million events, USD at list prices ({MEMORY_GIB} GiB, the instance busy; BigQuery streaming "
+          "at 1 KB a row):")  # fmt: skip
+    for key, per in (("one", 1), ("ten", 10), ("mixed", 1)):
+        cpu = runs[key].cpu_seconds / (runs[key].rps * SECONDS * per) * 1000
+        by_request, by_instance, streaming = cost_per_million(cpu, per)
+        print(f"  {names[key][0]:44} request-based {by_request:6.3f}  instance-based {by_instance:6.3f}  "
+              f"+ streaming {streaming:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

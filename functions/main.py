@@ -1,4 +1,8 @@
-"""Cloud Functions source: `functions-framework --source functions/main.py --target collect`."""
+"""Cloud Functions source: `functions-framework --source functions/main.py --target collect`.
+
+`collect` is an ASGI function (functions_framework.aio.http): functions-framework serves it with uvicorn in
+gunicorn's arbiter, on one event loop per instance, here and in the deployment alike.
+"""
 
 import logging
 
@@ -7,8 +11,8 @@ from loyjoy_collector.handler import collect
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-# Imported by functions-framework before it starts gunicorn: its worker gets header and body deadlines
-# (HEADER_TIMEOUT_SECONDS, BODY_TIMEOUT_SECONDS), so slow senders cannot hold the THREADS threads.
+# Imported by functions-framework before it starts gunicorn: its uvicorn worker gets a deadline and a size limit
+# for each request's head (HEADER_TIMEOUT_SECONDS, MAX_BODY_BYTES); the body's deadline is collect's own.
 server_limits.install()
 
 __all__ = ["collect"]

@@ -91,7 +91,7 @@ resource "google_cloudfunctions2_function" "collector" {
       CLIENT_ADDRESS_HOP            = var.custom_domain == null ? "1" : "2"
       HEADER_TIMEOUT_SECONDS        = tostring(var.slow_sender_timeouts.headers)
       BODY_TIMEOUT_SECONDS          = tostring(var.slow_sender_timeouts.body)
-      # functions-framework serves THREADS requests at once: match what Cloud Run sends an instance.
+      # Requests that may store are worked on in THREADS threads: as many as Cloud Run sends an instance.
       THREADS = tostring(var.concurrency)
     }
 

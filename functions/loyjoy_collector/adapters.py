@@ -10,11 +10,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import flask
-
 from .answers import RequestRefused, answer
 from .body import DATA_TYPES, GA4_TYPES, check_copies, check_count, nesting_depth, read_text
 from .cors import cors_headers
+from .exchange import Incoming, Reply
 from .ingest import Outcome, UnmappedEvent, ingest
 from .rows import RequestContext
 from .sgtm import PIXEL, ProtocolError, data_payload, ga4_context, ga4_hits, ga4_to_fields, to_event, unique_event_id
@@ -23,12 +22,12 @@ if TYPE_CHECKING:
     from .handler import Runtime
 
 
-def data_client(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:
+def data_client(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     """/data: Stape's Data Tag. POST JSON (object or array), text/plain or a form; GET pixel with dtcd/dtdc.
     Answered as the Data Client answers: {"timestamp", "unique_event_id"} per event, or a 1x1 GIF."""
     text, size = ("", len(ctx.query)) if ctx.method == "GET" else read_text(request, rt.settings, DATA_TYPES)
     try:
-        items, is_array = data_payload(ctx.method, text, request.mimetype or "", request.args.items())
+        items, is_array = data_payload(ctx.method, text, request.mimetype, request.args())
     except ProtocolError as exc:
         raise RequestRefused(exc.status, exc.reason, exc.detail, text or ctx.query, raw_bytes=size) from None
     if nesting_depth(items, rt.settings.max_nesting_depth + 1) > rt.settings.max_nesting_depth + 1:
@@ -44,14 +43,13 @@ def data_client(request: flask.Request, ctx: RequestContext, rt: Runtime) -> fla
     if events and outcome.stored == 0 and len(events) == len(items):
         return answer(outcome.status, outcome.body(), cors_headers(ctx.origin))
     if ctx.method == "GET":
-        return flask.Response(PIXEL, status=200, mimetype="image/gif",
-                              headers=cors_headers(ctx.origin) | {"Cache-Control": "no-store"})  # fmt: skip
+        return Reply(200, PIXEL, "image/gif", cors_headers(ctx.origin) | {"Cache-Control": "no-store"})
     now = int(time.time())
     answers = [{"timestamp": now, "unique_event_id": event_id} for event_id in ids]
     return answer(200, answers if is_array else answers[0], cors_headers(ctx.origin))
 
 
-def ga4_collect(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:
+def ga4_collect(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     """/g/collect: what a GA4 tag with server_container_url sends (one hit per body line). Answered 204."""
     text, size = ("", len(ctx.query)) if ctx.method == "GET" else read_text(request, rt.settings, GA4_TYPES)
     try:
@@ -75,4 +73,4 @@ def ga4_collect(request: flask.Request, ctx: RequestContext, rt: Runtime) -> fla
     outcome = ingest(events, ctx, rt, "ga4", size) if events else Outcome()
     if events and outcome.stored == 0 and len(events) == len(hits):
         return answer(outcome.status, outcome.body(), cors_headers(ctx.origin))
-    return flask.Response(status=204, headers=cors_headers(ctx.origin))
+    return Reply(204, headers=cors_headers(ctx.origin))

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import flask
+import orjson
+
+from .exchange import Reply
 
 
 class RateLimited(Exception):
@@ -47,15 +49,14 @@ def error_body(reason: str, detail: str, rejected_id: str | None = None) -> dict
     return body
 
 
-def answer(status: int, body: dict[str, Any] | list[Any], headers: dict[str, str] | None = None) -> flask.Response:
+def answer(status: int, body: dict[str, Any] | list[Any], headers: dict[str, str] | None = None) -> Reply:
     """A JSON answer that can always be sent: a lone surrogate the sender put in an id it gets echoed (JSON's
     "\\ud800") has no UTF-8, and would turn an answer, after its events were stored, into a 500."""
-    response = flask.Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace"),
-        status=status,
-        mimetype="application/json",
-        headers=headers,
-    )
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    try:
+        data = orjson.dumps(body)
+    except TypeError:  # orjson refuses lone surrogates: the standard encoder, replacing them
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+    return Reply(status, data, "application/json", (headers or {}) | NO_STORE)
+
+
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}

@@ -8,11 +8,11 @@ than a reset connection.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
-import flask
-
 from .answers import RequestRefused
+from .exchange import Incoming
 from .settings import Settings
 
 JSON_TYPES = frozenset({"", "application/json", "text/plain"})
@@ -21,13 +21,13 @@ GA4_TYPES = frozenset({"", "text/plain", "application/x-www-form-urlencoded"})
 DRAIN_LIMIT = 32 * 1024 * 1024  # Cloud Run's own request limit: past it the platform answers.
 
 
-def read_text(request: flask.Request, settings: Settings, accepted: frozenset[str]) -> tuple[str, int]:
+def read_text(request: Incoming, settings: Settings, accepted: frozenset[str]) -> tuple[str, int]:
     """The body as text, within the size limit, in an accepted media type, as valid UTF-8."""
     limit = settings.max_body_bytes
-    data = request.stream.read(limit + 1)
+    data = request.body
     declared = request.content_length
     if len(data) > limit or (declared is not None and declared > limit):
-        size = declared if declared is not None else len(data) + drain(request)
+        size = declared if declared is not None else request.body_bytes
         raise RequestRefused(
             413,
             "body_too_large",
@@ -36,8 +36,7 @@ def read_text(request: flask.Request, settings: Settings, accepted: frozenset[st
             raw_bytes=size,
             truncated=True,
         )
-    mimetype = request.mimetype or ""
-    if mimetype not in accepted:
+    if request.mimetype not in accepted:
         raise RequestRefused(
             415,
             "unsupported_media_type",
@@ -58,12 +57,19 @@ def read_text(request: flask.Request, settings: Settings, accepted: frozenset[st
     return text.removeprefix("\ufeff"), len(data)
 
 
-def drain(request: flask.Request) -> int:
-    """Read and discard an oversized body so that the sender sees our 413 rather than a reset."""
+async def receive(chunks: AsyncIterator[bytes], limit: int) -> tuple[bytes, int]:
+    """The body's first `limit + 1` bytes and how many arrived in all. Past the limit the rest is read and
+    discarded (up to Cloud Run's own limit), so that the sender sees the 413 rather than a reset connection;
+    memory stays bounded by the limit whatever was sent."""
+    kept = bytearray()
     total = 0
-    while total < DRAIN_LIMIT and (chunk := request.stream.read(65536)):
+    async for chunk in chunks:
         total += len(chunk)
-    return total
+        if len(kept) <= limit:
+            kept += chunk[: limit + 1 - len(kept)]
+        if total >= DRAIN_LIMIT:
+            break
+    return bytes(kept), total
 
 
 def _no_constants(name: str) -> None:

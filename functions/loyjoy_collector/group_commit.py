@@ -5,6 +5,10 @@ is safe; while one call is on the wire, the rows of requests arriving meanwhile 
 the next call. An idle instance sends at once (no timer, no added latency); a busy one makes fewer, larger
 calls — less CPU and fewer round trips per event. The caller that finds no call in flight sends ("leader");
 the others wait for it.
+
+A shared call that fails for what is in it (a row BigQuery refuses or fails on) is no verdict on the requests
+that only shared it: each of them sends its own rows again alone (`alone`), in its own thread, so that the
+innocent ones are stored at once and only the guilty one spends its deadline finding its bad row.
 """
 
 from __future__ import annotations
@@ -12,14 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
-
-
-class Indexed(Protocol):
-    """A row error: its `index` points into the rows of one call."""
-
-    index: int
-
+from typing import Any
 
 Send = Callable[[list[dict[str, Any]], list[str]], list[Any]]
 
@@ -45,8 +42,17 @@ class GroupCommit:
         self._queues: dict[str, _Queue] = {}
         self._changed = threading.Condition()
 
-    def insert(self, key: str, rows: list[dict[str, Any]], ids: list[str], send: Send) -> list[Any]:
-        """Rows refused by BigQuery (indices into `rows`); raises what `send` raised for this request's call."""
+    def insert(
+        self,
+        key: str,
+        rows: list[dict[str, Any]],
+        ids: list[str],
+        send: Send,
+        alone: Send | None = None,
+        split_on: tuple[type[BaseException], ...] = (),
+    ) -> list[Any]:
+        """Rows refused by BigQuery (indices into `rows`); raises what `send` raised for this request's call,
+        unless it is one of `split_on`: then `alone` answers for this request's rows on their own."""
         mine = _Waiting(rows, ids)
         with self._changed:
             queue = self._queues.setdefault(key, _Queue())
@@ -65,6 +71,8 @@ class GroupCommit:
                     queue.sending = False
                     self._changed.notify_all()
         if mine.failure is not None:
+            if alone is not None and isinstance(mine.failure, split_on):
+                return alone(rows, ids)
             raise mine.failure
         return mine.errors
 

@@ -1,6 +1,8 @@
 """The entry point, the per-process runtime and the routes: origin, route, then the route's own handler.
 
-Where the rest of the request path lives: `body.py` reads a body within its limits, `adapters.py` holds the
+`collect` is an ASGI function: it reads the body on the event loop and hands an `Incoming` (exchange.py) to
+`handle`, in a worker thread when the route may store. Where the rest of the request path lives: `body.py`
+reads a body within its limits, `adapters.py` holds the
 server-side GTM routes, `ingest.py` validates, stores and keeps each event, `answers.py` the JSON answers.
 Every refusal has a machine-readable reason and, except a foreign origin's 403, leaves its scrubbed payload
 in `events_rejected`; every acknowledgement means BigQuery has the row. Nothing here builds a client or
@@ -9,6 +11,7 @@ reads configuration per request: `runtime()` does that once per process.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 from collections.abc import Callable
@@ -18,13 +21,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import flask
+import anyio
+import functions_framework.aio
+from starlette.requests import Request
+from starlette.responses import Response
 
 from . import __version__, logs
 from .adapters import data_client, ga4_collect
 from .answers import RateLimited, RequestRefused, answer, error_body
-from .body import JSON_TYPES, parse_json, read_text, split_batch
+from .body import JSON_TYPES, parse_json, read_text, receive, split_batch
 from .cors import cors_headers, origin_allowed, preflight_headers
+from .exchange import Incoming, Reply
 from .floods import Flusher, RateLimits, RefusalBudget, TokenBuckets, retry_after
 from .ingest import ingest, keep_rejected
 from .privacy.gate import Gate
@@ -32,6 +39,7 @@ from .privacy.keys import Scrubber
 from .privacy.tally import Tally
 from .rows import RequestContext, rejected_row
 from .schema import REJECTED
+from .server_limits import slow_sender
 from .settings import Settings, get_settings
 from .sink import BigQuerySink, StorageUnavailable
 
@@ -87,18 +95,72 @@ def store_counts(sink: BigQuerySink, gate: Gate, rows: list[dict[str, Any]]) -> 
 @dataclass(frozen=True)
 class Route:
     methods: tuple[str, ...]
-    handle: Callable[[flask.Request, RequestContext, Runtime], flask.Response]
+    handle: Callable[[Incoming, RequestContext, Runtime], Reply]
     protocol: str
     preflight_status: int = 204
+    stores: bool = True  # False: answered on the event loop (no BigQuery, no body), never waiting for a thread
 
 
 # --------------------------------------------------------------------------------------------- entry
 
 
-def collect(request: flask.Request) -> flask.Response:
-    """Cloud Functions entry point (`--target collect`)."""
+@functions_framework.aio.http
+async def collect(request: Request) -> Response:
+    """Cloud Functions entry point (`--target collect`), on functions-framework's ASGI mode.
+
+    The body is read here, on the event loop, within its deadline: a slow sender holds no thread. The route then
+    runs in a worker thread when it may store (validation, the gate and BigQuery's answer take a thread's time;
+    group commit gathers the rows of concurrent requests into one insertAll call), or right here when it cannot.
+    """
     rt = runtime()
-    logs.set_trace(logs.trace_from(request.headers.get("traceparent"), request.headers.get("X-Cloud-Trace-Context")))
+    settings = rt.settings
+    try:
+        async with asyncio.timeout(settings.body_timeout_seconds):
+            body, size = await receive(request.stream(), settings.max_body_bytes)
+    except TimeoutError:
+        slow_sender("body", settings.body_timeout_seconds, 408)
+        detail = "request not received in time; nothing was stored"
+        return respond(answer(408, {"status": "error", "error": {"reason": "request_timeout", "detail": detail}},
+                              {"Connection": "close"}))  # fmt: skip
+    incoming = Incoming(
+        method=request.method,
+        path=request.url.path,
+        query=request.scope.get("query_string", b""),
+        headers=joined_headers(request.scope["headers"]),
+        body=body,
+        body_bytes=size,
+        remote_addr=request.client.host if request.client else None,
+    )
+    route = rt.routes.get(route_path(incoming.path.rstrip("/") or "/", settings.path_prefixes))
+    if route is not None and not route.stores and incoming.method in (*route.methods, "OPTIONS"):
+        return respond(handle(incoming))  # nothing to store, nothing to wait for
+    return respond(await anyio.to_thread.run_sync(handle, incoming, limiter=threads(settings.threads)))
+
+
+@cache
+def threads(count: int) -> anyio.CapacityLimiter:
+    """The worker threads of the routes that store (THREADS: infra sets it to the instance's concurrency)."""
+    return anyio.CapacityLimiter(count)
+
+
+def joined_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Header names in lower case; a repeated header's values joined with ", ", as a list header's are (RFC 9110
+    §5.3): a second X-Forwarded-For line must not hide the entry the platform appended."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+def respond(reply: Reply) -> Response:
+    return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type)
+
+
+def handle(request: Incoming) -> Reply:
+    """Origin, route, then the route's own handler; every outcome an answer (never an exception)."""
+    rt = runtime()
+    logs.set_trace(logs.trace_from(request.header("traceparent"), request.header("X-Cloud-Trace-Context")))
     ctx = request_context(request, rt.settings.client_address_hop)
     if ctx.origin and not allowed_origin(ctx.origin, rt.settings.allowed_origins):
         logs.emit(logging.WARNING, f"origin {ctx.origin} is not allowed", "refused", reason="origin_not_allowed",
@@ -107,7 +169,7 @@ def collect(request: flask.Request) -> flask.Response:
     route = rt.routes.get(route_path(ctx.path, rt.settings.path_prefixes))
     if request.method == "OPTIONS" and route is not None:
         headers = preflight_headers(ctx.origin, ", ".join((*route.methods, "OPTIONS")))
-        return flask.Response(status=route.preflight_status, headers=headers)
+        return Reply(route.preflight_status, headers=headers)
     try:  # the outer handler also catches what recording a refusal raises: a bug there is still JSON
         try:
             if route is None:
@@ -146,10 +208,10 @@ def allowed_origin(origin: str, allowed: tuple[str, ...]) -> bool:
         return False
 
 
-def client_address(request: flask.Request, hop: int) -> str | None:
+def client_address(request: Incoming, hop: int) -> str | None:
     """The address the platform saw: `hop` entries from the end of X-Forwarded-For (what Cloud Run and a load
     balancer append; the entries before are whatever the sender wrote), else the socket's peer."""
-    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
+    forwarded = [part.strip() for part in request.header("X-Forwarded-For", "").split(",") if part.strip()]
     if len(forwarded) >= hop:
         return forwarded[-hop]
     return request.remote_addr
@@ -164,19 +226,19 @@ def route_path(path: str, prefixes: tuple[str, ...]) -> str:
     return path
 
 
-def request_context(request: flask.Request, address_hop: int) -> RequestContext:
-    forwarded = request.headers.get("X-Forwarded-For", "")
+def request_context(request: Incoming, address_hop: int) -> RequestContext:
+    forwarded = request.header("X-Forwarded-For", "") or ""
     path = request.path.rstrip("/") or "/"
     return RequestContext(
         received_at=datetime.now(UTC),
         method=request.method,
         path=path,
-        query=request.query_string.decode("latin-1"),
-        content_type=request.headers.get("Content-Type"),
-        origin=request.headers.get("Origin"),
-        user_agent=request.headers.get("User-Agent", ""),
+        query=request.query.decode("latin-1"),
+        content_type=request.header("Content-Type"),
+        origin=request.header("Origin"),
+        user_agent=request.header("User-Agent", "") or "",
         ip=forwarded.split(",", 1)[0].strip() or request.remote_addr,
-        accept_language=request.headers.get("Accept-Language"),
+        accept_language=request.header("Accept-Language"),
         address=client_address(request, address_hop),
     )
 
@@ -184,7 +246,7 @@ def request_context(request: flask.Request, address_hop: int) -> RequestContext:
 # ------------------------------------------------------------------------------------ the snippet's
 
 
-def loyjoy_events(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:
+def loyjoy_events(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     """POST / : one event, or {"events": [...], <shared context>}, as JSON or text/plain."""
     text, size = read_text(request, rt.settings, JSON_TYPES)
     payload = parse_json(text, size, rt.settings)
@@ -197,16 +259,16 @@ def loyjoy_events(request: flask.Request, ctx: RequestContext, rt: Runtime) -> f
 
 
 def answer_refusal(
-    request: flask.Request, ctx: RequestContext, rt: Runtime, refusal: RequestRefused, protocol: str | None
-) -> flask.Response:
+    request: Incoming, ctx: RequestContext, rt: Runtime, refusal: RequestRefused, protocol: str | None
+) -> Reply:
     """Record a refused request with what was read of it (the rest of its body, if nothing was), then answer."""
     payload, raw_bytes, truncated = refusal.payload, refusal.raw_bytes, refusal.truncated
     if payload is None and request.method not in ("GET", "HEAD"):
-        data = request.stream.read(rt.settings.max_body_bytes + 1)
+        data = request.body
         if data:
             truncated = len(data) > rt.settings.max_body_bytes
             payload = data[: rt.settings.max_body_bytes].decode("utf-8", "replace")
-            raw_bytes = request.content_length or len(data)
+            raw_bytes = request.content_length or request.body_bytes
     row = rejected_row(
         ctx,
         rt.scrubber,
@@ -229,7 +291,7 @@ def answer_refusal(
     return answer(refusal.status, error_body(refusal.reason, refusal.detail, row["rejected_id"]), headers)
 
 
-def answer_rate_limited(ctx: RequestContext, rt: Runtime, limited: RateLimited, protocol: str | None) -> flask.Response:
+def answer_rate_limited(ctx: RequestContext, rt: Runtime, limited: RateLimited, protocol: str | None) -> Reply:
     """429, counted per reason and minute like refusals past the budget: a flood leaves one row a minute."""
     rejected_id = rt.budget.count("rate_limited", 429, protocol, ctx.path)
     detail = "too many requests from this client; send again after Retry-After seconds"
@@ -237,7 +299,7 @@ def answer_rate_limited(ctx: RequestContext, rt: Runtime, limited: RateLimited, 
     return answer(429, error_body("rate_limited", detail, rejected_id), headers)
 
 
-def unavailable(ctx: RequestContext, rt: Runtime, exc: StorageUnavailable) -> flask.Response:
+def unavailable(ctx: RequestContext, rt: Runtime, exc: StorageUnavailable) -> Reply:
     logs.emit(logging.ERROR, f"storage unavailable, answering 503: {exc}", "storage_unavailable",
               reason="storage_unavailable", status=503, cause=str(exc)[:500])  # fmt: skip
     headers = cors_headers(ctx.origin) | {"Retry-After": str(rt.settings.retry_after_seconds)}
@@ -259,22 +321,22 @@ def snippet_source() -> bytes:
     return (Path(__file__).parent / "static" / "loyjoy-collector.min.js").read_bytes()
 
 
-def snippet(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:
+def snippet(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     """The browser snippet, from the collector's own host: one URL for site owners to fill in, and a
     deploy updates every site."""
     headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
-    return flask.Response(snippet_source(), status=200, mimetype="application/javascript", headers=headers)
+    return Reply(200, snippet_source(), "application/javascript", headers)
 
 
-def healthy(request: flask.Request, ctx: RequestContext, rt: Runtime) -> flask.Response:
+def healthy(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     """sGTM containers answer their health check here; load balancers and uptime checks expect it."""
-    return flask.Response("ok", status=200, mimetype="text/plain", headers={"Cache-Control": "no-store"})
+    return Reply(200, b"ok", "text/plain", {"Cache-Control": "no-store"})
 
 
 ROUTES: dict[str, Route] = {
     "/": Route(("POST",), loyjoy_events, "loyjoy"),
     "/g/collect": Route(("GET", "POST"), ga4_collect, "ga4"),
-    "/healthy": Route(("GET", "HEAD"), healthy, "health"),
-    "/loyjoy-collector.js": Route(("GET", "HEAD"), snippet, "snippet"),
+    "/healthy": Route(("GET", "HEAD"), healthy, "health", stores=False),
+    "/loyjoy-collector.js": Route(("GET", "HEAD"), snippet, "snippet", stores=False),
 }
 DATA_ROUTE = Route(("GET", "POST"), data_client, "data", preflight_status=200)  # Stape answers preflights 200

@@ -1,273 +1,199 @@
-"""Header and body deadlines in the server, so that a slow sender cannot hold one of the THREADS threads.
+"""The server's own limits: a deadline and a size limit for a request's head, so that a slow or endless sender
+costs a socket for a bounded time and bounded memory.
 
-gunicorn's gthread worker (what functions-framework runs) gives a connection a thread as soon as its first byte
-arrives, and then reads the request line, the headers and (through `wsgi.input`) the body with blocking reads
-that never time out: eight connections trickling a byte a second hold eight threads for as long as they like.
-
-Here every read of a request carries a deadline: the request line and headers must be complete within
-`HEADER_TIMEOUT_SECONDS` of their first byte, the body within `BODY_TIMEOUT_SECONDS` of the end of the headers.
-Each socket read waits at most for what is left (so a silent sender and a trickling one are cut off alike). A
-sender that misses a deadline gets `408 request_timeout` with `Connection: close` and the connection is closed;
-its request never reaches the collector's code past the body read, so nothing it sent is stored or acknowledged.
-A body deadline missed while gunicorn drains a body the collector did not read (after a 413, say) closes the
-connection without another answer.
+functions-framework's ASGI mode runs uvicorn (in gunicorn's arbiter). On an event loop a slow sender no longer
+holds a thread, but uvicorn waits for a request line and headers for as long as they trickle in, and its
+httptools parser keeps whatever they add up to. Here the request line and headers must be complete within
+`HEADER_TIMEOUT_SECONDS` of their first byte and within 96 KiB (httptools itself takes URLs of up to 64 KiB:
+past that, 414); past either, the sender gets a 408 or 431 in the collector's JSON with `Connection: close`,
+and the connection is closed. A connection that sends nothing at all is closed after the
+same time. The body's deadline (`BODY_TIMEOUT_SECONDS`, from the end of the headers) is the entry point's: it
+reads the body before any route runs (handler.collect).
 
 `install()` runs at import of functions/main.py, in the functions-framework process before gunicorn forks its
-worker: it wraps functions-framework's GunicornApplication so that its worker class (gthread, or
-functions-framework's own gthread subclass) is replaced by a subclass with the deadlines. Nothing else changes:
-keep-alive, the 413 path and functions-framework's options stay as they are.
+worker: it gives functions-framework's UvicornApplication this module's worker class, which also pins what
+tests and the deployment run alike (httptools, and no rewriting of the client address from X-Forwarded-For:
+the collector reads that header itself, counting hops from the end).
 """
 
 from __future__ import annotations
 
-import errno
+import asyncio
 import json
 import logging
-import os
-import socket
-import time
-from typing import Any
+import signal
+import sys
+from typing import Any, ClassVar
 
-import gunicorn
-from gunicorn import util
-from gunicorn.http.unreader import SocketUnreader
-from gunicorn.workers import gthread
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn_worker import UvicornWorker
+
+from .settings import get_settings
 
 log = logging.getLogger("loyjoy_collector")
 
-DEFAULT_HEADER_TIMEOUT = 5.0
-DEFAULT_BODY_TIMEOUT = 10.0
+HEAD_LIMIT = 96 * 1024  # request line and headers: httptools takes URLs of up to 64 KiB, and 32 KiB of headers
+URL_LIMIT = 65535  # httptools' own limit on a URL (its offsets are 16-bit)
 
 
-def _seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    try:
-        value = float(raw) if raw.strip() else default
-    except ValueError:
-        value = default
-    return value if value > 0 else default
-
-
-class SlowSender(BaseException):
-    """A request missed its header or body deadline.
-
-    A BaseException on purpose: raised from inside `wsgi.input.read()`, it must pass through the collector's and
-    Flask's `except Exception` (which would answer 500 and invite a retry of half a body) up to the worker,
-    which answers 408 and closes the connection.
-    """
-
-    def __init__(self, phase: str, seconds: float) -> None:
-        super().__init__(f"{phase} not complete within {seconds:g} s")
-        self.phase = phase
-        self.seconds = seconds
-
-
-class Deadline:
-    """The deadline of the read in progress on one connection; `at` is None between requests."""
-
-    __slots__ = ("at", "phase", "seconds")
-
-    def __init__(self) -> None:
-        self.at: float | None = None
-        self.phase = ""
-        self.seconds = 0.0
-
-    def arm(self, phase: str, seconds: float) -> None:
-        self.phase, self.seconds, self.at = phase, seconds, time.monotonic() + seconds
-
-    def disarm(self) -> None:
-        self.at = None
-
-
-class DeadlineUnreader(SocketUnreader):
-    """gunicorn's socket reader (request line, headers and body all come through `chunk`), with a deadline."""
-
-    def __init__(self, sock: socket.socket, max_chunk: int, deadline: Deadline) -> None:
-        super().__init__(sock, max_chunk)
-        self.deadline = deadline
-
-    def chunk(self, size_hint: int | None = None) -> bytes:
-        at = self.deadline.at
-        if at is None:
-            return super().chunk(size_hint)
-        remaining = at - time.monotonic()
-        if remaining <= 0:
-            raise SlowSender(self.deadline.phase, self.deadline.seconds)
-        prior = self.sock.gettimeout()  # gunicorn's own drain sets one; the shorter of the two applies
-        own = prior is None or remaining < prior
-        self.sock.settimeout(remaining if own else prior)
-        try:
-            return super().chunk(size_hint)
-        except TimeoutError:
-            if own:
-                raise SlowSender(self.deadline.phase, self.deadline.seconds) from None
-            raise
-        finally:
-            self.sock.settimeout(prior)
-
-
-# How long a closed connection waits for the peer's FIN (reading what it still sends) before it is dropped:
-# gunicorn's own figure, and less for a slow sender, which has had its time.
-CLOSE_LINGER = 2.0
-SLOW_SENDER_LINGER = 1.0
-
-
-class _Closed:
-    """Stands in for a socket the worker thread has closed, so that the main loop's close is a no-op."""
-
-    def setblocking(self, flag: bool) -> None:
-        pass
-
-    def settimeout(self, value: float | None) -> None:
-        pass
-
-    def shutdown(self, how: int) -> None:
-        raise OSError(errno.ENOTCONN, "closed by the worker thread")
-
-    def close(self) -> None:
-        pass
-
-    def fileno(self) -> int:
-        return -1
-
-
-ANSWER_BODY = json.dumps(
-    {
-        "status": "error",
-        "error": {"reason": "request_timeout", "detail": "request not received in time; nothing was stored"},
-    }
-).encode()
-ANSWER = (
-    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
-    + f"Content-Length: {len(ANSWER_BODY)}\r\n\r\n".encode()
-    + ANSWER_BODY
-)
-
-
-class DeadlineWorkerMixin:
-    """Mixed in before gunicorn's ThreadWorker (or a subclass of it): the deadlines per connection and request."""
-
-    header_timeout = DEFAULT_HEADER_TIMEOUT
-    body_timeout = DEFAULT_BODY_TIMEOUT
-
-    def handle(self, conn: gthread.TConn) -> Any:
-        deadline = getattr(conn, "loyjoy_deadline", None)
-        if deadline is None:
-            # A new connection: a thread waits for its first byte at most `header_timeout` (gunicorn: 5 s), then
-            # the connection waits in the poller without a thread (gunicorn's keepalive, 2 s); from its first byte
-            # on, the request line and headers have `header_timeout`.
-            waited = min(gthread.DEFAULT_WORKER_DATA_TIMEOUT, self.header_timeout)
-            if not conn.initialized and not conn.data_ready and not conn.wait_for_data(waited):
-                return gthread._DEFER
-            deadline = conn.loyjoy_deadline = Deadline()
-            init = conn.init
-
-            def init_with_deadline() -> None:
-                init()
-                parser = conn.parser
-                unreader = getattr(parser, "unreader", None)
-                if not conn.is_http2 and type(unreader) is SocketUnreader:
-                    replacement = DeadlineUnreader(unreader.sock, unreader.mxchunk, deadline)
-                    replacement.buf = unreader.buf
-                    parser.unreader = replacement
-
-            conn.init = init_with_deadline
-        deadline.arm("headers", self.header_timeout)
-        linger = CLOSE_LINGER
-        try:
-            result = super().handle(conn)  # type: ignore[misc]
-        except SlowSender as exc:
-            self._too_slow(conn, exc, answer=exc.phase != "drain")
-            result, linger = False, SLOW_SENDER_LINGER
-        finally:
-            deadline.disarm()
-        if result is not gthread._DEFER and not result:
-            # gunicorn would close it on its main loop, lingering up to 2 s for the peer's FIN: a peer that never
-            # closes (a trickling sender keeps sending) would stall accepting and every kept-alive connection
-            # for that long, one connection after the other. Here the lingering costs this thread only.
-            util.close_graceful(conn.sock, timeout=linger)
-            conn.sock = _Closed()
-        return result
-
-    def handle_request(self, req: Any, conn: gthread.TConn) -> Any:
-        deadline: Deadline | None = getattr(conn, "loyjoy_deadline", None)
-        if deadline is None:
-            return super().handle_request(req, conn)  # type: ignore[misc]
-        deadline.arm("body", self.body_timeout)
-        try:
-            keep = super().handle_request(req, conn)  # type: ignore[misc]
-        except SlowSender:
-            raise  # the body was not complete: the collector has not answered, the 408 is still to come
-        # Answered; what is left of the body is gunicorn's drain, under the same deadline but answered already.
-        deadline.phase = "drain"
-        return keep
-
-    def _too_slow(self, conn: gthread.TConn, exc: SlowSender, *, answer: bool) -> None:
-        log.warning(
-            "slow sender cut off: %s",
-            exc,
-            extra={"fields": {"event": "slow_sender", "phase": exc.phase, "status": 408 if answer else None}},
-        )
-        if answer:
-            try:
-                conn.sock.settimeout(1.0)
-                conn.sock.sendall(ANSWER)
-            except OSError:
-                pass
-
-
-_workers: dict[type, type] = {}
-
-
-def deadline_worker(base: type) -> type:
-    """The subclass of a gthread worker class with the deadlines (one per base class)."""
-    if base not in _workers:
-        _workers[base] = type(
-            "Deadline" + base.__name__,
-            (DeadlineWorkerMixin, base),
-            {
-                "__module__": __name__,
-                "header_timeout": _seconds("HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT),
-                "body_timeout": _seconds("BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT),
-            },
-        )
-    return _workers[base]
-
-
-def supported() -> bool:
-    """Whether this gunicorn's gthread worker has what the deadlines rely on (gunicorn 27's, where `handle`
-    returns a bool or `_DEFER` and the first byte is awaited in `TConn.wait_for_data`)."""
+def _answer(status: int, reason_phrase: str, reason: str, detail: str) -> bytes:
+    body = json.dumps({"status": "error", "error": {"reason": reason, "detail": detail}}).encode()
     return (
-        hasattr(gthread, "_DEFER")
-        and hasattr(gthread, "DEFAULT_WORKER_DATA_TIMEOUT")
-        and hasattr(gthread.TConn, "wait_for_data")
-        and hasattr(gthread.ThreadWorker, "handle_request")
-        and hasattr(util, "close_graceful")
-    )
+        f"HTTP/1.1 {status} {reason_phrase}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Cache-Control: no-store\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+TIMEOUT_ANSWER = _answer(408, "Request Timeout", "request_timeout", "request not received in time; nothing was stored")
+TOO_LARGE_ANSWER = _answer(
+    431, "Request Header Fields Too Large", "headers_too_large", f"the request's head is over {HEAD_LIMIT} bytes"
+)
+URL_TOO_LONG_ANSWER = _answer(
+    414, "URI Too Long", "url_too_long", f"the URL is over {URL_LIMIT} bytes; send the payload as a POST body"
+)
+INVALID_ANSWER = _answer(400, "Bad Request", "invalid_http", "the request is not valid HTTP/1.1")
+
+
+def slow_sender(phase: str, seconds: float, status: int | None) -> None:
+    log.warning("slow sender cut off: %s not complete within %g s", phase, seconds,
+                extra={"fields": {"event": "slow_sender", "phase": phase, "status": status}})  # fmt: skip
+
+
+def _exit_normally(number: int, frame: Any) -> None:
+    sys.exit(0)
+
+
+class HeadRefused(Exception):
+    """Raised from a parser callback: httptools turns it into the HttpParserError uvicorn answers."""
+
+
+class DeadlineHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline and a size limit on each request's head."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self._head_timeout = settings.header_timeout_seconds
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes: int | None = None  # bytes read while a head was in progress; None between requests
+        self._parsed = 0  # bytes of the head the parser has handed over
+        self._refusal: bytes | None = None  # what a parser callback refused the request with
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # a connection that never sends a byte is closed after the same time
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_bytes is not None:  # a head in progress since an earlier read: what it grows by
+            self._head_bytes += len(data)
+            if self._head_bytes > HEAD_LIMIT:
+                self._too_large()
+                return
+        super().data_received(data)  # may begin a request (and arm), or complete its head (and disarm)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._parsed = 0
+        self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        """A head that arrived in one read is only seen here, by the parser's callbacks."""
+        self._parsed += size
+        if self._parsed > HEAD_LIMIT:
+            self._refusal = TOO_LARGE_ANSWER
+            raise HeadRefused  # out of the parser: uvicorn answers through send_400_response
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._head_bytes = None
+        if len(self.url) > URL_LIMIT:
+            self._refusal = URL_TOO_LONG_ANSWER
+            raise HeadRefused
+        super().on_headers_complete()
+
+    def _too_large(self) -> None:
+        self._refusal = TOO_LARGE_ANSWER
+        self.send_400_response("head too large")
+
+    def send_400_response(self, msg: str) -> None:
+        """httptools refused the request, or a callback above did: answered in the collector's JSON."""
+        self._disarm()
+        answer, self._refusal = self._refusal or INVALID_ANSWER, None
+        reason = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["reason"]
+        log.warning("refused by the HTTP parser: %s", reason, extra={"fields": {"event": "refused", "reason": reason}})
+        self._refuse(answer)
+
+    def _arm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_timer = self.loop.call_later(self._head_timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _expired(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self._head_bytes is None and self.cycle is not None:
+            return  # a request is being answered: its body has the entry point's deadline
+        if self._head_bytes is None:  # nothing sent: no request to answer
+            self.transport.close()
+            return
+        slow_sender("headers", self._head_timeout, 408)
+        self._refuse(TIMEOUT_ANSWER)
+
+    def _refuse(self, answer: bytes) -> None:
+        self.transport.write(answer)
+        self.transport.close()
+
+
+class DeadlineWorker(UvicornWorker):
+    def init_signals(self) -> None:
+        """uvicorn shuts down gracefully on SIGTERM and then raises the signal again, to exit by it: with the
+        default handler that ends the process before `atexit` runs, and the counts of refusals past the budget
+        (floods.Flusher) are stored there. Here that second SIGTERM (or SIGINT) exits the normal way."""
+        super().init_signals()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, _exit_normally)
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        "loop": "auto",
+        "http": DeadlineHttpTools,
+        "proxy_headers": False,
+        "server_header": False,
+    }
 
 
 def install() -> None:
-    """Give functions-framework's gunicorn a worker with the deadlines; idempotent, a no-op without gunicorn."""
+    """Give functions-framework's ASGI server this module's worker; idempotent, a no-op without gunicorn."""
     try:
         from functions_framework._http import gunicorn as ff_gunicorn
-    except ImportError:  # functions-framework without gunicorn (Windows, debug): Flask's server, not ours
+    except ImportError:  # functions-framework without gunicorn (Windows, debug): uvicorn's own server, not ours
         return
-    app_class = ff_gunicorn.GunicornApplication
-    if getattr(app_class.load_config, "loyjoy_deadlines", False):
-        return
-    if not supported():
-        log.warning("no header and body deadlines: gunicorn %s's gthread worker is not the one they were built on "
-                    "(27: TConn.wait_for_data, _DEFER)", getattr(gunicorn, "__version__", "?"))  # fmt: skip
+    app_class = ff_gunicorn.UvicornApplication
+    if getattr(app_class.load_config, "loyjoy_limits", False):
         return
     load_config = app_class.load_config
 
-    def load_config_with_deadlines(self: Any) -> None:
+    def load_config_with_limits(self: Any) -> None:
         load_config(self)
-        chosen = self.cfg.worker_class  # resolved: gthread when THREADS > 1, else the sync worker
-        if isinstance(chosen, type) and issubclass(chosen, gthread.ThreadWorker):
-            self.cfg.set("worker_class", deadline_worker(chosen))
-        else:
-            log.warning("no header and body deadlines: worker %s is not gthread (set THREADS above 1)", chosen)
+        self.cfg.set("worker_class", DeadlineWorker)
 
-    load_config_with_deadlines.loyjoy_deadlines = True  # type: ignore[attr-defined]
-    app_class.load_config = load_config_with_deadlines
+    load_config_with_limits.loyjoy_limits = True  # type: ignore[attr-defined]
+    app_class.load_config = load_config_with_limits

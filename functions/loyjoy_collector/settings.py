@@ -93,7 +93,7 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="A request's line and headers, from their first byte (read by server_limits)."
     )
     body_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="A request's body, from the end of its headers (read by server_limits)."
+        default=10.0, gt=0, description="A request's body, from the end of its headers (read by handler.collect)."
     )
     refusal_budget_per_minute: int = Field(
         default=600, ge=1, description="Refusals an instance stores whole a minute; past it they are counted."
@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     bq_retry_deadline_seconds: float = Field(default=10.0, gt=0, description="All retries of one insert.")
     retry_after_seconds: int = Field(default=30, ge=1, description="Retry-After sent with a 503.")
     bq_group_commit: bool = Field(default=True, description="Concurrent requests share insertAll calls.")
+    threads: int = Field(
+        default=16, ge=1, le=1000, description="Requests that may store worked on at once (worker threads)."
+    )
 
     @field_validator(
         "allowed_origins", "pii_allowed_keys", "url_allowed_params", "data_paths", "path_prefixes", mode="before"

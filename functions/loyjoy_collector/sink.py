@@ -65,6 +65,7 @@ class BigQuerySink:
         self._retry: Any = None
         self._network_retry: Any = None  # without 500: isolation sends a failing part once, not until the deadline
         self._group = GroupCommit() if settings.bq_group_commit else None
+        self._last_stored = float("-inf")  # when a call last went through: evidence that BigQuery is up
 
     @property
     def dataset(self) -> str:
@@ -133,17 +134,26 @@ class BigQuerySink:
         """Stream `rows`; return the rows BigQuery refused. Raises StorageUnavailable."""
         if not rows:
             return []
-        if self._group is not None:
-            return self._group.insert(table, rows, row_ids, lambda batch, ids: self._insert_now(table, batch, ids))
-        return self._insert_now(table, rows, row_ids)
-
-    def _insert_now(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
         self.insert_all  # noqa: B018 (builds the write path and its retry policies on first use)
+        began = time.monotonic()
+        if self._group is not None:
+            return self._group.insert(
+                table,
+                rows,
+                row_ids,
+                send=lambda batch, ids: self._call(table, batch, ids, self._retry),
+                alone=lambda batch, ids: self._insert_now(table, batch, ids, began),  # its own rows, isolated
+                split_on=(CallRefused, CallFailed),
+            )
+        return self._insert_now(table, rows, row_ids, began)
+
+    def _insert_now(self, table: str, rows: list[dict[str, Any]], row_ids: list[str], began: float) -> list[RowError]:
         try:
             return self._call(table, rows, row_ids, self._retry)
         except (CallRefused, CallFailed) as exc:  # StorageUnavailable is no evidence about rows: it propagates
             cause = str(exc)
-        return self._isolate(table, rows, row_ids, cause, time.monotonic() + self._settings.bq_retry_deadline_seconds)
+        deadline = time.monotonic() + self._settings.bq_retry_deadline_seconds
+        return self._isolate(table, rows, row_ids, cause, began, deadline)
 
     def _call(self, table: str, rows: list[dict[str, Any]], row_ids: list[str], retry: Any) -> list[RowError]:
         from google.api_core import exceptions
@@ -164,10 +174,11 @@ class BigQuerySink:
             raise StorageUnavailable(f"BigQuery failed: {exc.message}") from exc
         except Exception as exc:  # timeouts and connection errors surface as several types
             raise StorageUnavailable(f"BigQuery unreachable: {type(exc).__name__}: {exc}") from exc
+        self._last_stored = time.monotonic()
         return _row_errors(errors)
 
     def _isolate(
-        self, table: str, rows: list[dict[str, Any]], row_ids: list[str], cause: str, deadline: float
+        self, table: str, rows: list[dict[str, Any]], row_ids: list[str], cause: str, began: float, deadline: float
     ) -> list[RowError]:
         """Split a failed call in halves down to the rows that fail alone.
 
@@ -181,6 +192,11 @@ class BigQuerySink:
         found: list[RowError] = []
         poison: list[int] = []
         went_through = False  # some part of this call was stored: BigQuery is up, a 500 is about the rows
+
+        def up() -> bool:
+            """Evidence that BigQuery is up: a part of this call was stored, or another call since this insert
+            began (the requests that shared a failed group commit call send their own rows alone meanwhile)."""
+            return went_through or self._last_stored >= began
 
         def send(indices: list[int]) -> list[RowError] | CallRefused | CallFailed:
             nonlocal went_through
@@ -199,13 +215,14 @@ class BigQuerySink:
             return StorageUnavailable(f"BigQuery fails every part of the insert, {detail}: {cause}")
 
         def alone(index: int) -> None:
+            outcome: list[RowError] | CallRefused | CallFailed = []
             for _ in range(SOLO_TRIES):
                 outcome = send([index])
                 if isinstance(outcome, list):
                     found.extend(outcome)
                     return
-                if isinstance(outcome, CallFailed) and not went_through:
-                    raise outage("this row too")
+            if isinstance(outcome, CallFailed) and not up():
+                raise outage("this row too")
             poison.append(index)
 
         def split(indices: list[int]) -> None:
@@ -220,7 +237,7 @@ class BigQuerySink:
                     found.extend(outcome)
                 else:
                     failed.append((half, outcome))
-            if any(isinstance(error, CallFailed) for _, error in failed) and not went_through:
+            if any(isinstance(error, CallFailed) for _, error in failed) and not up():
                 raise outage("both halves")
             for half, _ in failed:
                 split(half)

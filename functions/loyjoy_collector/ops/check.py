@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +35,14 @@ def _request(method: str, url: str, body: bytes | None = None, headers: dict[str
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, dict(answer.headers.items()), answer.read()
+            return answer.status, _names(answer.headers.items()), answer.read()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers.items()), error.read()
+        return error.code, _names(error.headers.items()), error.read()
+
+
+def _names(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header names in lower case: HTTP's are case-insensitive, and servers differ in how they write them."""
+    return {name.lower(): value for name, value in items}
 
 
 def _found(sink: BigQuerySink, table: str, column: str, value: str, timeout: float) -> bool:
@@ -73,12 +78,12 @@ def check(url: str, origin: str, sink: BigQuerySink | None, say: Callable[[Step]
     def cors() -> tuple[bool, str]:
         headers = {"Origin": origin, "Access-Control-Request-Method": "POST"}
         status, answer, _ = _request("OPTIONS", base, headers=headers)
-        allowed = answer.get("Access-Control-Allow-Origin")
+        allowed = answer.get("access-control-allow-origin")
         return allowed == origin and status < 300, f"preflight for {origin}: {status}, allows {allowed!r}"
 
     def snippet() -> tuple[bool, str]:
         status, answer, body = _request("GET", base + "loyjoy-collector.js")
-        kind = answer.get("Content-Type", "")
+        kind = answer.get("content-type", "")
         ok = status == 200 and "javascript" in kind and b"LoyJoyCollector" in body
         return ok, f"GET /loyjoy-collector.js: {status}, {kind}, {len(body)} bytes"
 
