@@ -25,8 +25,6 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route
 
-from loyjoy_collector.ops.refresh import MODELS
-
 from .conftest import Collector, LocalBigQuery
 
 pytestmark = pytest.mark.browser
@@ -156,6 +154,18 @@ def rows_of(local_bigquery: LocalBigQuery, host: str, count: int, timeout: float
     return local_bigquery.events("page_hostname = @host", host=host)
 
 
+def health(local_bigquery: LocalBigQuery, host: str) -> dict[str, Any]:
+    """delivery_health summed over the host's rows, refreshed as the scheduled query does it."""
+    local_bigquery.refresh()
+    [summed] = local_bigquery.query(
+        f"""SELECT SUM(seq_gaps) AS seq_gaps, SUM(dropped_overflow) AS overflow, SUM(dropped_quota) AS quota,
+                   SUM(dropped_consent) AS consent, SUM(events_received) AS events_received
+            FROM `{local_bigquery.table("delivery_health")}` WHERE page_hostname = @host""",
+        host=host,
+    )
+    return summed
+
+
 def missing(seqs: list[int]) -> set[int]:
     """Numbers never received below the highest received: the gaps."""
     return set(range(1, max(seqs) + 1)) - set(seqs)
@@ -239,18 +249,22 @@ def test_events_failed_on_one_visit_arrive_from_the_next_marked_later_page(deliv
     assert min(r["client_seq"] for r in second_visit) > max(rows[i]["client_seq"] for i in delivery.later)
 
 
-@pytest.mark.skipif("delivery_health" not in MODELS, reason="delivery_health is not among the analyst tables")
 def test_delivery_health_counts_exactly_those_gaps(delivery, local_bigquery):
     local_bigquery.refresh()
     [health] = local_bigquery.query(
-        f"""SELECT SUM(seq_gaps) AS seq_gaps, SUM(events_received) AS events_received,
-                   SUM(dropped_overflow + dropped_quota + dropped_consent) AS dropped
+        f"""SELECT SUM(seq_gaps) AS seq_gaps, SUM(events_received) AS events_received, SUM(resent) AS resent,
+                   SUM(dropped_overflow + dropped_quota + dropped_consent) AS dropped,
+                   MAX(later_page_share) AS later_page_share, COUNT(*) AS groups,
+                   STRING_AGG(DISTINCT engine) AS engine
             FROM `{local_bigquery.table("delivery_health")}` WHERE page_hostname = @host""",
         host=delivery.edge.host,
     )
     assert health["seq_gaps"] == len(delivery.edge.seqs("fake")) == 3
     assert health["events_received"] == len(delivery.rows)
     assert health["dropped"] == 0
+    assert health["resent"] == len(delivery.later)  # tried on the first visit, delivered from the second
+    assert health["later_page_share"] == pytest.approx(len(delivery.later) / len(delivery.rows))
+    assert (health["groups"], health["engine"]) == (1, "Blink")  # one day, one browser
 
 
 def test_overflow_past_max_queue_reports_the_exact_count(edge, local_bigquery):
@@ -271,6 +285,10 @@ def test_overflow_past_max_queue_reports_the_exact_count(edge, local_bigquery):
     assert sum(r["dropped_overflow"] or 0 for r in rows) == 7
     assert missing([r["client_seq"] for r in rows]) == set(range(1, 8))  # the dropped ones are the gaps
     assert all(r["dropped_quota"] is None and r["dropped_consent"] is None for r in rows)
+    # Below a client's first received number delivery_health sees no gap (a returning visitor's numbers start
+    # anywhere): the report is what tells.
+    summed = health(local_bigquery, edge.host)
+    assert (summed["overflow"], summed["seq_gaps"], summed["quota"], summed["consent"]) == (7, 0, 0, 0)
 
 
 def test_events_discarded_by_a_refusal_are_counted_once_consent_comes(edge, local_bigquery):
@@ -296,6 +314,8 @@ def test_events_discarded_by_a_refusal_are_counted_once_consent_comes(edge, loca
     [row] = rows_of(local_bigquery, edge.host, 1)
     assert (row["label"], row["dropped_consent"], row["client_seq"]) == ("granted", 4, 5)
     assert row["dropped_overflow"] is None and row["dropped_quota"] is None
+    summed = health(local_bigquery, edge.host)
+    assert (summed["consent"], summed["seq_gaps"], summed["events_received"]) == (4, 0, 1)
 
 
 FILL_STORAGE = """() => {
@@ -336,24 +356,43 @@ def test_a_full_storage_counts_what_the_page_could_neither_keep_nor_send(edge, l
     assert missing([r["client_seq"] for r in rows]) == {tried, tried + 1, tried + 2}
     assert all(r["dropped_overflow"] is None and r["dropped_consent"] is None for r in rows)
     assert visitor.errors == []
+    summed = health(local_bigquery, edge.host)
+    assert (summed["seq_gaps"], summed["quota"], summed["overflow"]) == (3, 2, 0)  # known: 2; lost: 3
 
 
 def test_two_tabs_of_one_client_never_give_the_same_number(edge, local_bigquery):
+    """Tabs taking turns, as a visitor switching between them does: each numbers on from the other's last.
+    (Each tab reads the counter from its own process's copy of localStorage, which the browser brings up to
+    date within moments: two tabs building an event in the same instant may both give one number, which hides
+    a gap and never makes one.)"""
     edge, context = edge
     tabs = [Visitor(context, edge), Visitor(context, edge)]
-    for tab in tabs:
+
+    def caught_up(tab: Visitor) -> None:
+        counter = tab.page.evaluate("() => localStorage.getItem('ljc:seq')")
+        for other in tabs:  # every tab's copy of the counter has caught up
+            if other.page.url.startswith(edge.origin):
+                other.page.wait_for_function("c => localStorage.getItem('ljc:seq') === c", arg=counter)
+
+    def turn(tab: Visitor, label: str) -> None:
+        tab.click(label)
+        caught_up(tab)
+
+    for index, tab in enumerate(tabs):
         tab.visit()  # load, show each
+        caught_up(tab)
+        turn(tab, f"tab-{index}-boot")
     for n in range(4):
         for index, tab in enumerate(tabs):
-            tab.click(f"tab-{index}-{n}")
+            turn(tab, f"tab-{index}-{n}")
     for tab in tabs:
         tab.drained()
-    rows = rows_of(local_bigquery, edge.host, 12)
-    assert len(rows) == 12 and len({r["client_id"] for r in rows}) == 1
-    assert sorted(r["client_seq"] for r in rows) == list(range(1, 13))  # each number once, none skipped
-    for index in range(2):  # and in each tab in the order it made them
-        mine = sorted((r for r in rows if (r["label"] or "").startswith(f"tab-{index}-")), key=lambda r: r["label"])
-        assert [r["client_seq"] for r in mine] == sorted(r["client_seq"] for r in mine)
+    rows = rows_of(local_bigquery, edge.host, 14)
+    assert len(rows) == 14 and len({r["client_id"] for r in rows}) == 1
+    assert sorted(r["client_seq"] for r in rows) == list(range(1, 15))  # each number once, none skipped
+    made = ["load", "show", "tab-0-boot", "load", "show", "tab-1-boot"]
+    made += [f"tab-{index}-{n}" for n in range(4) for index in range(2)]
+    assert [r["label"] or r["event_name"] for r in sorted(rows, key=lambda r: r["client_seq"])] == made  # in turn
 
 
 def test_taking_over_an_earlier_pages_queue_past_max_queue_counts_what_goes(edge, local_bigquery):
