@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -429,3 +430,47 @@ def test_the_shipped_build_is_the_source_minified(tmp_path):
     for name in ("loyjoy-collector.min.js", "loyjoy-collector-stub.min.js"):
         shipped = ROOT / "functions/loyjoy_collector/static" / name
         assert (tmp_path / name).read_bytes() == shipped.read_bytes(), "run: npm run build"
+
+
+def test_ids_are_version_4_uuids_without_random_uuid_too(source):
+    """randomUUID exists in secure contexts only: on a plain-http site the fallback makes the event ids."""
+    result = source.page.evaluate("""() => {
+      const make = n => Array.from({length: n}, () => LoyJoyCollector._.uuid());
+      const native = make(200);
+      const crypto = window.crypto, randomUUID = crypto.randomUUID;
+      crypto.randomUUID = undefined;  // as on http://
+      const fallback = make(2000);
+      Object.defineProperty(window, 'crypto', {value: undefined, configurable: true});  // no crypto at all
+      const bare = make(2000);
+      Object.defineProperty(window, 'crypto', {value: crypto, configurable: true});
+      crypto.randomUUID = randomUUID;
+      return {native, fallback, bare};
+    }""")
+    v4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+    for name, ids in result.items():
+        assert all(v4.match(i) for i in ids), name
+        assert len(set(ids)) == len(ids), name
+    # Every random digit takes every value: no position is stuck.
+    for ids in (result["fallback"], result["bare"]):
+        for position in [0, 7, 9, 15, 20, 21, 35]:
+            digits = {i[position] for i in ids}
+            assert len(digits) == 16, position
+        assert {i[19] for i in ids} == set("89ab")
+
+
+def test_the_scrubber_drops_every_secret_key_and_keeps_the_rest(source):
+    result = source.page.evaluate("""() => {
+      const secret = ['token', 'TOKEN', 'jwt', 'id_token', 'idtoken', 'access_token', 'accessToken', 'refresh_token',
+                      'refreshtoken', 'password', 'secret', 'email', 'e_mail', 'E-Mail', 'mail', 'email_address',
+                      'emailAddress'];
+      const kept = ['tokens', 'my_token', 'mailbox', 'emails', 'e__mail', 'passwords', 'secret_santa', 'idtokens',
+                    'address', 'x_email'];
+      const input = {};
+      for (const k of secret.concat(kept)) input[k] = 'v';
+      return Object.keys(LoyJoyCollector._.scrub(input, 0)).sort();
+    }""")
+    kept = ["E-Mail", "tokens", "my_token", "mailbox", "emails", "e__mail", "passwords", "secret_santa", "idtokens"]
+    assert result == sorted([*kept, "address", "x_email"])
+    texts = source.page.evaluate("""() => ['Jane_Doe.x+y@Mail-Host.Example.CO.uk wrote', 'a@b.c', 'not@mail',
+      'tok eyJabcde.fghij12.klm_- end', 'eyJabc.defghi.j'].map(t => LoyJoyCollector._.scrub(t, 0))""")
+    assert texts == ["[email] wrote", "a@b.c", "not@mail", "tok [jwt] end", "eyJabc.defghi.j"]

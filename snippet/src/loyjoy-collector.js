@@ -707,6 +707,7 @@
       gaSessionId: gaSessionId,
       utm: utm,
       retryDelay: retryDelay,
+      uuid: uuid,
       withListener: withListener,
       queue: queue,
       config: config
