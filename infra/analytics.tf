@@ -1,4 +1,5 @@
-# The analyst tables (events_clean, sessions, daily_counts, opt_ins, funnel_daily, rejected_by_reason):
+# The analyst tables (events_clean, sessions, daily_counts, opt_ins, funnel_daily, rejected_by_reason,
+# delivery_health, and loyjoy_reconciliation with var.loyjoy_export_dataset):
 # day-partitioned and clustered, so a Looker Studio chart reads the days it shows, not the whole history. One
 # script builds them incrementally (functions/loyjoy_collector/models/refresh.sql, with one .sql file per
 # table): the same script `loyjoy-collector refresh` runs. Terraform runs it once at apply (which creates the
@@ -7,12 +8,23 @@
 locals {
   models_dir  = "${path.module}/../functions/loyjoy_collector/models"
   model_names = [for file in fileset(local.models_dir, "*.sql") : trimsuffix(file, ".sql") if file != "refresh.sql"]
+  # LoyJoy's own export (var.loyjoy_export_dataset), as project.dataset; without it, this dataset stands in for
+  # it in the script, whose reconciliation step then never runs.
+  loyjoy_export = var.loyjoy_export_dataset == "" ? "" : (
+    strcontains(var.loyjoy_export_dataset, ".") ? var.loyjoy_export_dataset : "${var.project_id}.${var.loyjoy_export_dataset}"
+  )
   model_sql = {
     for name in local.model_names : name => trimsuffix(trimspace(templatefile("${local.models_dir}/${name}.sql", {
-      project = var.project_id
-      dataset = var.dataset_id
+      project       = var.project_id
+      dataset       = var.dataset_id
+      loyjoy_export = local.loyjoy_export == "" ? "${var.project_id}.${var.dataset_id}" : local.loyjoy_export
     })), ";")
   }
+  # What the Looker Studio link opens (outputs.tf), every one day-partitioned.
+  looker_studio_tables = concat(
+    ["funnel_daily", "sessions", "daily_counts", "opt_ins", "delivery_health"],
+    var.loyjoy_export_dataset == "" ? [] : ["loyjoy_reconciliation"],
+  )
   refresh_script = templatefile("${local.models_dir}/refresh.sql", merge(local.model_sql, {
     project          = var.project_id
     dataset          = var.dataset_id
@@ -20,6 +32,7 @@ locals {
     max_age_days     = 31
     lookback_minutes = 60
     include_bots     = var.analytics_include_bots
+    reconcile        = local.loyjoy_export != ""
   }))
 }
 
@@ -40,6 +53,16 @@ resource "google_bigquery_dataset_iam_member" "refresh_writes_tables" {
   project    = var.project_id
   dataset_id = google_bigquery_dataset.loyjoy.dataset_id
   role       = "roles/bigquery.dataEditor"
+  member     = "serviceAccount:${google_service_account.refresh.email}"
+}
+
+# With LoyJoy's export: the refresh reads its facts and dimensions, nothing else of that dataset.
+resource "google_bigquery_dataset_iam_member" "refresh_reads_loyjoy_export" {
+  for_each = local.loyjoy_export == "" ? {} : { (local.loyjoy_export) = split(".", local.loyjoy_export) }
+
+  project    = each.value[0]
+  dataset_id = each.value[1]
+  role       = "roles/bigquery.dataViewer"
   member     = "serviceAccount:${google_service_account.refresh.email}"
 }
 
@@ -91,5 +114,6 @@ resource "google_bigquery_data_transfer_config" "refresh" {
     google_bigquery_dataset_iam_member.refresh_writes_tables,
     google_project_iam_member.refresh_runs_jobs,
     google_service_account_iam_member.transfer_agent_acts_as_refresh,
+    google_bigquery_dataset_iam_member.refresh_reads_loyjoy_export,
   ]
 }

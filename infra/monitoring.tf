@@ -197,3 +197,71 @@ resource "google_monitoring_alert_policy" "silence" {
     auto_close = "3600s"
   }
 }
+
+# Events lost on the way (delivery_health's sequence gaps). Cloud Monitoring cannot read BigQuery, so a scheduled
+# query of its own (functions/loyjoy_collector/models/checks/delivery_gaps.sql) fails with ERROR() when
+# yesterday's gap rate passed var.delivery_gap_alert.threshold, and a log-based alert policy fires on the failed
+# run's error log line, which carries the rate and the worst host and browser. A query of its own rather than a
+# last step of the refresh: the refresh stays green when delivery is not (a failing refresh means stale tables,
+# another alarm), the check reads a finished day once a day instead of a day still filling up every hour (one
+# notification per bad day), and a new threshold leaves the refresh script, whose hash names the apply-time job,
+# as it is.
+locals {
+  delivery_gap_check = var.alerts_enabled && var.delivery_gap_alert.enabled ? { on = true } : {}
+  delivery_gap_sql = templatefile("${path.module}/../functions/loyjoy_collector/models/checks/delivery_gaps.sql", {
+    project    = var.project_id
+    dataset    = var.dataset_id
+    threshold  = var.delivery_gap_alert.threshold
+    min_events = var.delivery_gap_alert.min_events
+  })
+}
+
+resource "google_bigquery_data_transfer_config" "delivery_gap_check" {
+  for_each = local.delivery_gap_check
+
+  project              = var.project_id
+  display_name         = "LoyJoy delivery gap check (${var.dataset_id})"
+  location             = var.dataset_location
+  data_source_id       = "scheduled_query"
+  schedule             = var.delivery_gap_alert.schedule
+  service_account_name = google_service_account.refresh.email # reads delivery_health, runs a query job
+
+  params = {
+    query = local.delivery_gap_sql
+  }
+
+  depends_on = [
+    google_bigquery_job.analyst_tables, # delivery_health exists
+    google_bigquery_dataset_iam_member.refresh_writes_tables,
+    google_project_iam_member.refresh_runs_jobs,
+    google_service_account_iam_member.transfer_agent_acts_as_refresh,
+  ]
+}
+
+resource "google_monitoring_alert_policy" "delivery_gaps" {
+  for_each = local.delivery_gap_check
+
+  project               = var.project_id
+  display_name          = "LoyJoy collector: events lost on the way"
+  combiner              = "OR"
+  notification_channels = local.channels
+
+  conditions {
+    display_name = "Yesterday's delivery gap rate above ${var.delivery_gap_alert.threshold * 100}% (or the check failed)"
+    condition_matched_log {
+      filter = "resource.type=\"bigquery_dts_config\" AND resource.labels.config_id=\"${element(split("/", google_bigquery_data_transfer_config.delivery_gap_check[each.key].name), 5)}\" AND severity>=ERROR"
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Browsers numbered events that never reached the collector: the log line names the day, the gap rate and the worst host and browser. Read delivery_health for that day (README: \"Is anything lost?\"): one browser or engine (an ad blocker, a broken release), one host (a page without the collector's origin allowed), or everywhere (the collector refused or was down: see the other alerts). The same alert fires when the check itself failed (delivery_health missing, a revoked role): the log line says which."
+  }
+
+  alert_strategy {
+    notification_rate_limit {
+      period = "3600s"
+    }
+    auto_close = "86400s"
+  }
+}

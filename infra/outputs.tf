@@ -40,17 +40,18 @@ output "views" {
 }
 
 output "looker_studio_url" {
-  description = "Opens a new Looker Studio report on the funnel_daily, sessions, daily_counts and opt_ins tables (Linking API): day-partitioned, so each chart reads the days it shows."
+  description = "Opens a new Looker Studio report on the analyst tables (Linking API): funnel_daily, sessions, daily_counts, opt_ins, delivery_health and, with loyjoy_export_dataset, loyjoy_reconciliation. Each is day-partitioned and marked so (isPartitioned): its partition column is the report's date range, so each chart reads the days it shows."
   value = join("&", concat(
     ["https://lookerstudio.google.com/reporting/create?c.mode=edit", "r.reportName=${urlencode("LoyJoy chats")}"],
     flatten([
-      for index, view in ["funnel_daily", "sessions", "daily_counts", "opt_ins"] : [
+      for index, table in local.looker_studio_tables : [
         "ds.ds${index}.connector=bigQuery",
         "ds.ds${index}.type=TABLE",
         "ds.ds${index}.projectId=${var.project_id}",
         "ds.ds${index}.datasetId=${var.dataset_id}",
-        "ds.ds${index}.tableId=${view}",
-        "ds.ds${index}.datasourceName=${urlencode("LoyJoy ${view}")}",
+        "ds.ds${index}.tableId=${table}",
+        "ds.ds${index}.isPartitioned=true",
+        "ds.ds${index}.datasourceName=${urlencode("LoyJoy ${table}")}",
       ]
     ])
   ))

@@ -440,3 +440,48 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "delivery_gap_alert" {
+  description = <<-EOT
+    Alert when yesterday's delivery gap rate passes threshold: events the snippet numbered that never arrived,
+    as a share of those numbers (gaps / (gaps + numbered events received), from delivery_health; see the
+    README's "Is anything lost?"). A BigQuery scheduled query (schedule, UTC, after the night's refreshes) fails
+    when the rate is above threshold on a day with at least min_events numbered events, and a log-based alert
+    policy notifies alert_emails. Needs alerts_enabled; enabled = false turns this one off.
+  EOT
+  type = object({
+    enabled    = optional(bool, true)
+    threshold  = optional(number, 0.01)
+    min_events = optional(number, 100)
+    schedule   = optional(string, "every day 06:00")
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.delivery_gap_alert.threshold > 0 && var.delivery_gap_alert.threshold < 1
+    error_message = "delivery_gap_alert.threshold is a share above 0 and below 1 (0.01 = 1 %)."
+  }
+
+  validation {
+    condition     = var.delivery_gap_alert.min_events >= 0 && floor(var.delivery_gap_alert.min_events) == var.delivery_gap_alert.min_events
+    error_message = "delivery_gap_alert.min_events is a whole number of 0 or more."
+  }
+
+  validation {
+    condition     = can(regex("^every ", var.delivery_gap_alert.schedule))
+    error_message = "delivery_gap_alert.schedule is a scheduled query schedule such as \"every day 06:00\"."
+  }
+}
+
+variable "loyjoy_export_dataset" {
+  description = "Dataset of LoyJoy's own daily BigQuery export (its facts and dimensions tables), as dataset or project.dataset: builds loyjoy_reconciliation, the collector's counts beside LoyJoy's per day, process and event type. Empty: no reconciliation."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^(([a-z][a-z0-9-]{4,28}[a-z0-9]\\.)?[A-Za-z0-9_]+)?$", var.loyjoy_export_dataset)) && length(var.loyjoy_export_dataset) <= 1055
+    error_message = "loyjoy_export_dataset is a dataset id (letters, digits, underscores), optionally after a project id and a dot, or empty."
+  }
+}

@@ -4,11 +4,17 @@ full, a second run changes nothing."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +41,10 @@ SAFARI_MAC = (
     "Safari/605.1.15"
 )
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+ROOT = Path(__file__).resolve().parent.parent
+INFRA = ROOT / "infra"
+REQUIRED_VARS = {"project_id": "my-project-1", "allowed_origins": ["https://www.example.com"]}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 KEYS = ("event_date", "page_hostname", "browser", "engine", "device_type", "protocol")
 
 
@@ -229,3 +239,270 @@ def test_drops_reported_by_the_snippet_delays_and_bots(env, local_bigquery):
     assert bots["other"]["events_received"] == 3 and bots["other"]["seq_gaps"] == 6
     refresh(env, "--exclude-bots")
     assert "other" not in by(local_bigquery, "engine", where=f"page_hostname = '{h}'")
+
+
+# ------------------------------------------------------------------ the alert: its query, run where it would run
+ALERT_DATASET = "delivery_alert_test"
+
+
+def seed_health(local_bigquery, rows: list[tuple[Any, str, str, int, int]]) -> None:
+    """A delivery_health of hand-made rows: (day, host, browser, numbered events, gaps)."""
+    selects = [
+        f"SELECT DATE '{day}' AS event_date, '{host}' AS page_hostname, '{browser}' AS browser, 'Blink' AS engine, "
+        f"{numbered} AS events_received, {numbered} AS events_numbered, {gaps} AS seq_gaps"
+        for day, host, browser, numbered, gaps in rows
+    ]
+    local_bigquery.client.create_dataset(f"{PROJECT}.{ALERT_DATASET}", exists_ok=True)
+    local_bigquery.query(
+        f"CREATE OR REPLACE TABLE `{PROJECT}.{ALERT_DATASET}.delivery_health` AS {' UNION ALL '.join(selects)}"
+    )
+
+
+def run_check(local_bigquery, sql: str) -> dict[str, Any]:
+    [result] = local_bigquery.query(sql)
+    return result
+
+
+def test_the_gap_check_fails_when_yesterdays_rate_passes_the_threshold(local_bigquery):
+    from google.api_core.exceptions import BadRequest
+
+    from loyjoy_collector.ops.refresh import delivery_gap_check
+
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    today = datetime.now(UTC).date()
+    seed_health(local_bigquery, [
+        (yesterday, "shop.example.com", "Chrome", 900, 5),
+        (yesterday, "shop.example.com", "Safari", 80, 15),  # the worst
+        (today, "shop.example.com", "Chrome", 10, 500),  # today is not finished: not read
+    ])  # fmt: skip
+    check = partial(delivery_gap_check, PROJECT, ALERT_DATASET)
+    passed = run_check(local_bigquery, check(threshold=0.05, min_events=100))
+    assert (passed["gaps"], passed["numbered"]) == (20, 980)
+    assert passed["gap_rate"] == pytest.approx(20 / 1000)
+    with pytest.raises(BadRequest) as failed:
+        run_check(local_bigquery, check(threshold=0.015, min_events=100))
+    message = str(failed.value)
+    assert f"LoyJoy delivery gap rate 2.00% on {yesterday} is above 1.50%" in message
+    assert "20 events lost on the way, 980 numbered events received" in message
+    assert "worst: shop.example.com, Safari (Blink): 15.79%" in message
+    run_check(local_bigquery, check(threshold=0.015, min_events=981))  # too few events to tell: no alert
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory) -> Path:
+    """A module of infra/'s variables and of its locals that read only variables and files: what `terraform
+    console` evaluates without a provider, as `plan` would. Beside it a link to functions/, so that
+    `${path.module}/../functions/...` reads the SQL the code reads."""
+    assert shutil.which("terraform"), "the terraform binary is needed"
+    root = tmp_path_factory.mktemp("delivery")
+    module = root / "infra"
+    module.mkdir()
+    (root / "functions").symlink_to(ROOT / "functions")
+    shutil.copy(INFRA / "variables.tf", module / "variables.tf")
+    blocks = [block for name in ("analytics.tf", "monitoring.tf")
+              for block in re.findall(r"^locals \{\n.*?^\}\n", (INFRA / name).read_text(), re.M | re.S)
+              if "google_" not in block]  # fmt: skip
+    assert any("delivery_gap_sql" in block for block in blocks) and any("refresh_script" in block for block in blocks)
+    (module / "locals.tf").write_text("\n".join(blocks))
+    return module
+
+
+class TerraformRefused(Exception):
+    pass
+
+
+def evaluate(module: Path, expression: str, **variables: Any) -> Any:
+    (module / "test.tfvars.json").write_text(json.dumps(REQUIRED_VARS | variables))
+    result = subprocess.run(
+        [shutil.which("terraform") or "terraform", "console", "-var-file=test.tfvars.json"],
+        input=f"jsonencode({expression})\n", capture_output=True, text=True, cwd=module, timeout=60,
+        env=dict(os.environ, TF_CLI_CONFIG_FILE="/dev/null", TF_IN_AUTOMATION="1"),
+    )  # fmt: skip
+    output = ANSI.sub("", result.stdout + result.stderr)
+    if result.returncode != 0 or "Error:" in output:
+        raise TerraformRefused(output)
+    literal = [line for line in ANSI.sub("", result.stdout).splitlines() if line.startswith('"')][-1]
+    return json.loads(json.loads(literal.replace("$${", "${").replace("%%{", "%{")))
+
+
+def test_the_alert_is_on_by_default_and_its_threshold_a_validated_variable(console):
+    assert evaluate(console, "var.delivery_gap_alert") == {
+        "enabled": True, "threshold": 0.01, "min_events": 100, "schedule": "every day 06:00",
+    }  # fmt: skip
+    assert evaluate(console, "local.delivery_gap_check") == {"on": True}
+    assert evaluate(console, "local.delivery_gap_check", alerts_enabled=False) == {}
+    assert evaluate(console, "local.delivery_gap_check", delivery_gap_alert={"enabled": False}) == {}
+    chosen = {"threshold": 0.05, "min_events": 0, "schedule": "every 12 hours"}
+    assert evaluate(console, "var.delivery_gap_alert", delivery_gap_alert=chosen) == chosen | {"enabled": True}
+    for value, message in (
+        ({"threshold": 0}, "threshold is a share above 0 and below 1"),
+        ({"threshold": 1}, "threshold is a share above 0 and below 1"),
+        ({"threshold": -0.5}, "threshold is a share above 0 and below 1"),
+        ({"threshold": "high"}, "Invalid value for input variable"),
+        ({"min_events": -1}, "min_events is a whole number"),
+        ({"min_events": 2.5}, "min_events is a whole number"),
+        ({"schedule": "daily"}, "schedule is a scheduled query schedule"),
+    ):
+        with pytest.raises(TerraformRefused, match=message):
+            evaluate(console, "var.delivery_gap_alert", delivery_gap_alert=value)
+
+
+def test_terraform_schedules_the_check_the_local_bigquery_ran(console, local_bigquery):
+    """The query Terraform renders is byte for byte the one the test above runs, and it fails where it should."""
+    from google.api_core.exceptions import BadRequest
+
+    from loyjoy_collector.ops.refresh import delivery_gap_check
+
+    variables = {"project_id": PROJECT, "dataset_id": ALERT_DATASET}
+    sql = evaluate(console, "local.delivery_gap_sql", **variables, delivery_gap_alert={"threshold": 0.015})
+    assert sql == delivery_gap_check(PROJECT, ALERT_DATASET, threshold=0.015, min_events=100)
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    seed_health(local_bigquery, [(yesterday, "shop.example.com", "Chrome", 980, 20)])
+    with pytest.raises(BadRequest, match=r"delivery gap rate 2\.00%"):
+        run_check(local_bigquery, sql)
+    relaxed = evaluate(console, "local.delivery_gap_sql", **variables, delivery_gap_alert={"threshold": 0.03})
+    assert run_check(local_bigquery, relaxed)["gaps"] == 20
+
+
+def block_errors(body: dict[str, Any], spec: Any, where: str) -> list[str]:
+    """Arguments and nested blocks that the provider's schema does not have, and required ones missing."""
+    errors = []
+    for key, value in body.items():
+        if key.startswith("__") or key in {"for_each", "depends_on", "count", "lifecycle"}:
+            continue
+        if isinstance(value, list) and value and all(isinstance(v, dict) and v.get("__is_block__") for v in value):
+            if key not in spec.blocks:
+                errors.append(f"{where}: no block {key}")
+                continue
+            for item in value:
+                errors += block_errors(item, spec.blocks[key][1], f"{where}.{key}")
+        elif key not in spec.arguments:
+            errors.append(f"{where}: no argument {key}")
+    present = set(body)
+    errors += [
+        f"{where}: {name} missing" for name, required in spec.arguments.items() if required and name not in present
+    ]
+    errors += [
+        f"{where}: block {name} missing"
+        for name, (required, _) in spec.blocks.items()
+        if required and name not in present
+    ]
+    return errors
+
+
+def resources(name: str) -> dict[tuple[str, str], dict[str, Any]]:
+    import hcl2
+
+    found = {}
+    for item in hcl2.loads((INFRA / name).read_text()).get("resource", []):
+        for type_name, named in item.items():
+            for resource, body in named.items():
+                found[(type_name.strip('"'), resource.strip('"'))] = body
+    return found
+
+
+def test_the_check_and_its_alert_policy_are_resources_the_google_provider_has(console):
+    from . import provider_schema
+
+    schema = provider_schema.load()
+    mine = {**resources("monitoring.tf"), **resources("analytics.tf")}
+    wanted = [("google_bigquery_data_transfer_config", "delivery_gap_check"),
+              ("google_monitoring_alert_policy", "delivery_gaps"),
+              ("google_bigquery_dataset_iam_member", "refresh_reads_loyjoy_export")]  # fmt: skip
+    errors = []
+    for key in wanted:
+        errors += block_errors(mine[key], schema[f"resource.{key[0]}"].block, ".".join(key))
+    assert errors == []
+    check, policy = mine[wanted[0]], mine[wanted[1]]
+    assert check["for_each"] == policy["for_each"] == "${local.delivery_gap_check}"
+    assert check["params"]["query"] == "${local.delivery_gap_sql}"
+    assert check["data_source_id"].strip('"') == "scheduled_query"
+    limit = policy["alert_strategy"][0]["notification_rate_limit"][0]["period"]
+    assert limit.strip('"') == "3600s"  # required for a log-match condition
+    # The policy matches the error lines of this transfer config's runs: the filter, with the config's name as the
+    # provider returns it.
+    [condition] = policy["conditions"][0]["condition_matched_log"]
+    reference = "google_bigquery_data_transfer_config.delivery_gap_check[each.key].name"
+    assert reference in condition["filter"]
+    name = "projects/my-project-1/locations/EU/transferConfigs/6a1b2c3d-0000-4000-8000-1234567890ab"
+    assert evaluate(console, condition["filter"].replace(reference, json.dumps(name))) == (
+        'resource.type="bigquery_dts_config" AND resource.labels.config_id="6a1b2c3d-0000-4000-8000-1234567890ab"'
+        " AND severity>=ERROR"
+    )
+
+
+# ------------------------------------------------------------------ reconciliation with LoyJoy's own export
+RECONCILE_DATASET, EXPORT = "reconcile_test", "loyjoy_export_test"
+
+
+def seed_export(local_bigquery, facts: list[tuple[datetime, str, str, int]]) -> None:
+    """LoyJoy's export as its documentation shapes it: facts (amount, created_at, entity_id, event_type, id,
+    tenant_id) and dimensions (bot_id, bot_name, process_id, process_name, ...)."""
+    local_bigquery.client.create_dataset(f"{PROJECT}.{EXPORT}", exists_ok=True)
+    rows = " UNION ALL ".join(
+        f"SELECT {amount} AS amount, TIMESTAMP '{at.isoformat()}' AS created_at, '{process}' AS entity_id, "
+        f"'{kind}' AS event_type, '{uuid.uuid4().hex}' AS id, 't-1' AS tenant_id"
+        for at, process, kind, amount in facts
+    )
+    local_bigquery.query(f"CREATE OR REPLACE TABLE `{PROJECT}.{EXPORT}.facts` AS {rows}")
+    local_bigquery.query(
+        f"CREATE OR REPLACE TABLE `{PROJECT}.{EXPORT}.dimensions` AS "
+        "SELECT 'b-1' AS bot_id, 'Shop bot' AS bot_name, 'p-1' AS process_id, 'Newsletter' AS process_name, "
+        "'t-1' AS tenant_id UNION ALL SELECT 'b-1', 'Shop bot', 'p-2', 'Quiz', 't-1'"
+    )
+
+
+def chat(name: str, ts: datetime, process: str, agent: str = CHROME) -> dict[str, Any]:
+    raw = {"event": name, "ts": ts.isoformat(), "sent_at": ts.isoformat(), "client_id": "c-r", "process_id": process,
+           "session_id": f"s-{process}-{ts.hour}", "bot_id": "b-1", "event_id": uuid.uuid4().hex}  # fmt: skip
+    ctx = RequestContext(ts, "POST", "/", "", "text/plain", None, agent, None, None)
+    row = event_row(LoyJoyEvent.model_validate(raw), raw, ctx, Settings(bq_dataset=RECONCILE_DATASET), Scrubber(b"k"))
+    return row | {"received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+
+
+def test_reconciliation_with_loyjoys_export_per_day_process_and_shared_event_type(local_bigquery):
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday = today - timedelta(days=1)
+    seed_export(local_bigquery, [
+        (yesterday + timedelta(hours=9), "p-1", "session_started", 2),
+        (yesterday + timedelta(hours=10), "p-1", "SESSION_STARTED", 2),  # the case does not matter
+        (yesterday + timedelta(hours=9), "p-1", "open", 5),
+        (yesterday + timedelta(hours=9), "p-1", "message_sent", 40),  # a server-side type the widget never sends
+        (today + timedelta(minutes=5), "p-2", "sign_up", 2),
+    ])  # fmt: skip
+    environment = local_env(local_bigquery.port, "") | {
+        "BQ_DATASET": RECONCILE_DATASET,
+        "LOYJOY_EXPORT_DATASET": EXPORT,
+    }
+    booted = subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=environment,
+                            capture_output=True, text=True)  # fmt: skip
+    assert booted.returncode == 0, booted.stderr[-3000:]
+    rows = [chat("session_started", yesterday + timedelta(hours=h), "p-1") for h in (9, 10, 11)]
+    rows += [chat("open", yesterday + timedelta(hours=9, minutes=m), "p-1") for m in range(5)]
+    rows += [chat("quiz_answer", yesterday + timedelta(hours=9), "p-1")]  # a custom event LoyJoy does not count
+    rows += [chat("open", yesterday + timedelta(hours=12), "p-1", agent=GOOGLEBOT)]  # a bot: left out
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{RECONCILE_DATASET}.events", rows) == []
+    refresh(environment)
+
+    def reconciled() -> dict[tuple[Any, str, str], tuple[Any, ...]]:
+        found = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{RECONCILE_DATASET}.loyjoy_reconciliation`")
+        return {(r["day"], r["process_id"], r["event_name"]): (r["process_name"], r["collector_events"],
+                r["loyjoy_events"], r["difference"], r["coverage"]) for r in found}  # fmt: skip
+
+    assert reconciled() == {
+        (yesterday.date(), "p-1", "session_started"): ("Newsletter", 3, 4, -1, 0.75),
+        (yesterday.date(), "p-1", "open"): ("Newsletter", 5, 5, 0, 1.0),
+        (today.date(), "p-2", "sign_up"): ("Quiz", 0, 2, -2, 0.0),
+    }
+    # The export of a day arrives a day late: the next run finds it without a new event of the collector's.
+    seed_export(local_bigquery, [
+        (yesterday + timedelta(hours=9), "p-1", "session_started", 3),
+        (yesterday + timedelta(hours=9), "p-1", "open", 6),
+        (today + timedelta(minutes=5), "p-2", "sign_up", 2),
+    ])  # fmt: skip
+    refresh(environment)
+    incremental = reconciled()
+    assert incremental[(yesterday.date(), "p-1", "session_started")] == ("Newsletter", 3, 3, 0, 1.0)
+    assert incremental[(yesterday.date(), "p-1", "open")] == ("Newsletter", 5, 6, -1, 5 / 6)
+    refresh(environment, "--full")
+    assert reconciled() == incremental

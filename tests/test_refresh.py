@@ -65,8 +65,11 @@ def table(local_bigquery, name: str, where: str = "TRUE") -> list[dict]:
     return local_bigquery.query(f"SELECT * FROM `{PROJECT}.{DATASET}.{name}` WHERE {where} ORDER BY 1, 2, 3")
 
 
+BUILT = [name for name in MODELS if name != "loyjoy_reconciliation"]  # that one needs LoyJoy's export
+
+
 def snapshot(local_bigquery) -> dict[str, list[str]]:
-    return {name: sorted(repr(sorted(row.items())) for row in table(local_bigquery, name)) for name in MODELS}
+    return {name: sorted(repr(sorted(row.items())) for row in table(local_bigquery, name)) for name in BUILT}
 
 
 def test_incremental_refresh_late_events_midnight_sessions_and_a_second_run(env, local_bigquery):

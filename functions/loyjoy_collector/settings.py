@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     ga4_export_dataset: str | None = Field(
         default=None, description="Dataset of the GA4 BigQuery export (analytics_<property id>), for ga4_sessions."
     )
+    loyjoy_export_dataset: str = Field(
+        default="",
+        pattern=r"^(([a-z][a-z0-9-]{4,28}[a-z0-9]\.)?[A-Za-z0-9_]+)?$",
+        description="Dataset (or project.dataset) of LoyJoy's daily export, for loyjoy_reconciliation; empty: none.",
+    )
     ga4_start_date: date | None = Field(
         default=None, description="First GA4 export day ga4_sessions reads; default: 35 days before bootstrap."
     )

@@ -45,6 +45,8 @@ DECLARE late_days INT64 DEFAULT ${max_age_days};
 DECLARE health_days ARRAY<DATE> DEFAULT [];
 DECLARE health_first DATE;
 DECLARE health_last DATE;
+DECLARE reconcile BOOL DEFAULT ${reconcile};  -- LoyJoy's own export is configured: loyjoy_reconciliation
+DECLARE reconciled_days ARRAY<DATE> DEFAULT [];
 
 -- events_clean: the days of this run, deduplicated.
 CREATE OR REPLACE TABLE `${project}.${dataset}.events_clean_this_run` AS
@@ -156,6 +158,25 @@ CREATE TABLE IF NOT EXISTS `${project}.${dataset}.rejected_by_reason` PARTITION 
 AS SELECT * FROM `${project}.${dataset}.rejected_by_reason_this_run` WHERE FALSE;
 DELETE FROM `${project}.${dataset}.rejected_by_reason` WHERE day IN UNNEST(rejected_days);
 INSERT INTO `${project}.${dataset}.rejected_by_reason` SELECT * FROM `${project}.${dataset}.rejected_by_reason_this_run`;
+
+-- loyjoy_reconciliation, with LoyJoy's export: the days of this run and the last three (the export's own delay).
+IF reconcile THEN
+  SET reconciled_days = (
+    SELECT ARRAY_AGG(DISTINCT d) FROM (
+      SELECT d FROM UNNEST(days) AS d
+      UNION ALL
+      SELECT d FROM UNNEST(GENERATE_DATE_ARRAY(DATE_SUB(DATE(run_at), INTERVAL 3 DAY), DATE(run_at))) AS d
+    )
+  );
+  CREATE OR REPLACE TABLE `${project}.${dataset}.loyjoy_reconciliation_this_run` AS
+  ${loyjoy_reconciliation};
+  CREATE TABLE IF NOT EXISTS `${project}.${dataset}.loyjoy_reconciliation` PARTITION BY day
+    CLUSTER BY process_id, event_name
+  AS SELECT * FROM `${project}.${dataset}.loyjoy_reconciliation_this_run` WHERE FALSE;
+  DELETE FROM `${project}.${dataset}.loyjoy_reconciliation` WHERE day IN UNNEST(reconciled_days);
+  INSERT INTO `${project}.${dataset}.loyjoy_reconciliation`
+  SELECT * FROM `${project}.${dataset}.loyjoy_reconciliation_this_run`;
+END IF;
 
 INSERT INTO `${project}.${dataset}.refresh_manifest` (run_at, watermark, days, session_days, rejected_days, bots_included)
 VALUES (run_at, run_at, days, session_days, rejected_days, include_bots);

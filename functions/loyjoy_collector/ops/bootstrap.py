@@ -84,8 +84,11 @@ def bootstrap(settings: Settings, sink: BigQuerySink | None = None) -> list[str]
                 done.append(f"view {dataset_id}.{name}: dropped (now a table)")
         except NotFound:
             pass
-    ran = refresh(BigQuerySink(settings) if sink is None else sink)
-    done.append(f"analyst tables: {', '.join(MODELS)} refreshed ({ran.days} days)")
+    ran = refresh(
+        BigQuerySink(settings) if sink is None else sink, loyjoy_export_dataset=settings.loyjoy_export_dataset
+    )
+    built = [name for name in MODELS if name != "loyjoy_reconciliation" or settings.loyjoy_export_dataset]
+    done.append(f"analyst tables: {', '.join(built)} refreshed ({ran.days} days)")
 
     values = {
         "project": client.project,

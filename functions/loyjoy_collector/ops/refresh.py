@@ -47,16 +47,30 @@ def script(
     max_age_days: int = 31,
     lookback_minutes: int = 60,
     include_bots: bool | None = None,
+    loyjoy_export_dataset: str | None = None,
 ) -> str:
+    """`loyjoy_export_dataset` (dataset or project.dataset of LoyJoy's own export) builds loyjoy_reconciliation;
+    without it the script names this dataset in its place and never runs that step."""
+    export = loyjoy_export_dataset or ""
+    qualified = export if "." in export or not export else f"{project}.{export}"
     values: dict[str, Any] = {"project": project, "dataset": dataset}
+    values["loyjoy_export"] = qualified or f"{project}.{dataset}"
     models = {name: render(model_sql(name), values).strip().rstrip(";") for name in MODELS}
     knobs = {
         "recent_days": recent_days,
         "max_age_days": max_age_days,
         "lookback_minutes": lookback_minutes,
         "include_bots": sql_bool(include_bots),
+        "reconcile": sql_bool(bool(export)),
     }
     return render(model_sql("refresh"), values | models | knobs)
+
+
+def delivery_gap_check(project: str, dataset: str, *, threshold: float, min_events: int) -> str:
+    """The delivery gap alert's query (`models/checks/delivery_gaps.sql`), as Terraform schedules it: it fails
+    when yesterday's gap rate in delivery_health passed `threshold` (a share, 0 to 1)."""
+    values = {"project": project, "dataset": dataset, "threshold": threshold, "min_events": min_events}
+    return render((MODELS_DIR / "checks" / "delivery_gaps.sql").read_text(), values)
 
 
 @dataclass(frozen=True)
@@ -72,14 +86,23 @@ class Refreshed:
 
 
 def refresh(
-    sink: BigQuerySink, *, recent_days: int = 0, full: bool = False, include_bots: bool | None = None
+    sink: BigQuerySink,
+    *,
+    recent_days: int = 0,
+    full: bool = False,
+    include_bots: bool | None = None,
+    loyjoy_export_dataset: str | None = None,
 ) -> Refreshed:
+    """`loyjoy_export_dataset`: None takes the sink's settings (LOYJOY_EXPORT_DATASET)."""
     started = time.monotonic()
+    if loyjoy_export_dataset is None:
+        loyjoy_export_dataset = sink._settings.loyjoy_export_dataset  # the settings the sink was made with
     sql = script(
         sink.client.project,
         sink.dataset,
         recent_days=FULL_DAYS if full else recent_days,
         include_bots=include_bots,
+        loyjoy_export_dataset=loyjoy_export_dataset,
     )
     rows = list(sink.client.query(sql).result())
     last = dict(rows[-1].items()) if rows else {}
