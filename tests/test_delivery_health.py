@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -14,18 +15,21 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+import hcl2
 import pytest
 
-from loyjoy_collector.ops.cli import local_env
+from loyjoy_collector.ops.cli import local_env, wait_for
 from loyjoy_collector.privacy.keys import Scrubber
 from loyjoy_collector.protocol import LoyJoyEvent
 from loyjoy_collector.rows import RequestContext, event_row
 from loyjoy_collector.settings import Settings
 
-from .conftest import PROJECT
+from .conftest import LOGS, PROJECT, free_port
 
 DATASET = "delivery_test"
 CHROME = (
@@ -391,8 +395,6 @@ def block_errors(body: dict[str, Any], spec: Any, where: str) -> list[str]:
 
 
 def resources(name: str) -> dict[tuple[str, str], dict[str, Any]]:
-    import hcl2
-
     found = {}
     for item in hcl2.loads((INFRA / name).read_text()).get("resource", []):
         for type_name, named in item.items():
@@ -506,3 +508,110 @@ def test_reconciliation_with_loyjoys_export_per_day_process_and_shared_event_typ
     assert incremental[(yesterday.date(), "p-1", "open")] == ("Newsletter", 5, 6, -1, 5 / 6)
     refresh(environment, "--full")
     assert reconciled() == incremental
+
+
+def test_looker_studio_opens_delivery_health_with_every_partition_column_as_the_date_range(console):
+    """The link output, evaluated by Terraform: each data source is a day-partitioned table marked isPartitioned
+    (REFERENCE: the only way to make the partition column the date range); reconciliation only with the export."""
+    [value] = [body["value"] for item in hcl2.loads((INFRA / "outputs.tf").read_text())["output"]
+               for name, body in item.items() if name.strip('"') == "looker_studio_url"]  # fmt: skip
+    assert value.startswith("${") and value.endswith("}")
+
+    def sources(**variables: Any) -> dict[str, dict[str, str]]:
+        url = evaluate(console, value[2:-1], **variables)
+        found: dict[str, dict[str, str]] = {}
+        for key, item in parse_qsl(urlsplit(url).query):
+            if key.startswith("ds."):
+                _, source, field_ = key.split(".", 2)
+                found.setdefault(source, {})[field_] = item
+        return found
+
+    plain = sources()
+    assert [s["tableId"] for s in plain.values()] == [
+        "funnel_daily", "sessions", "daily_counts", "opt_ins", "delivery_health",
+    ]  # fmt: skip
+    assert all(s["isPartitioned"] == "true" and s["connector"] == "bigQuery" for s in plain.values())
+    assert {s["datasetId"] for s in plain.values()} == {"loyjoy"}
+    reconciling = sources(loyjoy_export_dataset="loyjoy_export")
+    assert [s["tableId"] for s in reconciling.values()][-1] == "loyjoy_reconciliation"
+    assert all(s["isPartitioned"] == "true" for s in reconciling.values())
+
+
+def test_the_export_dataset_is_validated_and_the_scheduled_refresh_reconciles_with_it(console):
+    from loyjoy_collector.ops.refresh import script
+
+    for good, qualified in (("", ""), ("loyjoy_export", "my-project-1.loyjoy_export"),
+                            ("other-project.lj_2", "other-project.lj_2")):  # fmt: skip
+        assert evaluate(console, "local.loyjoy_export", loyjoy_export_dataset=good) == qualified
+    for bad in ("has-hyphens", "a.b.c", "Project.x", "x."):
+        with pytest.raises(TerraformRefused, match="loyjoy_export_dataset is a dataset id"):
+            evaluate(console, "var.loyjoy_export_dataset", loyjoy_export_dataset=bad)
+    # The scheduled refresh is the script `loyjoy-collector refresh` runs with the same setting, both ways.
+    for export in ("", "loyjoy_export"):
+        scheduled = evaluate(console, "local.refresh_script", loyjoy_export_dataset=export)
+        assert scheduled == script("my-project-1", "loyjoy", include_bots=False, loyjoy_export_dataset=export)
+    assert "`my-project-1.loyjoy_export.facts`" in scheduled and "DECLARE reconcile BOOL DEFAULT true;" in scheduled
+
+
+# ------------------------------------------------------------------ the demo page's chart
+def test_the_demo_page_charts_delivery_health(env, local_bigquery, browser):
+    """Two weeks of visitors whose browsers lost a few numbers on the way: delivery_health finds exactly the gaps
+    between received numbers (none after a client's last, none below its first), and the demo page that
+    `loyjoy-collector dev` serves charts the table's days. The screenshot lands in $TEST_LOG_DIR."""
+    rng = random.Random(19)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    host, events, expected = "demo.example.com", [], {}
+    for offset in range(13, -1, -1):
+        day = today - timedelta(days=offset)
+        gaps = 0
+        for n in range(rng.randint(4, 8)):
+            client, length = f"v-{offset}-{n}-{uuid.uuid4().hex[:4]}", rng.randint(6, 30)
+            loss = 0.15 if offset in (9, 3) else 0.02  # two bad days
+            received = [seq for seq in range(1, length + 1) if rng.random() > loss]
+            gaps += sum(b - a - 1 for a, b in pairwise(received))
+            agent = rng.choice([CHROME, FIREFOX, CHROME_IOS, SAFARI_MAC])
+            for seq in received:
+                at = day + timedelta(minutes=5 + 30 * n + seq)
+                dropped = {"overflow": 3} if rng.random() < 0.01 else None
+                events.append(Event(client, seq, at, agent=agent, host=host, dropped=dropped))
+        expected[day.date()] = gaps
+    send(local_bigquery, events)
+    refresh(env)
+    found = by(local_bigquery, "event_date", where=f"page_hostname = '{host}'")
+    assert {day: v["seq_gaps"] for day, v in found.items()} == expected
+    assert sum(v["events_received"] for v in found.values()) == len(events)
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "loyjoy_collector.ops.devserver", "--port", str(port), "--collector",
+         "http://127.0.0.1:9/"], env=env,
+    )  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{port}/config.js", 15, server)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_function("() => (Chart.getChart('delivery') || {data: {labels: []}}).data.labels.length > 0")
+        drawn = page.evaluate(
+            "() => { const c = Chart.getChart('delivery'); return {days: c.data.labels,"
+            " series: c.data.datasets.map(d => [d.label, d.data])}; }"
+        )
+        page.add_style_tag(content="#loyjoy-standin { display: none !important; }")  # the widget floats over it
+        page.locator("#delivery").scroll_into_view_if_needed()
+        page.screenshot(path=str(LOGS / "delivery-chart-page.png"), full_page=True)
+        page.locator("#delivery").screenshot(path=str(LOGS / "delivery-chart.png"))
+        note = page.locator("#delivery-note").inner_text()
+        page.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    window = today.date() - timedelta(days=30)
+    table = {day: v for day, v in by(local_bigquery, "event_date").items() if day >= window}
+    assert drawn["days"] == [str(day) for day in sorted(table)]
+    assert drawn["series"] == [
+        ["events received", [table[day]["events_received"] for day in sorted(table)]],
+        ["sequence gaps (events lost on the way)", [table[day]["seq_gaps"] for day in sorted(table)]],
+        ["drops the snippet reported",
+         [sum(table[day][k] for k in ("dropped_overflow", "dropped_quota", "dropped_consent")) for day in sorted(table)]],
+    ]  # fmt: skip
+    total_gaps = sum(v["seq_gaps"] for v in table.values())
+    assert f"{sum(v['events_received'] for v in table.values())} events received, {total_gaps} lost" in note

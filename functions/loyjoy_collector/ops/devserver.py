@@ -88,12 +88,18 @@ def analytics() -> dict[str, Any]:
         SUM(signed_up) AS signed_up, SUM(opted_in) AS opted_in FROM `{sink.table_id("funnel_daily")}` WHERE {window}"""
     daily = f"""SELECT day, SUM(events) AS events, SUM(sessions) AS sessions FROM `{sink.table_id("daily_counts")}`
         WHERE {window} GROUP BY day ORDER BY day"""
+    # What arrived and what provably did not, per day (delivery_health: README "Is anything lost?").
+    delivery = f"""SELECT event_date AS day, SUM(events_received) AS events, SUM(events_numbered) AS numbered,
+        SUM(seq_gaps) AS gaps, SUM(dropped_overflow + dropped_quota + dropped_consent) AS dropped,
+        SUM(resent) AS resent FROM `{sink.table_id("delivery_health")}`
+        WHERE event_date >= DATE_SUB(CURRENT_DATE(), INTERVAL 30 DAY) GROUP BY day ORDER BY day"""
     try:
         steps = [dict(row.items()) for row in sink.client.query(funnel).result()]
         days = [dict(row.items()) for row in sink.client.query(daily).result()]
+        delivered = [dict(row.items()) for row in sink.client.query(delivery).result()]
     except Exception as exc:  # tables not built yet: the page says so
         return {"error": str(exc)[:200]}
-    return {"funnel": steps[0] if steps else {}, "daily": days}
+    return {"funnel": steps[0] if steps else {}, "daily": days, "delivery": delivered}
 
 
 def main() -> None:
