@@ -415,3 +415,23 @@ def test_taking_over_an_earlier_pages_queue_past_max_queue_counts_what_goes(edge
     gaps = missing([r["client_seq"] for r in rows])
     assert len(gaps) == 4 and max(gaps) < max(r["client_seq"] for r in rows)
     assert sum(bool(r["delivered_later_page"]) for r in rows) == len([r for r in rows if r["client_seq"] <= 5])
+
+
+def test_a_count_not_yet_reported_survives_a_reload(edge, local_bigquery):
+    """The count waits with the queue in localStorage: the page that comes next reports it."""
+    edge, context = edge
+    visitor = Visitor(context, edge)
+    visitor.visit(collector="", maxQueue=3)  # no collector yet: nothing leaves; load, show
+    visitor.click("first-1", "first-2", "first-3")  # 5 events into 3: load and show go
+    assert visitor.pending() == 3
+    visitor.page.reload()
+    visitor.boot()  # load, show; the earlier page's 3 and its count taken over
+    visitor.drained()
+    visitor.click("after")
+    visitor.drained()
+    rows = {r["label"] or r["event_name"]: r for r in rows_of(local_bigquery, edge.host, 6) if r["client_seq"] > 2}
+    assert sorted(rows) == ["after", "first-1", "first-2", "first-3", "load", "show"]
+    assert rows["first-3"]["dropped_overflow"] == 1  # load went when first-2 came; first-3 was the next built
+    assert rows["after"]["dropped_overflow"] == 1  # show went when first-3 came: reported by the next page
+    assert sum(r["dropped_overflow"] or 0 for r in rows.values()) == 2
+    assert missing([r["client_seq"] for r in rows.values()]) == {1, 2}
