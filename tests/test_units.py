@@ -146,8 +146,7 @@ def test_bad_timestamps_are_refused(value):
 
 
 def test_group_commit_shares_calls_and_maps_errors_back():
-    import threading
-    import time
+    import asyncio
     from dataclasses import dataclass
 
     from loyjoy_collector.group_commit import GroupCommit
@@ -159,39 +158,65 @@ def test_group_commit_shares_calls_and_maps_errors_back():
 
     calls: list[list[str]] = []
 
-    def send(rows, ids):
+    async def send(rows, ids):
         calls.append(ids)
-        time.sleep(0.05)  # a call on the wire: others gather meanwhile
+        await asyncio.sleep(0.05)  # a call on the wire: others gather meanwhile
         return [Error(i, f"bad {row['n']}") for i, row in enumerate(rows) if row["n"] % 5 == 0]
 
-    group = GroupCommit(max_rows=500)
-    results: dict[int, list] = {}
+    async def main() -> dict[int, list]:
+        group = GroupCommit(max_rows=500)
 
-    def request(k: int) -> None:
-        rows = [{"n": 2 * k}, {"n": 2 * k + 1}]
-        results[k] = group.insert("events", rows, [f"id{2 * k}", f"id{2 * k + 1}"], send)
+        async def request(k: int) -> list:
+            await asyncio.sleep(0.002 * k)  # arriving one after the other
+            rows = [{"n": 2 * k}, {"n": 2 * k + 1}]
+            return await group.insert("events", rows, [f"id{2 * k}", f"id{2 * k + 1}"], send)
 
-    threads = [threading.Thread(target=request, args=(k,)) for k in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        answers = await asyncio.gather(*(request(k) for k in range(20)))
+        return dict(enumerate(answers))
+
+    results = asyncio.run(main())
     sent = [row_id for call in calls for row_id in call]
     assert sorted(sent) == sorted(f"id{n}" for n in range(40))  # every row once
-    assert len(calls) < 10  # shared calls, not one per request
+    assert 1 < len(calls) < 10  # shared calls, not one per request (the first one left at once)
+    assert calls[0] == ["id0", "id1"]
     for k, errors in results.items():
         expected = [(i, f"bad {2 * k + i}") for i in (0, 1) if (2 * k + i) % 5 == 0]
         assert [(e.index, e.message) for e in errors] == expected
 
 
-def test_group_commit_failure_reaches_every_waiter_of_that_call():
+def test_group_commit_failure_reaches_every_waiter_of_that_call_and_rows_go_alone_when_told():
+    import asyncio
+
     from loyjoy_collector.group_commit import GroupCommit
 
-    def send(rows, ids):
+    class Refused(Exception):
+        pass
+
+    alone_calls: list[list[str]] = []
+
+    async def timeout(rows, ids):
         raise TimeoutError("BigQuery timed out")
 
-    with pytest.raises(TimeoutError):
-        GroupCommit().insert("events", [{"n": 1}], ["a"], send)
+    async def refuse(rows, ids):
+        await asyncio.sleep(0.02)
+        raise Refused("a row BigQuery refuses")
+
+    async def alone(rows, ids):
+        alone_calls.append(ids)
+        return []
+
+    async def main() -> list:
+        group = GroupCommit()
+        with pytest.raises(TimeoutError):
+            await group.insert("events", [{"n": 1}], ["a"], timeout, alone, split_on=(Refused,))
+        with pytest.raises(Refused):  # no `alone`: the failure is the answer
+            await group.insert("events", [{"n": 1}], ["a"], refuse)
+        return await asyncio.gather(
+            *(group.insert("events", [{"n": k}], [f"r{k}"], refuse, alone, split_on=(Refused,)) for k in range(3))
+        )
+
+    assert asyncio.run(main()) == [[], [], []]
+    assert sorted(alone_calls) == [["r0"], ["r1"], ["r2"]]  # each request's rows on their own
 
 
 def test_the_one_keyed_hash_is_hmac_sha256_of_the_normalised_address():

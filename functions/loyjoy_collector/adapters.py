@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .handler import Runtime
 
 
-def data_client(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
+async def data_client(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     """/data: Stape's Data Tag. POST JSON (object or array), text/plain or a form; GET pixel with dtcd/dtdc.
     Answered as the Data Client answers: {"timestamp", "unique_event_id"} per event, or a 1x1 GIF."""
     text, size = ("", len(ctx.query)) if ctx.method == "GET" else read_text(request, rt.settings, DATA_TYPES)
@@ -39,7 +39,7 @@ def data_client(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     keep = rt.settings.non_loyjoy_hits == "store"
     mapped = [to_event(item, "data", event_id, keep) for item, event_id in zip(items, ids, strict=True)]
     events = [event for event in mapped if event is not None]
-    outcome = ingest(events, ctx, rt, "data", size) if events else Outcome()
+    outcome = await ingest(events, ctx, rt, "data", size) if events else Outcome()
     if events and outcome.stored == 0 and len(events) == len(items):
         return answer(outcome.status, outcome.body(), cors_headers(ctx.origin))
     if ctx.method == "GET":
@@ -49,7 +49,7 @@ def data_client(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     return answer(200, answers if is_array else answers[0], cors_headers(ctx.origin))
 
 
-def ga4_collect(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
+async def ga4_collect(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     """/g/collect: what a GA4 tag with server_container_url sends (one hit per body line). Answered 204."""
     text, size = ("", len(ctx.query)) if ctx.method == "GET" else read_text(request, rt.settings, GA4_TYPES)
     try:
@@ -70,7 +70,7 @@ def ga4_collect(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
                 events.append(event | ga4_context(hit))
         except ProtocolError as exc:
             events.append(UnmappedEvent(exc.reason, exc.detail, hit))
-    outcome = ingest(events, ctx, rt, "ga4", size) if events else Outcome()
+    outcome = await ingest(events, ctx, rt, "ga4", size) if events else Outcome()
     if events and outcome.stored == 0 and len(events) == len(hits):
         return answer(outcome.status, outcome.body(), cors_headers(ctx.origin))
     return Reply(204, headers=cors_headers(ctx.origin))

@@ -1,7 +1,7 @@
 """The entry point, the per-process runtime and the routes: origin, route, then the route's own handler.
 
 `collect` is an ASGI function: it reads the body on the event loop and hands an `Incoming` (exchange.py) to
-`handle`, in a worker thread when the route may store. Where the rest of the request path lives: `body.py`
+`handle`, which awaits BigQuery through group commit. Where the rest of the request path lives: `body.py`
 reads a body within its limits, `adapters.py` holds the
 server-side GTM routes, `ingest.py` validates, stores and keeps each event, `answers.py` the JSON answers.
 Every refusal has a machine-readable reason and, except a foreign origin's 403, leaves its scrubbed payload
@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import anyio
 import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
@@ -95,10 +94,9 @@ def store_counts(sink: BigQuerySink, gate: Gate, rows: list[dict[str, Any]]) -> 
 @dataclass(frozen=True)
 class Route:
     methods: tuple[str, ...]
-    handle: Callable[[Incoming, RequestContext, Runtime], Reply]
+    handle: Callable[[Incoming, RequestContext, Runtime], Awaitable[Reply]]
     protocol: str
     preflight_status: int = 204
-    stores: bool = True  # False: answered on the event loop (no BigQuery, no body), never waiting for a thread
 
 
 # --------------------------------------------------------------------------------------------- entry
@@ -108,9 +106,10 @@ class Route:
 async def collect(request: Request) -> Response:
     """Cloud Functions entry point (`--target collect`), on functions-framework's ASGI mode.
 
-    The body is read here, on the event loop, within its deadline: a slow sender holds no thread. The route then
-    runs in a worker thread when it may store (validation, the gate and BigQuery's answer take a thread's time;
-    group commit gathers the rows of concurrent requests into one insertAll call), or right here when it cannot.
+    Everything runs on the event loop: the body is read within its deadline (a slow sender holds nothing but
+    its socket), validation and the gate run once per event, and a request then awaits BigQuery's answer for
+    its rows while group commit gathers the rows of concurrent requests into one insertAll call (the call
+    itself in a worker thread: sink.py). No request holds a thread while it waits.
     """
     rt = runtime()
     settings = rt.settings
@@ -131,16 +130,7 @@ async def collect(request: Request) -> Response:
         body_bytes=size,
         remote_addr=request.client.host if request.client else None,
     )
-    route = rt.routes.get(route_path(incoming.path.rstrip("/") or "/", settings.path_prefixes))
-    if route is not None and not route.stores and incoming.method in (*route.methods, "OPTIONS"):
-        return respond(handle(incoming))  # nothing to store, nothing to wait for
-    return respond(await anyio.to_thread.run_sync(handle, incoming, limiter=threads(settings.threads)))
-
-
-@cache
-def threads(count: int) -> anyio.CapacityLimiter:
-    """The worker threads of the routes that store (THREADS: infra sets it to the instance's concurrency)."""
-    return anyio.CapacityLimiter(count)
+    return respond(await handle(incoming))
 
 
 def joined_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -157,7 +147,7 @@ def respond(reply: Reply) -> Response:
     return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type)
 
 
-def handle(request: Incoming) -> Reply:
+async def handle(request: Incoming) -> Reply:
     """Origin, route, then the route's own handler; every outcome an answer (never an exception)."""
     rt = runtime()
     logs.set_trace(logs.trace_from(request.header("traceparent"), request.header("X-Cloud-Trace-Context")))
@@ -186,9 +176,9 @@ def handle(request: Incoming) -> Reply:
                 wait = rt.limits.wait(ctx.address, [])  # at the door; each further event of a batch pays later
                 if wait:
                     raise RateLimited(wait)
-            return route.handle(request, ctx, rt)
+            return await route.handle(request, ctx, rt)
         except RequestRefused as refusal:
-            return answer_refusal(request, ctx, rt, refusal, route.protocol if route else None)
+            return await answer_refusal(request, ctx, rt, refusal, route.protocol if route else None)
         except RateLimited as limited:
             return answer_rate_limited(ctx, rt, limited, route.protocol if route else None)
     except StorageUnavailable as exc:
@@ -246,19 +236,19 @@ def request_context(request: Incoming, address_hop: int) -> RequestContext:
 # ------------------------------------------------------------------------------------ the snippet's
 
 
-def loyjoy_events(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
+async def loyjoy_events(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     """POST / : one event, or {"events": [...], <shared context>}, as JSON or text/plain."""
     text, size = read_text(request, rt.settings, JSON_TYPES)
     payload = parse_json(text, size, rt.settings)
     events = split_batch(payload, size, rt.settings)
-    outcome = ingest(events, ctx, rt, "loyjoy", size)
+    outcome = await ingest(events, ctx, rt, "loyjoy", size)
     return answer(outcome.status, outcome.body(), cors_headers(ctx.origin))
 
 
 # ---------------------------------------------------------------------------- refusals, outages
 
 
-def answer_refusal(
+async def answer_refusal(
     request: Incoming, ctx: RequestContext, rt: Runtime, refusal: RequestRefused, protocol: str | None
 ) -> Reply:
     """Record a refused request with what was read of it (the rest of its body, if nothing was), then answer."""
@@ -282,7 +272,7 @@ def answer_refusal(
         gate=rt.gate,
     )
     try:
-        keep_rejected(rt, [row])
+        await keep_rejected(rt, [row])
     except StorageUnavailable as exc:
         return unavailable(ctx, rt, exc)
     logs.emit(logging.WARNING, f"refused {ctx.method} {ctx.path}: {refusal.reason}", "refused", reason=refusal.reason,
@@ -321,14 +311,14 @@ def snippet_source() -> bytes:
     return (Path(__file__).parent / "static" / "loyjoy-collector.min.js").read_bytes()
 
 
-def snippet(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
+async def snippet(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     """The browser snippet, from the collector's own host: one URL for site owners to fill in, and a
     deploy updates every site."""
     headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
     return Reply(200, snippet_source(), "application/javascript", headers)
 
 
-def healthy(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
+async def healthy(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     """sGTM containers answer their health check here; load balancers and uptime checks expect it."""
     return Reply(200, b"ok", "text/plain", {"Cache-Control": "no-store"})
 
@@ -336,7 +326,7 @@ def healthy(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
 ROUTES: dict[str, Route] = {
     "/": Route(("POST",), loyjoy_events, "loyjoy"),
     "/g/collect": Route(("GET", "POST"), ga4_collect, "ga4"),
-    "/healthy": Route(("GET", "HEAD"), healthy, "health", stores=False),
-    "/loyjoy-collector.js": Route(("GET", "HEAD"), snippet, "snippet", stores=False),
+    "/healthy": Route(("GET", "HEAD"), healthy, "health"),
+    "/loyjoy-collector.js": Route(("GET", "HEAD"), snippet, "snippet"),
 }
 DATA_ROUTE = Route(("GET", "POST"), data_client, "data", preflight_status=200)  # Stape answers preflights 200

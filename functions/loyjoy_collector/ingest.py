@@ -87,7 +87,7 @@ class Entry:
     refusal: dict[str, Any] | None = None
 
 
-def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, body_bytes: int | None) -> Outcome:
+async def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, body_bytes: int | None) -> Outcome:
     """Validate each event on its own, store the good ones, keep the refused ones with their reason."""
 
     def record_refusal(index: int, reason: str, detail: str, raw: Any) -> Entry:
@@ -132,7 +132,7 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
     entries = [admit(index, raw) for index, raw in enumerate(events)]
     storing = [entry for entry in entries if entry.row is not None]
     rows = [entry.row for entry in storing if entry.row is not None]
-    refused_by_bigquery = rt.sink.insert_until_stored(EVENTS, rows, "event_id")
+    refused_by_bigquery = await rt.sink.insert_until_stored_async(EVENTS, rows, "event_id")
     if refused_by_bigquery:
         logs.emit(logging.ERROR, f"BigQuery refused {len(refused_by_bigquery)} of {len(storing)} rows: "
                   f"{refused_by_bigquery[0].message}", "bigquery_refused", reason="bigquery_refused", protocol=protocol,
@@ -148,7 +148,7 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
     for row in refusals:
         row["http_status"] = outcome.status
     refusals = fold(refusals, rows_allowed(body_bytes))  # what one request stores is bounded by what it sent
-    keep_rejected(rt, refusals)
+    await keep_rejected(rt, refusals)
     for entry in refused:  # folded or counted refusals name the row that records them
         if entry.refusal is not None:
             entry.result.rejected_id = entry.refusal["rejected_id"]
@@ -163,16 +163,16 @@ def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: str, b
     return outcome
 
 
-def keep_rejected(rt: Runtime, rows: list[dict[str, Any]]) -> None:
+async def keep_rejected(rt: Runtime, rows: list[dict[str, Any]]) -> None:
     """Store refusals. A kept payload BigQuery will not take is dropped from its row, so that the refusal
     itself (reason, ids, sizes) is still on record under the rejected_id the sender was given. A refusal that
     cannot be recorded at all is an outage: nothing is answered as final that is not on record."""
     rows = rt.budget.admit(rows)  # past the instance's budget, refusals are counted instead
-    for error in rt.sink.insert_until_stored(REJECTED, rows, "rejected_id"):
+    for error in await rt.sink.insert_until_stored_async(REJECTED, rows, "rejected_id"):
         row = rows[error.index]
         logs.emit(logging.ERROR, f"BigQuery refused the record of refusal {row['rejected_id']}: {error.message}",
                   "bigquery_refused", reason=row["reason"], rejected_id=row["rejected_id"])  # fmt: skip
         bare = row | {"raw_payload": None, "raw_truncated": True}
         bare["reason_detail"] = (f"{row['reason_detail'] or ''} [payload not storable: {error.message}]")[:1024]
-        if rt.sink.insert_until_stored(REJECTED, [bare], "rejected_id"):
+        if await rt.sink.insert_until_stored_async(REJECTED, [bare], "rejected_id"):
             raise StorageUnavailable(f"BigQuery takes no record of refusal {row['rejected_id']}: {error.message}")

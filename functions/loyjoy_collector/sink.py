@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from .group_commit import GroupCommit
 from .insert_all import NETWORK_ERRORS, InsertAll
@@ -66,6 +69,7 @@ class BigQuerySink:
         self._network_retry: Any = None  # without 500: isolation sends a failing part once, not until the deadline
         self._group = GroupCommit() if settings.bq_group_commit else None
         self._last_stored = float("-inf")  # when a call last went through: evidence that BigQuery is up
+        self._threads: anyio.CapacityLimiter | None = None  # for the calls, made on the event loop's first write
 
     @property
     def dataset(self) -> str:
@@ -131,21 +135,36 @@ class BigQuerySink:
         return transport, policy, policy.with_predicate(retry.if_exception_type(*network))
 
     def insert(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
-        """Stream `rows`; return the rows BigQuery refused. Raises StorageUnavailable."""
+        """Stream `rows` from a thread of its own (the refusal counts' flusher, the operator's commands): one
+        call, isolated if need be. Returns the rows BigQuery refused; raises StorageUnavailable."""
         if not rows:
             return []
         self.insert_all  # noqa: B018 (builds the write path and its retry policies on first use)
+        return self._insert_now(table, rows, row_ids, time.monotonic())
+
+    async def insert_async(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
+        """Stream `rows` from the event loop: shared with concurrent requests through group commit, the call
+        itself in a worker thread. Returns the rows BigQuery refused; raises StorageUnavailable."""
+        if not rows:
+            return []
+        self.insert_all  # noqa: B018
         began = time.monotonic()
-        if self._group is not None:
-            return self._group.insert(
-                table,
-                rows,
-                row_ids,
-                send=lambda batch, ids: self._call(table, batch, ids, self._retry),
-                alone=lambda batch, ids: self._insert_now(table, batch, ids, began),  # its own rows, isolated
-                split_on=(CallRefused, CallFailed),
-            )
-        return self._insert_now(table, rows, row_ids, began)
+
+        async def alone(batch: list[dict[str, Any]], ids: list[str]) -> list[RowError]:  # isolated if need be
+            return await self._in_thread(self._insert_now, table, batch, ids, began)
+
+        if self._group is None:
+            return await alone(rows, row_ids)
+
+        async def shared(batch: list[dict[str, Any]], ids: list[str]) -> list[RowError]:
+            return await self._in_thread(self._call, table, batch, ids, self._retry)
+
+        return await self._group.insert(table, rows, row_ids, shared, alone, split_on=(CallRefused, CallFailed))
+
+    async def _in_thread(self, function: Callable[..., list[RowError]], *args: Any) -> list[RowError]:
+        if self._threads is None:
+            self._threads = anyio.CapacityLimiter(self._settings.threads)
+        return await anyio.to_thread.run_sync(function, *args, limiter=self._threads)
 
     def _insert_now(self, table: str, rows: list[dict[str, Any]], row_ids: list[str], began: float) -> list[RowError]:
         try:
@@ -248,17 +267,42 @@ class BigQuerySink:
 
     def insert_until_stored(self, table: str, rows: list[dict[str, Any]], id_field: str) -> list[RowError]:
         """Insert, then insert again the rows BigQuery only 'stopped' because of a neighbour's error."""
-        pending = list(range(len(rows)))
-        refused: list[RowError] = []
-        for _ in range(3):
-            batch = [rows[i] for i in pending]
-            errors = self.insert(table, batch, [row[id_field] for row in batch])
-            stopped = [pending[e.index] for e in errors if e.reason == "stopped"]
-            refused.extend(RowError(pending[e.index], e.reason, e.message) for e in errors if e.reason != "stopped")
-            if not stopped:
-                return refused
-            pending = stopped
-        raise StorageUnavailable("BigQuery kept stopping valid rows")
+        steps = _until_stored(rows, id_field)
+        try:
+            batch, ids = next(steps)
+            while True:
+                batch, ids = steps.send(self.insert(table, batch, ids))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def insert_until_stored_async(self, table: str, rows: list[dict[str, Any]], id_field: str) -> list[RowError]:
+        """insert_until_stored from the event loop."""
+        steps = _until_stored(rows, id_field)
+        try:
+            batch, ids = next(steps)
+            while True:
+                batch, ids = steps.send(await self.insert_async(table, batch, ids))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+Batch = tuple[list[dict[str, Any]], list[str]]
+
+
+def _until_stored(rows: list[dict[str, Any]], id_field: str) -> Generator[Batch, list[RowError], list[RowError]]:
+    """The rows to insert, then again those BigQuery only 'stopped' (insertAll stops a call's valid rows when
+    one is invalid, unless skipInvalidRows); sent each call's row errors, returns the rows refused for good."""
+    pending = list(range(len(rows)))
+    refused: list[RowError] = []
+    for _ in range(3):
+        batch = [rows[i] for i in pending]
+        errors = yield batch, [row[id_field] for row in batch]
+        stopped = [pending[e.index] for e in errors if e.reason == "stopped"]
+        refused.extend(RowError(pending[e.index], e.reason, e.message) for e in errors if e.reason != "stopped")
+        if not stopped:
+            return refused
+        pending = stopped
+    raise StorageUnavailable("BigQuery kept stopping valid rows")
 
 
 def _row_errors(errors: list[dict[str, Any]]) -> list[RowError]:
