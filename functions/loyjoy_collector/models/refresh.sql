@@ -60,10 +60,11 @@ ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS droppe
 ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS dropped_consent INT64;
 ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS delivered_later_page BOOL;
 DELETE FROM `${project}.${dataset}.events_clean` WHERE DATE(event_ts) IN UNNEST(days);
--- By name: a column added later sits at the end of events_clean, and wherever the schema file puts it in `events`.
+-- By name: a column added later sits at the end of events_clean, and wherever the schema file puts it in `events`
+-- (whose columns, in their order, are those of events_clean_this_run).
 SET clean_columns = (
   SELECT STRING_AGG(column_name, ', ' ORDER BY ordinal_position)
-  FROM `${project}.${dataset}.INFORMATION_SCHEMA.COLUMNS` WHERE table_name = 'events_clean_this_run'
+  FROM `${project}.${dataset}.INFORMATION_SCHEMA.COLUMNS` WHERE table_name = 'events'
 );
 EXECUTE IMMEDIATE FORMAT(
   'INSERT INTO `${project}.${dataset}.events_clean` (%s) SELECT %s FROM `${project}.${dataset}.events_clean_this_run`',

@@ -3,18 +3,18 @@
 -- ${threshold}, and a log-based alert policy fires on that failure. Gap rate: gaps / (gaps + numbered events
 -- received); only numbered events (the snippet's) can reveal a gap. A day with fewer than ${min_events} numbered
 -- events is too small to tell. The error names the worst host, browser and engine of the day.
-DECLARE day DATE DEFAULT DATE_SUB(CURRENT_DATE(), INTERVAL 1 DAY);
+DECLARE checked_day DATE DEFAULT DATE_SUB(CURRENT_DATE(), INTERVAL 1 DAY);
 DECLARE gaps INT64 DEFAULT (
-  SELECT IFNULL(SUM(seq_gaps), 0) FROM `${project}.${dataset}.delivery_health` WHERE event_date = day
+  SELECT IFNULL(SUM(seq_gaps), 0) FROM `${project}.${dataset}.delivery_health` WHERE event_date = checked_day
 );
 DECLARE numbered INT64 DEFAULT (
-  SELECT IFNULL(SUM(events_numbered), 0) FROM `${project}.${dataset}.delivery_health` WHERE event_date = day
+  SELECT IFNULL(SUM(events_numbered), 0) FROM `${project}.${dataset}.delivery_health` WHERE event_date = checked_day
 );
 DECLARE worst STRING DEFAULT (
   SELECT FORMAT('%s, %s (%s): %.2f%%', IFNULL(page_hostname, '?'), IFNULL(browser, '?'), engine,
     100 * SAFE_DIVIDE(SUM(seq_gaps), SUM(seq_gaps) + SUM(events_numbered)))
   FROM `${project}.${dataset}.delivery_health`
-  WHERE event_date = day AND events_numbered > 0
+  WHERE event_date = checked_day AND events_numbered > 0
   GROUP BY page_hostname, browser, engine
   ORDER BY SAFE_DIVIDE(SUM(seq_gaps), SUM(seq_gaps) + SUM(events_numbered)) DESC, SUM(seq_gaps) DESC
   LIMIT 1
@@ -22,8 +22,8 @@ DECLARE worst STRING DEFAULT (
 IF numbered >= ${min_events} AND SAFE_DIVIDE(gaps, gaps + numbered) > ${threshold} THEN
   SELECT ERROR(FORMAT(
     'LoyJoy delivery gap rate %.2f%% on %s is above %.2f%%: %s events lost on the way, %s numbered events received; worst: %s',
-    100 * SAFE_DIVIDE(gaps, gaps + numbered), CAST(day AS STRING), 100 * ${threshold},
+    100 * SAFE_DIVIDE(gaps, gaps + numbered), CAST(checked_day AS STRING), 100 * ${threshold},
     CAST(gaps AS STRING), CAST(numbered AS STRING), worst
   ));
 END IF;
-SELECT day, gaps, numbered, SAFE_DIVIDE(gaps, gaps + numbered) AS gap_rate;
+SELECT checked_day AS day, gaps, numbered, SAFE_DIVIDE(gaps, gaps + numbered) AS gap_rate;
