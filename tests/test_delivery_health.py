@@ -245,6 +245,39 @@ def test_drops_reported_by_the_snippet_delays_and_bots(env, local_bigquery):
     assert "other" not in by(local_bigquery, "engine", where=f"page_hostname = '{h}'")
 
 
+ENGINES = {  # real user agents, and the engine each one renders with
+    "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/25.0 "
+    "Chrome/121.0.0.0 Mobile Safari/537.36": ("Samsung Internet", "Blink"),
+    "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36": (
+        "Chrome Mobile",
+        "Blink",
+    ),
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 "
+    "Safari/537.36 Edg/131.0.0.0": ("Edge", "Blink"),
+    "Mozilla/5.0 (Android 14; Mobile; rv:133.0) Gecko/133.0 Firefox/133.0": ("Firefox Mobile", "Gecko"),
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "FxiOS/133.0 Mobile/15E148 Safari/605.1.15": ("Firefox iOS", "WebKit"),
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.1 Mobile/15E148 Safari/604.1": ("Mobile Safari", "WebKit"),
+    "Mozilla/5.0 (X11; Ubuntu; Linux x86_64) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15": (
+        "Safari",
+        "WebKit",
+    ),  # WebKitGTK's MiniBrowser, as the engine tests drive it
+    SAFARI_MAC: ("Safari", "WebKit"),
+    FIREFOX: ("Firefox", "Gecko"),
+    CHROME: ("Chrome", "Blink"),
+}
+
+
+def test_the_engine_comes_from_the_browser_family_and_every_ios_browser_is_webkit(env, local_bigquery):
+    host, now = "engines.example.com", datetime.now(UTC) - timedelta(minutes=5)
+    send(local_bigquery, [Event(f"e-{n}-{uuid.uuid4().hex[:4]}", 1, now, agent=agent, host=host)
+                          for n, agent in enumerate(ENGINES)])  # fmt: skip
+    refresh(env)
+    found = {(r["browser"], r["engine"]) for r in health(local_bigquery, f"page_hostname = '{host}'")}
+    assert found == set(ENGINES.values())
+
+
 # ------------------------------------------------------------------ the alert: its query, run where it would run
 ALERT_DATASET = "delivery_alert_test"
 
