@@ -29,11 +29,16 @@ resource "google_bigquery_table" "tables" {
   #checkov:skip=CKV_GCP_80:Customer-managed keys are optional (var.kms_key_name); Google-managed encryption is the default.
   for_each = local.tables
 
-  project             = var.project_id
-  dataset_id          = google_bigquery_dataset.loyjoy.dataset_id
-  table_id            = each.key
-  description         = each.value.description
-  schema              = file("${local.schema_dir}/${each.value.schema_file}")
+  project     = var.project_id
+  dataset_id  = google_bigquery_dataset.loyjoy.dataset_id
+  table_id    = each.key
+  description = each.value.description
+  # The shared schema file without maxLength: the collector truncates to it, and BigQuery would refuse adding
+  # one to an existing column (schema.py, TableSpec.bigquery_fields).
+  schema = jsonencode([
+    for field in jsondecode(file("${local.schema_dir}/${each.value.schema_file}")) :
+    { for key, value in field : key => value if key != "maxLength" }
+  ])
   clustering          = length(each.value.clustering) > 0 ? each.value.clustering : null
   deletion_protection = var.deletion_protection
   labels              = local.labels

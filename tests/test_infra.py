@@ -401,7 +401,7 @@ def test_tables_and_views_come_from_the_shared_files(infra, console):
     assert set(created) == set(tables()) == {"events", "events_rejected", "refresh_manifest"}
     for name, spec in tables().items():
         table = created[name]
-        assert json.loads(table["schema"]) == spec.fields, name
+        assert json.loads(table["schema"]) == spec.bigquery_fields, name  # what bootstrap creates too
         assert table["clustering"] == (spec.clustering or None), name
         [partitioning] = table["time_partitioning"]
         assert (partitioning["type"], partitioning["field"]) == ("DAY", spec.partition_field), name
@@ -450,6 +450,7 @@ def test_the_scheduled_refresh_runs_the_same_sql_as_the_command_line(infra, cons
             console,
             infra,
             "google_bigquery_data_transfer_config",
+            "refresh",
             analytics_include_bots=bots,
             refresh_schedule="every 15 minutes",
         )
@@ -588,7 +589,7 @@ def test_alerts_count_what_the_code_logs(infra, console):
     for [event] in events.values():
         assert event in logged, f"the code never logs event {event!r} (logs.emit(level, message, event, ...))"
     names = {n for k, t, n, b in objects(infra) if t == "google_monitoring_alert_policy"}
-    assert names == {"storage_unavailable", "refusal_ratio", "server_errors", "silence"}
+    assert names == {"storage_unavailable", "refusal_ratio", "server_errors", "silence", "delivery_gaps"}
     policies = {n: planned(console, infra, "google_monitoring_alert_policy", n, silence_minutes=90) for n in names}
     assert all(set(policy) == {"on"} for policy in policies.values())  # one of each, with alerts_enabled
     [silence] = policies["silence"]["on"]["conditions"]

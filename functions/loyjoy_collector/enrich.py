@@ -7,7 +7,10 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from urllib.parse import unquote_plus, urlsplit
 
+from .schema import EVENTS, tables
+
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+COLUMN = tables()[EVENTS].limits
 WANTED = frozenset((*UTM_KEYS, "gclid"))
 LONGEST_KEY = 3 * max(len(key) for key in WANTED)  # every character percent-encoded
 
@@ -98,7 +101,7 @@ def _wanted_parameters(query: str) -> dict[str, str]:
             continue
         key = unquote_plus(name)
         if key in WANTED and key not in found:
-            found[key] = unquote_plus(value)[:256]  # whole: '%C3%A9' is one character of six
+            found[key] = unquote_plus(value)[: COLUMN[key]]  # whole: '%C3%A9' is one character of six
     return found
 
 

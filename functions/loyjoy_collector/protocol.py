@@ -13,6 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from .catalog import EVENT_NAME_PATTERN
+from .schema import EVENTS, tables
+
+COLUMN = tables()[EVENTS].limits  # the columns' maxLength: a field longer than its column is refused here
 
 
 def _to_datetime(value: object) -> datetime:
@@ -61,11 +64,11 @@ class Consent(BaseModel):
 class Utm(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    source: Annotated[StrictStr, Field(max_length=256)] | None = None
-    medium: Annotated[StrictStr, Field(max_length=256)] | None = None
-    campaign: Annotated[StrictStr, Field(max_length=256)] | None = None
-    term: Annotated[StrictStr, Field(max_length=256)] | None = None
-    content: Annotated[StrictStr, Field(max_length=256)] | None = None
+    source: Annotated[StrictStr, Field(max_length=COLUMN["utm_source"])] | None = None
+    medium: Annotated[StrictStr, Field(max_length=COLUMN["utm_medium"])] | None = None
+    campaign: Annotated[StrictStr, Field(max_length=COLUMN["utm_campaign"])] | None = None
+    term: Annotated[StrictStr, Field(max_length=COLUMN["utm_term"])] | None = None
+    content: Annotated[StrictStr, Field(max_length=COLUMN["utm_content"])] | None = None
 
 
 Count = Annotated[int, Field(ge=0, le=1_000_000_000, strict=True)]
@@ -94,17 +97,17 @@ class LoyJoyEvent(BaseModel):
     process_id: Id | None = None
     client_id: Id | None = None
     session_id: Id | None = None
-    ga_client_id: Annotated[StrictStr, Field(max_length=64)] | None = None
+    ga_client_id: Annotated[StrictStr, Field(max_length=COLUMN["ga_client_id"])] | None = None
     ga_session_id: (
         Annotated[int, BeforeValidator(_to_session_number), Field(ge=0, le=2**63 - 1, strict=True)] | None
     ) = None  # BigQuery's INT64: a larger number is refused here (invalid_field), not by BigQuery for its neighbours
     page_location: Text | None = None
     page_referrer: Text | None = None
     page_title: Text | None = None
-    language: Annotated[StrictStr, Field(max_length=35)] | None = None
+    language: Annotated[StrictStr, Field(max_length=COLUMN["language"])] | None = None
     utm: Utm | None = None
     consent: Consent | None = None
-    sdk: Annotated[StrictStr, Field(max_length=64)] | None = None
+    sdk: Annotated[StrictStr, Field(max_length=COLUMN["sdk"])] | None = None
     retry: Annotated[int, Field(ge=0, le=100_000, strict=True)] | None = None
     seq: Annotated[int, Field(ge=1, le=2**53, strict=True)] | None = None  # per client, for delivery_health
     dropped: Dropped | None = None

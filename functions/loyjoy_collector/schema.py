@@ -29,6 +29,18 @@ class TableSpec:
     def field_names(self) -> list[str]:
         return [f["name"] for f in self.fields]
 
+    @property
+    def limits(self) -> dict[str, int]:
+        """Each STRING column's `maxLength`: what the gate truncates a value to (never a refusal)."""
+        return {f["name"]: int(f["maxLength"]) for f in self.fields if "maxLength" in f}
+
+    @property
+    def bigquery_fields(self) -> list[dict[str, Any]]:
+        """The schema as BigQuery gets it: without `maxLength`, which the gate enforces. Adding a maxLength to an
+        existing column narrows it, which BigQuery refuses (and Terraform would replace the table for), so the
+        deployed tables stay as they were and a limit can change without a migration."""
+        return [{k: v for k, v in f.items() if k != "maxLength"} for f in self.fields]
+
 
 @cache
 def tables() -> dict[str, TableSpec]:

@@ -57,7 +57,7 @@ def bootstrap(settings: Settings, sink: BigQuerySink | None = None) -> list[str]
         try:
             existing = client.get_table(table_id)
         except NotFound:
-            table = bigquery.Table(table_id, schema=_schema(spec.fields))
+            table = bigquery.Table(table_id, schema=_schema(spec.bigquery_fields))
             table.description = spec.description
             table.time_partitioning = bigquery.TimePartitioning(
                 type_=bigquery.TimePartitioningType.DAY, field=spec.partition_field
@@ -67,7 +67,7 @@ def bootstrap(settings: Settings, sink: BigQuerySink | None = None) -> list[str]
             done.append(f"table {table_id}: created")
             continue
         have = {field.name for field in existing.schema}
-        missing = [field for field in spec.fields if field["name"] not in have]
+        missing = [field for field in spec.bigquery_fields if field["name"] not in have]
         if missing:
             existing.schema = [*existing.schema, *_schema(missing)]
             client.update_table(existing, ["schema"])

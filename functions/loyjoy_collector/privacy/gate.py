@@ -39,21 +39,7 @@ from .values import (
 )
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-DEFAULT_LIMIT = 1024
-LIMITS = {
-    "event_id": 128,
-    "page_location": 2048,
-    "page_referrer": 2048,
-    "page_title": 512,
-    "language": 35,
-    "query": 2048,
-    "method": 16,
-    "content_type": 256,
-    "origin": 256,
-    "event_name": 100,
-    "raw_payload": 256 * 1024,
-    "detail": 256 * 1024,
-}
+DETAIL_LIMIT = 256 * 1024  # the JSON column's: BigQuery has maxLength for STRING columns only
 # Bodies that could not be parsed, and refused queries: the allow-list applies to `key=value` text too.
 STRICT_TEXT = frozenset({"raw_payload", "query"})
 # Identifiers: a placeholder would merge every visitor (or event) whose id held a personal value into one;
@@ -121,11 +107,11 @@ class Gate:
 
     def _cell(self, column: dict[str, Any], value: Any, tally: Tally) -> Any:
         name, kind = column["name"], column["type"]
-        limit = LIMITS.get(name, DEFAULT_LIMIT)
+        limit = int(column.get("maxLength") or DETAIL_LIMIT)
         if name in OWN_COLUMNS:
             return value
         if kind == "STRING" and name in ID_COLUMNS and isinstance(value, str):
-            return self._identifier(name, value, tally)
+            return self._identifier(value, limit, name == "event_id", tally)
         if kind == "STRING" and isinstance(value, str):
             if name in EVENT_NAME_COLUMNS and personal_event_name(value):
                 tally.replaced += 1
@@ -165,13 +151,13 @@ class Gate:
             return None
         return value
 
-    def _identifier(self, name: str, value: str, tally: Tally) -> str | None:
+    def _identifier(self, value: str, limit: int, required: bool, tally: Tally) -> str | None:
         before = tally.replaced
         clean = self.text(value, tally)
-        if tally.replaced == before and len(clean) <= LIMITS.get(name, DEFAULT_LIMIT):
+        if tally.replaced == before and len(clean) <= limit:
             return clean
         pseudonym = self._scrubber.pseudonym(value)
-        if pseudonym is None and name == "event_id":
+        if pseudonym is None and required:
             return str(uuid.uuid4())
         return pseudonym
 
