@@ -31,8 +31,9 @@ async def data_client(request: Incoming, ctx: RequestContext, rt: Runtime) -> Re
     except ProtocolError as exc:
         raise RequestRefused(exc.status, exc.reason, exc.detail, text or ctx.query, raw_bytes=size) from None
     if nesting_depth(items, rt.settings.max_nesting_depth + 1) > rt.settings.max_nesting_depth + 1:
-        raise RequestRefused(400, "nesting_too_deep", f"more than {rt.settings.max_nesting_depth} levels", text,
-                             raw_bytes=size)  # fmt: skip
+        raise RequestRefused(
+            400, "nesting_too_deep", f"more than {rt.settings.max_nesting_depth} levels", text, raw_bytes=size
+        )
     check_count(len(items), items, size, rt.settings)
     check_copies(len(ctx.query) if text else 0, len(items) + 1, text, size, rt.settings)  # the query, in each item
     ids = [str(item.get("unique_event_id") or "") or unique_event_id() for item in items]

@@ -37,24 +37,18 @@ def read_text(request: Incoming, settings: Settings, accepted: frozenset[str]) -
             truncated=True,
         )
     if request.mimetype not in accepted:
-        raise RequestRefused(
-            415,
-            "unsupported_media_type",
-            f"this media type is not accepted; send {' or '.join(sorted(accepted - {''}))}",
-            data.decode("utf-8", "replace"),
-            raw_bytes=len(data),
-        )
+        types = " or ".join(sorted(accepted - {""}))
+        raise refused_bytes(415, "unsupported_media_type", f"this media type is not accepted; send {types}", data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RequestRefused(
-            400,
-            "invalid_utf8",
-            f"invalid UTF-8 at byte {exc.start}",
-            data.decode("utf-8", "replace"),
-            raw_bytes=len(data),
-        ) from None
+        raise refused_bytes(400, "invalid_utf8", f"invalid UTF-8 at byte {exc.start}", data) from None
     return text.removeprefix("\ufeff"), len(data)
+
+
+def refused_bytes(status: int, reason: str, detail: str, data: bytes) -> RequestRefused:
+    """A whole body refused before it is text: kept as far as it decodes, its size as received."""
+    return RequestRefused(status, reason, detail, data.decode("utf-8", "replace"), raw_bytes=len(data))
 
 
 async def receive(chunks: AsyncIterator[bytes], limit: int) -> tuple[bytes, int]:
@@ -134,8 +128,13 @@ def split_batch(payload: Any, size: int, settings: Settings) -> list[Any]:
 
 def check_count(count: int, payload: Any, size: int, settings: Settings) -> None:
     if count > settings.max_events_per_request:
-        raise RequestRefused(413, "too_many_events", f"{count} events; the limit is {settings.max_events_per_request} "
-                             "a request", payload, raw_bytes=size)  # fmt: skip
+        raise RequestRefused(
+            413,
+            "too_many_events",
+            f"{count} events; the limit is {settings.max_events_per_request} a request",
+            payload,
+            raw_bytes=size,
+        )
 
 
 def check_copies(shared_bytes: int, copies: int, payload: Any, size: int, settings: Settings) -> None:

@@ -105,9 +105,13 @@ class RefusalBudget:
                     kept.append(row)
                     continue
                 row["rejected_id"] = self._add(
-                    minute, row["reason"], row.get("refusals") or 1, row["http_status"], row.get("protocol"),
+                    minute,
+                    row["reason"],
+                    row.get("refusals") or 1,
+                    row["http_status"],
+                    row.get("protocol"),
                     row.get("path"),
-                )  # fmt: skip
+                )
         return kept
 
     def count(self, reason: str, status: int, protocol: str | None, path: str | None) -> str:

@@ -85,8 +85,14 @@ def store_counts(sink: BigQuerySink, gate: Gate, rows: list[dict[str, Any]]) -> 
     Through the gate like every row: a count row names the path its refusals came to."""
     rows = [gate.seal(REJECTED, row, Tally()) for row in rows]
     for row in rows:
-        logs.emit(logging.WARNING, f"{row['refusals']} refusals past the budget: {row['reason']}", "refused_counted",
-                  reason=row["reason"], refusals=row["refusals"], rejected_id=row["rejected_id"])  # fmt: skip
+        logs.emit(
+            logging.WARNING,
+            f"{row['refusals']} refusals past the budget: {row['reason']}",
+            "refused_counted",
+            reason=row["reason"],
+            refusals=row["refusals"],
+            rejected_id=row["rejected_id"],
+        )
     if sink.insert_until_stored(REJECTED, rows, "rejected_id"):
         raise StorageUnavailable("BigQuery refused the count rows of refusals past the budget")
 
@@ -119,8 +125,8 @@ async def collect(request: Request) -> Response:
     except TimeoutError:
         slow_sender("body", settings.body_timeout_seconds, 408)
         detail = "request not received in time; nothing was stored"
-        return respond(answer(408, {"status": "error", "error": {"reason": "request_timeout", "detail": detail}},
-                              {"Connection": "close"}))  # fmt: skip
+        timed_out = {"status": "error", "error": {"reason": "request_timeout", "detail": detail}}
+        return respond(answer(408, timed_out, {"Connection": "close"}))
     incoming = Incoming(
         method=request.method,
         path=request.url.path,
@@ -153,8 +159,14 @@ async def handle(request: Incoming) -> Reply:
     logs.set_trace(logs.trace_from(request.header("traceparent"), request.header("X-Cloud-Trace-Context")))
     ctx = request_context(request, rt.settings.client_address_hop)
     if ctx.origin and not allowed_origin(ctx.origin, rt.settings.allowed_origins):
-        logs.emit(logging.WARNING, f"origin {ctx.origin} is not allowed", "refused", reason="origin_not_allowed",
-                  status=403, origin=ctx.origin)  # fmt: skip
+        logs.emit(
+            logging.WARNING,
+            f"origin {ctx.origin} is not allowed",
+            "refused",
+            reason="origin_not_allowed",
+            status=403,
+            origin=ctx.origin,
+        )
         return answer(403, error_body("origin_not_allowed", f"origin {ctx.origin} is not in ALLOWED_ORIGINS"))
     route = rt.routes.get(route_path(ctx.path, rt.settings.path_prefixes))
     if request.method == "OPTIONS" and route is not None:
@@ -275,8 +287,16 @@ async def answer_refusal(
         await keep_rejected(rt, [row])
     except StorageUnavailable as exc:
         return unavailable(ctx, rt, exc)
-    logs.emit(logging.WARNING, f"refused {ctx.method} {ctx.path}: {refusal.reason}", "refused", reason=refusal.reason,
-              protocol=protocol, status=refusal.status, rejected_id=row["rejected_id"], bytes=raw_bytes)  # fmt: skip
+    logs.emit(
+        logging.WARNING,
+        f"refused {ctx.method} {ctx.path}: {refusal.reason}",
+        "refused",
+        reason=refusal.reason,
+        protocol=protocol,
+        status=refusal.status,
+        rejected_id=row["rejected_id"],
+        bytes=raw_bytes,
+    )
     headers = cors_headers(ctx.origin) | refusal.headers
     return answer(refusal.status, error_body(refusal.reason, refusal.detail, row["rejected_id"]), headers)
 
@@ -290,8 +310,14 @@ def answer_rate_limited(ctx: RequestContext, rt: Runtime, limited: RateLimited, 
 
 
 def unavailable(ctx: RequestContext, rt: Runtime, exc: StorageUnavailable) -> Reply:
-    logs.emit(logging.ERROR, f"storage unavailable, answering 503: {exc}", "storage_unavailable",
-              reason="storage_unavailable", status=503, cause=str(exc)[:500])  # fmt: skip
+    logs.emit(
+        logging.ERROR,
+        f"storage unavailable, answering 503: {exc}",
+        "storage_unavailable",
+        reason="storage_unavailable",
+        status=503,
+        cause=str(exc)[:500],
+    )
     headers = cors_headers(ctx.origin) | {"Retry-After": str(rt.settings.retry_after_seconds)}
     return answer(
         503,

@@ -134,9 +134,14 @@ async def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: 
     rows = [entry.row for entry in storing if entry.row is not None]
     refused_by_bigquery = await rt.sink.insert_until_stored_async(EVENTS, rows, "event_id")
     if refused_by_bigquery:
-        logs.emit(logging.ERROR, f"BigQuery refused {len(refused_by_bigquery)} of {len(storing)} rows: "
-                  f"{refused_by_bigquery[0].message}", "bigquery_refused", reason="bigquery_refused", protocol=protocol,
-                  rows=len(refused_by_bigquery))  # fmt: skip
+        logs.emit(
+            logging.ERROR,
+            f"BigQuery refused {len(refused_by_bigquery)} of {len(storing)} rows: {refused_by_bigquery[0].message}",
+            "bigquery_refused",
+            reason="bigquery_refused",
+            protocol=protocol,
+            rows=len(refused_by_bigquery),
+        )
     for error in refused_by_bigquery:
         entry = storing[error.index]
         position = entry.result.index
@@ -157,9 +162,18 @@ async def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: 
     if refusals:
         reasons = sorted({entry.result.reason or "" for entry in refused})
         ids = [row["rejected_id"] for row in refusals][:20]
-        logs.emit(logging.WARNING, f"refused {len(refusals)} of {len(events)} events: {', '.join(reasons)}",
-                  "refused", reason=reasons[0], reasons=reasons, protocol=protocol, status=outcome.status,
-                  refused=len(refusals), events=len(events), rejected_ids=ids)  # fmt: skip
+        logs.emit(
+            logging.WARNING,
+            f"refused {len(refusals)} of {len(events)} events: {', '.join(reasons)}",
+            "refused",
+            reason=reasons[0],
+            reasons=reasons,
+            protocol=protocol,
+            status=outcome.status,
+            refused=len(refusals),
+            events=len(events),
+            rejected_ids=ids,
+        )
     return outcome
 
 
@@ -170,8 +184,8 @@ async def keep_rejected(rt: Runtime, rows: list[dict[str, Any]]) -> None:
     rows = rt.budget.admit(rows)  # past the instance's budget, refusals are counted instead
     for error in await rt.sink.insert_until_stored_async(REJECTED, rows, "rejected_id"):
         row = rows[error.index]
-        logs.emit(logging.ERROR, f"BigQuery refused the record of refusal {row['rejected_id']}: {error.message}",
-                  "bigquery_refused", reason=row["reason"], rejected_id=row["rejected_id"])  # fmt: skip
+        message = f"BigQuery refused the record of refusal {row['rejected_id']}: {error.message}"
+        logs.emit(logging.ERROR, message, "bigquery_refused", reason=row["reason"], rejected_id=row["rejected_id"])
         bare = row | {"raw_payload": None, "raw_truncated": True}
         bare["reason_detail"] = (f"{row['reason_detail'] or ''} [payload not storable: {error.message}]")[:1024]
         if await rt.sink.insert_until_stored_async(REJECTED, [bare], "rejected_id"):

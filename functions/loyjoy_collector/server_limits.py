@@ -55,8 +55,12 @@ INVALID_ANSWER = _answer(400, "Bad Request", "invalid_http", "the request is not
 
 
 def slow_sender(phase: str, seconds: float, status: int | None) -> None:
-    log.warning("slow sender cut off: %s not complete within %g s", phase, seconds,
-                extra={"fields": {"event": "slow_sender", "phase": phase, "status": status}})  # fmt: skip
+    log.warning(
+        "slow sender cut off: %s not complete within %g s",
+        phase,
+        seconds,
+        extra={"fields": {"event": "slow_sender", "phase": phase, "status": status}},
+    )
 
 
 def _exit_normally(number: int, frame: Any) -> None:

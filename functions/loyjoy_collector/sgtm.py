@@ -37,8 +37,19 @@ CONTEXT_KEYS = {
     "process_id": "process_id",
     "tenant_id": "tenant_id",
 }
-DROPPED = frozenset({"ip_override", "user_agent", "uid", "user_id", "screen_resolution", *NAME_KEYS, *CATEGORY_KEYS,
-                     *ACTION_KEYS, *LABEL_KEYS})  # fmt: skip
+DROPPED = frozenset(
+    {
+        "ip_override",
+        "user_agent",
+        "uid",
+        "user_id",
+        "screen_resolution",
+        *NAME_KEYS,
+        *CATEGORY_KEYS,
+        *ACTION_KEYS,
+        *LABEL_KEYS,
+    }
+)
 
 
 MAX_FIELDS = 500  # parameters of one query, form body or GA4 line: gtag sends a few dozen
@@ -257,8 +268,13 @@ def ga4_to_fields(hit: dict[str, str]) -> dict[str, Any]:
 def ga4_context(hit: dict[str, str]) -> dict[str, Any]:
     """The GA4 ids and page context, under the snippet protocol's names."""
     context: dict[str, Any] = {}
-    for source, target in (("cid", "ga_client_id"), ("dl", "page_location"), ("dr", "page_referrer"),
-                           ("dt", "page_title"), ("ul", "language")):  # fmt: skip
+    for source, target in (
+        ("cid", "ga_client_id"),
+        ("dl", "page_location"),
+        ("dr", "page_referrer"),
+        ("dt", "page_title"),
+        ("ul", "language"),
+    ):
         if hit.get(source):
             context[target] = hit[source]
     if hit.get("cid"):

@@ -90,8 +90,12 @@ def check(url: str, origin: str, sink: BigQuerySink | None, say: Callable[[Step]
     event_id = f"check-{uuid.uuid4().hex}"
 
     def store() -> tuple[bool, str]:
-        event = {"event": CHECK_EVENT, "event_id": event_id, "bot_id": "loyjoy-collector-check",
-                 "sdk": f"loyjoy-collector-check/{__version__}"}  # fmt: skip
+        event = {
+            "event": CHECK_EVENT,
+            "event_id": event_id,
+            "bot_id": "loyjoy-collector-check",
+            "sdk": f"loyjoy-collector-check/{__version__}",
+        }
         headers = {"Content-Type": "text/plain", "Origin": origin}
         status, _, body = _request("POST", base, json.dumps(event).encode(), headers)
         if status != 200:

@@ -258,8 +258,15 @@ def cmd_erase(args: argparse.Namespace) -> int:
         todo = [Erasure(erasing.keyed_hash(key, args.email) if args.email else None, named, own)]
     sink = BigQuerySink(settings)
     for erasure in todo:
-        erasing.run(sink, erasure, dry_run=args.dry_run, wait_minutes=args.wait, retry_seconds=args.retry_every,
-                    say=print, pending_file=None if args.dry_run else pending_file)  # fmt: skip
+        erasing.run(
+            sink,
+            erasure,
+            dry_run=args.dry_run,
+            wait_minutes=args.wait,
+            retry_seconds=args.retry_every,
+            say=print,
+            pending_file=None if args.dry_run else pending_file,
+        )
         total = sum(erasure.deleted.values())
         print(f"{total} rows {'would be ' if args.dry_run else ''}deleted: {json.dumps(erasure.deleted)}")
     return 0
@@ -275,8 +282,10 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     if not ran.days and not ran.rejected_days:
         print(f"nothing new since the last refresh ({bots}, {ran.seconds:.1f} s)")
     else:
-        print(f"rebuilt {ran.days} event days ({ran.first_day} to {ran.last_day}), {ran.session_days} session days, "
-              f"{ran.rejected_days} refusal days in {ran.seconds:.1f} s ({bots})")  # fmt: skip
+        print(
+            f"rebuilt {ran.days} event days ({ran.first_day} to {ran.last_day}), {ran.session_days} session days, "
+            f"{ran.rejected_days} refusal days in {ran.seconds:.1f} s ({bots})"
+        )
     return 0
 
 
@@ -329,10 +338,18 @@ def main(argv: list[str] | None = None) -> int:
     again_tables.add_argument("--days", type=int, default=0, help="also rebuild the last N days, new rows or not")
     again_tables.add_argument("--full", action="store_true", help="rebuild the whole history")
     bots = again_tables.add_mutually_exclusive_group()
-    bots.add_argument("--include-bots", dest="include_bots", action="store_true",
-                      help="count bots in the analyst tables (a changed choice rebuilds all days)")  # fmt: skip
-    bots.add_argument("--exclude-bots", dest="include_bots", action="store_false",
-                      help="leave bots out (the default; with neither flag: as the last refresh did)")  # fmt: skip
+    bots.add_argument(
+        "--include-bots",
+        dest="include_bots",
+        action="store_true",
+        help="count bots in the analyst tables (a changed choice rebuilds all days)",
+    )
+    bots.add_argument(
+        "--exclude-bots",
+        dest="include_bots",
+        action="store_false",
+        help="leave bots out (the default; with neither flag: as the last refresh did)",
+    )
     again_tables.set_defaults(include_bots=None)
     again_tables.add_argument("--bigquery-port", type=int, default=9050)
     again_tables.add_argument("--cloud", action="store_true", help="the BigQuery the environment names")
@@ -340,8 +357,12 @@ def main(argv: list[str] | None = None) -> int:
 
     erase = commands.add_parser("erase", help="delete one person's rows everywhere (GDPR Art. 17)")
     erase.add_argument("--email", help="the person's e-mail address (hashed with the deployed key, never stored)")
-    erase.add_argument("--client-id", action="append", default=[],
-                       help="a client or GA client id of theirs (repeatable); erased even if ambiguous")  # fmt: skip
+    erase.add_argument(
+        "--client-id",
+        action="append",
+        default=[],
+        help="a client or GA client id of theirs (repeatable); erased even if ambiguous",
+    )
     erase.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     erase.add_argument("--resume", action="store_true", help="finish erasures that were interrupted")
     erase.add_argument("--wait", type=float, default=90, help="minutes to wait out BigQuery's streaming buffer")

@@ -158,8 +158,13 @@ def token_pattern(value: str) -> str:
 
 def text_forms(value: str) -> list[str]:
     """How an id can be written in text: as it is, form- or URL-encoded, or escaped inside a JSON string."""
-    forms = (value, quote(value, safe=""), quote_plus(value, safe=""), json.dumps(value)[1:-1],
-             json.dumps(value, ensure_ascii=False)[1:-1])  # fmt: skip
+    forms = (
+        value,
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    )
     return list(dict.fromkeys(forms))
 
 
@@ -210,8 +215,10 @@ def resolve_ids(sink: BigQuerySink, erasure: Erasure, say: Callable[[str], None]
         if value in erasure.client_ids or value in erasure.pseudonyms:
             say(f"ambiguous client id {value} (seen with {hashes}): erased, it was named")
         else:
-            say(f"ambiguous client id {value} (seen with {hashes}): skipped, not erased; rows with the person's "
-                "e-mail hash still go. Name it with --client-id to erase all of its rows")  # fmt: skip
+            say(
+                f"ambiguous client id {value} (seen with {hashes}): skipped, not erased; rows with the person's "
+                "e-mail hash still go. Name it with --client-id to erase all of its rows"
+            )
 
 
 def run(
@@ -246,16 +253,24 @@ def run(
                         save_pending(pending_file, erasure)
                         say(f"not finished; `loyjoy-collector erase --resume` finishes it ({pending_file})")
                     raise
-                say(f"{table}: rows streamed in the last ~30 minutes cannot be deleted yet (BigQuery's streaming "
-                    f"buffer); trying again in {retry_seconds:.0f} s")  # fmt: skip
+                say(
+                    f"{table}: rows streamed in the last ~30 minutes cannot be deleted yet (BigQuery's streaming "
+                    f"buffer); trying again in {retry_seconds:.0f} s"
+                )
                 time.sleep(retry_seconds)
                 continue
             say(f"{table}: {counted['n']} rows deleted")
             break
     if not dry_run:
-        logs.emit(logging.WARNING, "erasure done", "erasure", email_hash=erasure.email_hash,
-                  client_ids=len(erasure.ids()), ambiguous_skipped=len(erasure.skipped()),
-                  deleted=erasure.deleted)  # fmt: skip
+        logs.emit(
+            logging.WARNING,
+            "erasure done",
+            "erasure",
+            email_hash=erasure.email_hash,
+            client_ids=len(erasure.ids()),
+            ambiguous_skipped=len(erasure.skipped()),
+            deleted=erasure.deleted,
+        )
         if pending_file is not None:
             drop_pending(pending_file, erasure)
     return erasure

@@ -19,16 +19,50 @@ from .placeholders import REDACTED
 from .tally import Tally
 
 CLICK_IDS = frozenset(
-    {"gclid", "gbraid", "wbraid", "dclid", "gclsrc", "srsltid", "fbclid", "msclkid", "ttclid", "twclid", "li_fat_id",
-     "yclid", "epik", "sccid", "rdt_cid", "mc_cid", "mc_eid"}
-)  # fmt: skip
+    {
+        "gclid",
+        "gbraid",
+        "wbraid",
+        "dclid",
+        "gclsrc",
+        "srsltid",
+        "fbclid",
+        "msclkid",
+        "ttclid",
+        "twclid",
+        "li_fat_id",
+        "yclid",
+        "epik",
+        "sccid",
+        "rdt_cid",
+        "mc_cid",
+        "mc_eid",
+    }
+)
 # `utm_term` is left out on purpose: it holds search keywords, and a keyword may be a person's name.
 UTM_EXCLUDED = frozenset({"utm_term"})
 SEARCH_ENGINES = (
-    "google.", "bing.com", "duckduckgo.com", "search.yahoo.", "yahoo.com", "ecosia.org", "yandex.", "baidu.com",
-    "qwant.com", "startpage.com", "search.brave.com", "ask.com", "search.aol.", "suche.web.de", "suche.t-online.de",
-    "search.gmx.", "naver.com", "seznam.cz", "metager.org", "perplexity.ai",
-)  # fmt: skip
+    "google.",
+    "bing.com",
+    "duckduckgo.com",
+    "search.yahoo.",
+    "yahoo.com",
+    "ecosia.org",
+    "yandex.",
+    "baidu.com",
+    "qwant.com",
+    "startpage.com",
+    "search.brave.com",
+    "ask.com",
+    "search.aol.",
+    "suche.web.de",
+    "suche.t-online.de",
+    "search.gmx.",
+    "naver.com",
+    "seznam.cz",
+    "metager.org",
+    "perplexity.ai",
+)
 
 
 def parameter_allowed(key: str, extra: frozenset[str]) -> bool:
