@@ -249,6 +249,25 @@ def test_every_script_path_and_link_the_docs_name_exists():
     assert missing == []
 
 
+def anchors(path: Path) -> set[str]:
+    """The anchors GitHub makes of a Markdown file's headings: lower case, punctuation gone, spaces to hyphens."""
+    headings = re.findall(r"^#{1,6} +(.+?) *$", FENCE.sub("", path.read_text()), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_every_link_to_a_section_finds_its_heading():
+    broken = []
+    for path in DOCS:
+        for target in LINK.findall(SPAN.sub("", FENCE.sub("", path.read_text()))):
+            if "#" not in target or re.match(r"^\w+:", target):
+                continue
+            file, anchor = target.split("#", 1)
+            linked = (path.parent / file) if file else path
+            if linked.suffix == ".md" and anchor not in anchors(linked):
+                broken.append((relative(path), target))
+    assert broken == []
+
+
 def test_the_scripts_the_docs_name_are_the_scripts_there_are():
     """And the other way round: a script nobody documents is either new and undocumented, or dead."""
     named = {Path(name).name for text in texts().values() for name in re.findall(r"\bscripts/([\w-]+)", text)}
