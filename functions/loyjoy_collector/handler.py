@@ -63,7 +63,11 @@ def runtime() -> Runtime:
     key = settings.pii_hash_key.get_secret_value().encode() if settings.pii_hash_key else None
     scrubber = Scrubber(key, frozenset(settings.pii_allowed_keys), frozenset(settings.url_allowed_params))
     gate = Gate(scrubber)
-    logs.configure(settings.log_format, settings.project, lambda text: gate.text(text, Tally()))
+    # Log lines pass the same detectors, with the settings' own names allowed as keys: the start line shows
+    # `client_address_hop=2`, not a value redacted for the word "address" in its name.
+    settings_names = frozenset(type(settings).model_fields)
+    log_gate = Gate(Scrubber(key, scrubber.allowed_keys | settings_names, scrubber.url_params))
+    logs.configure(settings.log_format, settings.project, lambda text: log_gate.text(text, Tally()))
     shown = settings.model_dump(mode="json", exclude={"pii_hash_key"}) | {"pii_hash_key_set": key is not None}
     logs.emit(logging.INFO, f"collector {__version__} started", "start", version=__version__, settings=shown)
     if key is None:
