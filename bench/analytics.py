@@ -42,26 +42,52 @@ QUERIES = {
     "funnel, last 30 days": (
         "SELECT SUM(loaded) l, SUM(shown) s, SUM(opened) o, SUM(started) st, SUM(signed_up) su, SUM(opted_in) oi "
         "FROM `{d}.{t}` WHERE day >= DATE_SUB(@today, INTERVAL 30 DAY)",
-        "old_funnel_daily", "funnel_daily",
-        {"events": ["event_id", "received_at", "session_id", "client_id", "bot_id", "process_id", "process_name",
-                    "event_ts", "event_name"]},
+        "old_funnel_daily",
+        "funnel_daily",
+        {
+            "events": [
+                "event_id",
+                "received_at",
+                "session_id",
+                "client_id",
+                "bot_id",
+                "process_id",
+                "process_name",
+                "event_ts",
+                "event_name",
+            ]
+        },
         {"funnel_daily": ["day", "loaded", "shown", "opened", "started", "signed_up", "opted_in"]},
     ),
     "daily counts, last 30 days": (
         "SELECT day, SUM(events) e, SUM(sessions) s FROM `{d}.{t}` WHERE day >= DATE_SUB(@today, INTERVAL 30 DAY) "
         "GROUP BY day",
-        "old_daily_counts", "daily_counts",
-        {"events": ["event_id", "received_at", "event_ts", "bot_id", "process_id", "process_name", "event_name",
-                    "event_known", "session_id", "client_id"]},
+        "old_daily_counts",
+        "daily_counts",
+        {
+            "events": [
+                "event_id",
+                "received_at",
+                "event_ts",
+                "bot_id",
+                "process_id",
+                "process_name",
+                "event_name",
+                "event_known",
+                "session_id",
+                "client_id",
+            ]
+        },
         {"daily_counts": ["day", "events", "sessions"]},
     ),
     "sessions by source, last 30 days": (
         "SELECT utm_source, COUNT(*) n FROM `{d}.{t}` WHERE day >= DATE_SUB(@today, INTERVAL 30 DAY) GROUP BY 1",
-        "old_sessions", "sessions",
+        "old_sessions",
+        "sessions",
         {"events": ["event_id", "received_at", "session_id", "event_ts", "utm_source"]},
         {"sessions": ["day", "utm_source"]},
     ),
-}  # fmt: skip
+}
 PARTITION = {"events": "DATE(event_ts)", "funnel_daily": "day", "daily_counts": "day", "sessions": "day"}
 
 
@@ -84,11 +110,11 @@ FROM (
   SELECT n, TIMESTAMP_ADD(TIMESTAMP_SUB(TIMESTAMP '{today} 23:00:00+00', INTERVAL {first_day_ago + days} DAY),
     INTERVAL CAST(DIV(n, 8) * {spacing} + MOD(n, 8) * 20 AS INT64) SECOND) AS ts
   FROM UNNEST(GENERATE_ARRAY(0, {events - 1})) AS n
-)""").result()  # fmt: skip
+)""").result()
     client.query(f"""
 INSERT INTO `{table}` SELECT * REPLACE (TIMESTAMP_ADD(received_at, INTERVAL 30 SECOND) AS received_at)
 FROM `{table}` WHERE STARTS_WITH(event_id, 'e-{first_day_ago}-') AND MOD(FARM_FINGERPRINT(event_id), 20) = 0
-""").result()  # fmt: skip
+""").result()
 
 
 def column_bytes(client: Any, table: str, columns: list[str], where: str) -> tuple[int, int]:
@@ -147,9 +173,20 @@ def measure(client: Any, dataset: str, today: str, label: str) -> list[dict]:
         new_rows, new_read, new_bytes = estimate(client, dataset, new_reads, True, today)
         old_s = timed(client, template.format(d=dataset, t=old), today)
         new_s = timed(client, template.format(d=dataset, t=new), today)
-        results.append({"history": label, "query": name, "old_s": old_s, "old_rows": old_rows, "old_read": old_read,
-                        "old_bytes": old_bytes, "new_s": new_s, "new_rows": new_rows, "new_read": new_read,
-                        "new_bytes": new_bytes})  # fmt: skip
+        results.append(
+            {
+                "history": label,
+                "query": name,
+                "old_s": old_s,
+                "old_rows": old_rows,
+                "old_read": old_read,
+                "old_bytes": old_bytes,
+                "new_s": new_s,
+                "new_rows": new_rows,
+                "new_read": new_read,
+                "new_bytes": new_bytes,
+            }
+        )
     return results
 
 
@@ -179,8 +216,10 @@ def main() -> None:
             seed(client, events, 0, 365, PER_YEAR, today)
             seeded = time.perf_counter() - started
             full = refresh(sink, full=True)
-            print(f"seeded {PER_YEAR:,} events over 365 days in {seeded:.1f} s; full refresh {full.seconds:.1f} s",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"seeded {PER_YEAR:,} events over 365 days in {seeded:.1f} s; full refresh {full.seconds:.1f} s",
+                file=sys.stderr,
+            )
             results = measure(client, dataset, today, "1 year")
             seed(client, events, 365, 365, PER_YEAR, today)
             full2 = refresh(sink, full=True)
@@ -189,9 +228,11 @@ def main() -> None:
 
             # The refresh's own cost: one day's events arrive (as the collector writes them: received now).
             seed(client, events, 0, 1, PER_YEAR // 365, today)
-            client.query(f"UPDATE `{events}` SET received_at = CURRENT_TIMESTAMP() "
-                         f"WHERE STARTS_WITH(event_id, 'e-0-') AND event_ts >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), "
-                         "INTERVAL 1 DAY)").result()  # fmt: skip
+            client.query(
+                f"UPDATE `{events}` SET received_at = CURRENT_TIMESTAMP() "
+                f"WHERE STARTS_WITH(event_id, 'e-0-') AND event_ts >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), "
+                "INTERVAL 1 DAY)"
+            ).result()
             daily = refresh(sink)
             references = len(re.findall(r"`[^`]+\.[^`]+`", script(client.project, DATASET)))
         finally:
@@ -199,8 +240,10 @@ def main() -> None:
 
     total = {label: (0, 0) for label in ("1 year", "2 years")}
     print(f"\n{PER_YEAR:,} events a year; a report's three charts, last 30 days (median of 3 runs)\n")
-    print("| history | query | old: s | old: rows read | old: billed | new: s | new: rows read | new: billed | "
-          "billed, old/new |")  # fmt: skip
+    print(
+        "| history | query | old: s | old: rows read | old: billed | new: s | new: rows read | new: billed | "
+        "billed, old/new |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         old = f"{r['old_s']:.2f} | {r['old_rows']:,} | {mb(r['old_bytes'])}"
@@ -209,21 +252,27 @@ def main() -> None:
         old, new = total[r["history"]]
         total[r["history"]] = (old + r["old_bytes"], new + r["new_bytes"])
     (old1, new1), (old2, new2) = total["1 year"], total["2 years"]
-    print(f"\nThe report, billed: old {mb(old1)} -> {mb(old2)} as history doubles ({old2 / old1:.2f}x); "
-          f"new {mb(new1)} -> {mb(new2)} ({new2 / new1:.2f}x); old/new at 1 year {old1 / new1:.0f}x, "
-          f"at 2 years {old2 / new2:.0f}x.")  # fmt: skip
+    print(
+        f"\nThe report, billed: old {mb(old1)} -> {mb(old2)} as history doubles ({old2 / old1:.2f}x); "
+        f"new {mb(new1)} -> {mb(new2)} ({new2 / new1:.2f}x); old/new at 1 year {old1 / new1:.0f}x, "
+        f"at 2 years {old2 / new2:.0f}x."
+    )
     scale = 120_000_000 / PER_YEAR  # 10 M events a month, a year in: the bytes above grow with the rows read
     year = [r for r in results if r["history"] == "1 year"]
     old_scaled = sum(max(r["old_read"] * scale, MIN_BILLED) for r in year)
     new_scaled = sum(max(r["new_read"] * scale, MIN_BILLED) for r in year)
-    print(f"At 10 M events a month, a year in (bytes read scaled by {scale:.0f}): old ~{old_scaled / 1024**3:,.1f} GB "
-          f"per report (USD {old_scaled / TIB * PRICE_PER_TIB:.3f}), new {mb(new_scaled)} (USD "
-          f"{new_scaled / TIB * PRICE_PER_TIB:.4f}): {old_scaled / new_scaled:,.0f}x.")  # fmt: skip
+    print(
+        f"At 10 M events a month, a year in (bytes read scaled by {scale:.0f}): old ~{old_scaled / 1024**3:,.1f} GB "
+        f"per report (USD {old_scaled / TIB * PRICE_PER_TIB:.3f}), new {mb(new_scaled)} (USD "
+        f"{new_scaled / TIB * PRICE_PER_TIB:.4f}): {old_scaled / new_scaled:,.0f}x."
+    )
     monthly = references * 10 * 24 * 30  # MB, hourly
-    print(f"Incremental refresh after a day's {PER_YEAR // 365:,} events: {daily.days} day(s) rebuilt in "
-          f"{daily.seconds:.1f} s; the script references {references} tables, billed at most {references} x 10 MB "
-          f"a run at these volumes: hourly {monthly / 1024:,.0f} GB, USD {monthly / 1024**2 * PRICE_PER_TIB:.2f} "
-          "a month.")  # fmt: skip
+    print(
+        f"Incremental refresh after a day's {PER_YEAR // 365:,} events: {daily.days} day(s) rebuilt in "
+        f"{daily.seconds:.1f} s; the script references {references} tables, billed at most {references} x 10 MB "
+        f"a run at these volumes: hourly {monthly / 1024:,.0f} GB, USD {monthly / 1024**2 * PRICE_PER_TIB:.2f} "
+        "a month."
+    )
 
 
 if __name__ == "__main__":

@@ -71,8 +71,17 @@ def gate_per_row(count: int = 2000) -> tuple[float, float, float]:
     from loyjoy_collector.settings import Settings
 
     user_agent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0"
-    context = RequestContext(datetime.now(UTC), "POST", "/", "", "application/json", "https://shop.example.com",
-                             user_agent, "203.0.113.9", "de-DE,de;q=0.9")  # fmt: skip
+    context = RequestContext(
+        datetime.now(UTC),
+        "POST",
+        "/",
+        "",
+        "application/json",
+        "https://shop.example.com",
+        user_agent,
+        "203.0.113.9",
+        "de-DE,de;q=0.9",
+    )
     labels = ["Antwort A", "Antwort B", "Ja, gerne!", "Zum Produkt", "Weiter"]
     events = []
     for index in range(count):
@@ -84,9 +93,14 @@ def gate_per_row(count: int = 2000) -> tuple[float, float, float]:
             "ts": "2026-12-02T03:00:00Z",
             "page_location": f"https://shop.example.com/produkte/{index % 40}?utm_source=newsletter&page=2",
             "page_title": "Kaffeemaschinen & Vollautomaten \u2013 Angebote der Woche",
-            "detail": {"bot_id": "b-2f1c", "process_id": "p-88a1", "process_name": "Gewinnspiel Herbst",
-                       "label": labels[index % len(labels)], "score": index % 10},
-        }  # fmt: skip
+            "detail": {
+                "bot_id": "b-2f1c",
+                "process_id": "p-88a1",
+                "process_name": "Gewinnspiel Herbst",
+                "label": labels[index % len(labels)],
+                "score": index % 10,
+            },
+        }
         events.append((LoyJoyEvent.model_validate(raw), raw))
     settings, gate = Settings(), Gate(SCRUBBER)
 
@@ -124,8 +138,10 @@ def main() -> int:
         print(f"{name:22} {size:8} {plain:12.1f} {strict:13.1f} {ratio:10.2f}")
     print(f"worst case: {worst:.2f}x typical per KB (bound {BOUND}x)")
     cached, uncached, bare = gate_per_row()
-    print(f"gate per row: {cached:.0f} us with the cache of clean texts, {uncached:.0f} us without; "
-          f"the row without detectors {bare:.0f} us")  # fmt: skip
+    print(
+        f"gate per row: {cached:.0f} us with the cache of clean texts, {uncached:.0f} us without; "
+        f"the row without detectors {bare:.0f} us"
+    )
     return 0 if worst <= BOUND else 1
 
 

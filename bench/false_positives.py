@@ -61,15 +61,29 @@ def chat_corpus(rng: random.Random, count: int) -> list[str]:
     texts = []
     for _ in range(count):
         fields = {
-            "product": rng.choice(products), "color": rng.choice(["Schwarz", "Silber", "Rot"]),
-            "order": rng.randrange(10**5, 10**7), "step": rng.randrange(1, 9), "steps": 9, "answer": rng.choice("ABCD"),
-            "euros": rng.randrange(1, 3000), "cents": rng.randrange(100), "percent": rng.randrange(5, 50),
-            "day": rng.randrange(1, 29), "month": rng.randrange(1, 13), "year": rng.randrange(2024, 2028),
-            "hour": rng.randrange(7, 12), "hour2": rng.randrange(16, 21), "minute": rng.randrange(60),
-            "major": rng.randrange(1, 20), "minor": rng.randrange(10), "patch": rng.randrange(100),
-            "size": rng.randrange(10, 200), "count": rng.randrange(1, 5000),
-            "nps": rng.randrange(11), "sku": f"SKU-{rng.randrange(10**4, 10**6)}",
-        }  # fmt: skip
+            "product": rng.choice(products),
+            "color": rng.choice(["Schwarz", "Silber", "Rot"]),
+            "order": rng.randrange(10**5, 10**7),
+            "step": rng.randrange(1, 9),
+            "steps": 9,
+            "answer": rng.choice("ABCD"),
+            "euros": rng.randrange(1, 3000),
+            "cents": rng.randrange(100),
+            "percent": rng.randrange(5, 50),
+            "day": rng.randrange(1, 29),
+            "month": rng.randrange(1, 13),
+            "year": rng.randrange(2024, 2028),
+            "hour": rng.randrange(7, 12),
+            "hour2": rng.randrange(16, 21),
+            "minute": rng.randrange(60),
+            "major": rng.randrange(1, 20),
+            "minor": rng.randrange(10),
+            "patch": rng.randrange(100),
+            "size": rng.randrange(10, 200),
+            "count": rng.randrange(1, 5000),
+            "nps": rng.randrange(11),
+            "sku": f"SKU-{rng.randrange(10**4, 10**6)}",
+        }
         texts.append(rng.choice(CHAT_TEMPLATES).format(**fields))
     return texts
 

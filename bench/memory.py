@@ -122,12 +122,17 @@ PROTOCOLS: list[tuple[str, str, str, Callable[[int], bytes], bytes, int]] = [
     ("POST / JSON, 100 events, shared label", "/", "application/json", shared, batch(1000), BODY),
     ("POST / unparseable text", "/", "text/plain", unparseable, batch(1000), BODY),
     ("POST /data JSON array (100 pushes)", "/data", "text/plain;charset=UTF-8", data_array, data_array(1000), BODY),
-    ("POST /data form (404 fields)", "/data", "application/x-www-form-urlencoded", data_form, data_form(4000),
-     BODY),
+    ("POST /data form (404 fields)", "/data", "application/x-www-form-urlencoded", data_form, data_form(4000), BODY),
     # The query's fields are shared by every line (and the query itself counts once more).
-    ("POST /g/collect, 100 lines", f"/g/collect?{GA4_QUERY}", "text/plain;charset=UTF-8", ga4_lines,
-     ga4_lines(1000), BODY - 101 * len(GA4_QUERY)),
-]  # fmt: skip
+    (
+        "POST /g/collect, 100 lines",
+        f"/g/collect?{GA4_QUERY}",
+        "text/plain;charset=UTF-8",
+        ga4_lines,
+        ga4_lines(1000),
+        BODY - 101 * len(GA4_QUERY),
+    ),
+]
 
 
 def status_kb(pid: int) -> dict[str, int]:
@@ -206,8 +211,9 @@ def main() -> int:
     env.update(
         {f"RATE_LIMIT_{who}_{what}": "1000000" for who in ("ADDRESS", "CLIENT") for what in ("PER_SECOND", "BURST")}
     )
-    subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=env, check=True, capture_output=True
+    )
     rows = []
     arbiter_kb = 0
     try:
@@ -248,8 +254,10 @@ def main() -> int:
     mib = 1024
     memory_name, memory_mib = terraform_memory_mib()
     concurrency = terraform_concurrency()
-    print(f"\n{CONCURRENT} concurrent requests x {ROUNDS} rounds, bodies {BODY:,} bytes (limit {MAX_BODY:,}); "
-          f"worker RSS in MiB (functions-framework process beside it: {arbiter_kb / mib:.0f} MiB)\n")  # fmt: skip
+    print(
+        f"\n{CONCURRENT} concurrent requests x {ROUNDS} rounds, bodies {BODY:,} bytes (limit {MAX_BODY:,}); "
+        f"worker RSS in MiB (functions-framework process beside it: {arbiter_kb / mib:.0f} MiB)\n"
+    )
     header = ("protocol", "body bytes", "answers", "idle", "baseline", "peak", "(peak - baseline) / request", "after")
     print("| " + " | ".join(header) + " |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
@@ -258,16 +266,22 @@ def main() -> int:
         per_request = (peak - baseline) / CONCURRENT / mib
         worst = max(worst, per_request)
         answers = ", ".join(f"{count}x {status}" for status, count in sorted(statuses.items()))
-        print(f"| {name} | {size:,} | {answers} | {idle / mib:.0f} | {baseline / mib:.0f} | {peak / mib:.0f} | "
-              f"{per_request:.1f} | {after / mib:.0f} |")  # fmt: skip
+        print(
+            f"| {name} | {size:,} | {answers} | {idle / mib:.0f} | {baseline / mib:.0f} | {peak / mib:.0f} | "
+            f"{per_request:.1f} | {after / mib:.0f} |"
+        )
     top = max(r[5] for r in rows) / mib
     base = max(r[4] for r in rows) / mib
     print(f"\nTerraform default memory: {memory_name} ({memory_mib} MiB), concurrency {concurrency}.")
-    print(f"Highest worker peak at {CONCURRENT} at once: {top:.0f} MiB + {arbiter_kb / mib:.0f} MiB beside it "
-          f"= {top + arbiter_kb / mib:.0f} MiB of {memory_mib} MiB.")  # fmt: skip
+    print(
+        f"Highest worker peak at {CONCURRENT} at once: {top:.0f} MiB + {arbiter_kb / mib:.0f} MiB beside it "
+        f"= {top + arbiter_kb / mib:.0f} MiB of {memory_mib} MiB."
+    )
     full = base + arbiter_kb / mib + concurrency * worst
-    print(f"At concurrency {concurrency} with the worst protocol: about {base:.0f} + {arbiter_kb / mib:.0f} + "
-          f"{concurrency} x {worst:.1f} = {full:.0f} MiB of {memory_mib} MiB.")  # fmt: skip
+    print(
+        f"At concurrency {concurrency} with the worst protocol: about {base:.0f} + {arbiter_kb / mib:.0f} + "
+        f"{concurrency} x {worst:.1f} = {full:.0f} MiB of {memory_mib} MiB."
+    )
     return 0
 
 

@@ -45,9 +45,14 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
 COLD_RUNS = int(os.environ.get("COLD_RUNS", "5"))
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
-UNLIMITED = {"RATE_LIMIT_ADDRESS_PER_SECOND": "1e9", "RATE_LIMIT_ADDRESS_BURST": "1000000000",
-             "RATE_LIMIT_CLIENT_PER_SECOND": "1e9", "RATE_LIMIT_CLIENT_BURST": "1000000000",
-             "REFUSAL_BUDGET_PER_MINUTE": "1000000000", "THREADS": str(CONNECTIONS)}  # fmt: skip
+UNLIMITED = {
+    "RATE_LIMIT_ADDRESS_PER_SECOND": "1e9",
+    "RATE_LIMIT_ADDRESS_BURST": "1000000000",
+    "RATE_LIMIT_CLIENT_PER_SECOND": "1e9",
+    "RATE_LIMIT_CLIENT_BURST": "1000000000",
+    "REFUSAL_BUDGET_PER_MINUTE": "1000000000",
+    "THREADS": str(CONNECTIONS),
+}
 
 # List prices (USD), Cloud Run functions / Cloud Run tier 1, and BigQuery's legacy streaming inserts.
 REQUEST_BASED = {"vcpu_second": 0.000024, "gib_second": 0.0000025, "per_million_requests": 0.40}
@@ -61,21 +66,43 @@ ROW_BYTES = 1024
 
 
 def event(n: str, label: str = "Yes") -> dict[str, object]:
-    return {"event": "sign_up", "detail": {"bot_id": "bench", "process_id": "p1", "process_name": "Newsletter",
-            "email": f"visitor{n}@example.com", "label": label}, "client_id": f"c-{n}", "session_id": f"s-{n}",
-            "page_location": f"https://shop.example.com/angebote?utm_source=bench&utm_campaign=c{n}",
-            "page_title": "Angebote", "language": "de-DE", "sdk": "loyjoy-snippet/0.1.0"}  # fmt: skip
+    return {
+        "event": "sign_up",
+        "detail": {
+            "bot_id": "bench",
+            "process_id": "p1",
+            "process_name": "Newsletter",
+            "email": f"visitor{n}@example.com",
+            "label": label,
+        },
+        "client_id": f"c-{n}",
+        "session_id": f"s-{n}",
+        "page_location": f"https://shop.example.com/angebote?utm_source=bench&utm_campaign=c{n}",
+        "page_title": "Angebote",
+        "language": "de-DE",
+        "sdk": "loyjoy-snippet/0.1.0",
+    }
 
 
 def data_tag(n: str) -> dict[str, object]:
-    return {"event_name": "loyjoy", "gaEventCategory": "loyjoy", "gaEventAction": "Newsletter",
-            "gaEventLabel": "sign_up", "bot_id": "bench", "client_id": f"dc-{n}",
-            "page_location": "https://shop.example.com/landing?utm_source=news", "page_title": "Landing",
-            "language": "de-de", "user_data": {"email_address": f"visitor{n}@example.com"}}  # fmt: skip
+    return {
+        "event_name": "loyjoy",
+        "gaEventCategory": "loyjoy",
+        "gaEventAction": "Newsletter",
+        "gaEventLabel": "sign_up",
+        "bot_id": "bench",
+        "client_id": f"dc-{n}",
+        "page_location": "https://shop.example.com/landing?utm_source=news",
+        "page_title": "Landing",
+        "language": "de-de",
+        "user_data": {"email_address": f"visitor{n}@example.com"},
+    }
 
 
-GA4 = ("/g/collect?v=2&tid=G-BENCH&cid=@N@.1732000000&sid=1732440000&ul=de-de&en=loyjoy&ep.gaEventCategory=loyjoy"
-       "&ep.gaEventAction=Newsletter&ep.gaEventLabel=sign_up&ep.bot_id=bench&dl=https%3A%2F%2Fshop.example.com%2F")
+GA4 = (
+    "/g/collect?v=2&tid=G-BENCH&cid=@N@.1732000000&sid=1732440000&ul=de-de&en=loyjoy&ep.gaEventCategory=loyjoy"
+    "&ep.gaEventAction=Newsletter&ep.gaEventLabel=sign_up&ep.bot_id=bench&dl=https%3A%2F%2Fshop.example.com%2F"
+)
 
 
 def lua(requests: list[tuple[str, str, str | None]]) -> str:
@@ -175,7 +202,7 @@ def cpu_seconds(pid: int) -> float:
 class NullBigQuery:
     """insertAll that answers at once (`{}`: every row stored) and counts its calls; any other call too."""
 
-    ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 49\r\n\r\n' + (
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 49\r\n\r\n" + (
         b'{"kind":"bigquery#tableDataInsertAllResponse"}   '
     )
 
@@ -210,8 +237,8 @@ def free_port() -> int:
 
 
 def serve(source: Path, target: str, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "functions_framework", "--source", str(source), "--target", target,
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    framework = [sys.executable, "-m", "functions_framework", "--source", str(source), "--target", target]
+    command = [*framework, "--host", "127.0.0.1", "--port", str(port)]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -233,12 +260,18 @@ def measure(url: str, pid: int, script: str, counter: NullBigQuery | None) -> Ru
     before, calls = cpu_seconds(pid), counter.calls if counter else 0
     figures = wrk(url, script)
     used = cpu_seconds(pid) - before
-    return Run(figures["rps"], figures["p50"], figures["p99"], figures["non2xx"], used,
-               (counter.calls - calls) if counter else 0)  # fmt: skip
+    made = (counter.calls - calls) if counter else 0
+    return Run(figures["rps"], figures["p50"], figures["p99"], figures["non2xx"], used, made)
 
 
-def run_function(source: Path, target: str, env: dict[str, str], load: str | None, counter: NullBigQuery | None,
-                 ok_body: bytes | None = None) -> Run:  # fmt: skip
+def run_function(
+    source: Path,
+    target: str,
+    env: dict[str, str],
+    load: str | None,
+    counter: NullBigQuery | None,
+    ok_body: bytes | None = None,
+) -> Run:
     port = free_port()
     process = serve(source, target, env, port)
     url = f"http://127.0.0.1:{port}"
@@ -289,8 +322,9 @@ def main() -> None:
     base = os.environ | UNLIMITED | {"PYTHONPATH": str(ROOT / "functions")}
     null_env = local_env(bq_port, "*") | UNLIMITED | {"BIGQUERY_API_ENDPOINT": f"http://127.0.0.1:{null.port}"}
     real_env = local_env(bq_port, "*") | UNLIMITED | {"BQ_DATASET": "bench"}
-    subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=real_env, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=real_env, check=True, capture_output=True
+    )
     one = json.dumps(event("warm")).encode()
     runs: dict[str, Run] = {}
     try:
@@ -307,8 +341,10 @@ def main() -> None:
         bq.terminate()
 
     flask, asgi = runs["flask"].rps, runs["asgi"].rps
-    print(f"\nwrk: {SECONDS} s, 2 threads, {CONNECTIONS} connections; one function process, THREADS={CONNECTIONS}; "
-          f"{os.cpu_count()} cores shared by wrk, the function and BigQuery")  # fmt: skip
+    print(
+        f"\nwrk: {SECONDS} s, 2 threads, {CONNECTIONS} connections; one function process, THREADS={CONNECTIONS}; "
+        f"{os.cpu_count()} cores shared by wrk, the function and BigQuery"
+    )
     head = f"{'what':44} {'req/s':>7} {'events/s':>8} {'/flask':>6} {'/asgi':>6} {'p50 ms':>7} {'p99 ms':>7}"
     print(head + f" {'CPU ms/ev':>9} {'calls/ev':>8} {'non-2xx':>7}")
     names = {
@@ -325,8 +361,10 @@ def main() -> None:
         count = run.rps * SECONDS * max(per, 1)
         events = run.rps * per if per else run.rps
         calls = f"{run.calls / count:8.3f}" if per and key in LOADS else f"{'':>8}"
-        print(f"{name:44} {run.rps:7.0f} {events:8.0f} {events / flask:6.2f} {events / asgi:6.2f} {run.p50:7.2f} "
-              f"{run.p99:7.2f} {run.cpu_seconds / count * 1000:9.3f} {calls} {run.non2xx:7.0f}")  # fmt: skip
+        print(
+            f"{name:44} {run.rps:7.0f} {events:8.0f} {events / flask:6.2f} {events / asgi:6.2f} {run.p50:7.2f} "
+            f"{run.p99:7.2f} {run.cpu_seconds / count * 1000:9.3f} {calls} {run.non2xx:7.0f}"
+        )
 
     print("\ngoals (issue 18):")
     single_cpu = runs["one"].cpu_seconds / (runs["one"].rps * SECONDS) * 1000
@@ -341,17 +379,23 @@ def main() -> None:
     for name, value, goal in checks:
         met = value >= goal if ">=" in name else value <= goal
         print(f"  {name:52} {value:7.2f}  {'met' if met else 'NOT met'}")
-    print(f"\ncold start (median of {COLD_RUNS}, process start to first answer): Flask hello "
-          f"{cold_flask * 1000:.0f} ms, ASGI hello {cold_asgi * 1000:.0f} ms, collector's first stored event "
-          f"{cold_collector * 1000:.0f} ms")  # fmt: skip
+    print(
+        f"\ncold start (median of {COLD_RUNS}, process start to first answer): Flask hello "
+        f"{cold_flask * 1000:.0f} ms, ASGI hello {cold_asgi * 1000:.0f} ms, collector's first stored event "
+        f"{cold_collector * 1000:.0f} ms"
+    )
 
-    print(f"\ncost per million events, USD at list prices ({MEMORY_GIB} GiB, the instance busy; BigQuery streaming "
-          "at 1 KB a row):")  # fmt: skip
+    print(
+        f"\ncost per million events, USD at list prices ({MEMORY_GIB} GiB, the instance busy; BigQuery streaming "
+        "at 1 KB a row):"
+    )
     for key, per in (("one", 1), ("ten", 10), ("mixed", 1)):
         cpu = runs[key].cpu_seconds / (runs[key].rps * SECONDS * per) * 1000
         by_request, by_instance, streaming = cost_per_million(cpu, per)
-        print(f"  {names[key][0]:44} request-based {by_request:6.3f}  instance-based {by_instance:6.3f}  "
-              f"+ streaming {streaming:.3f}")  # fmt: skip
+        print(
+            f"  {names[key][0]:44} request-based {by_request:6.3f}  instance-based {by_instance:6.3f}  "
+            f"+ streaming {streaming:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -140,9 +140,13 @@ def start_collector(bigquery_url: str, name: str, port: int | None = None, **ext
     env.update(BIGQUERY_API_ENDPOINT=bigquery_url, PII_HASH_KEY=HASH_KEY, LOG_FORMAT="json")
     # The suites send thousands of requests a minute from one address and client: the flood limits are
     # tested by a collector of their own (tests/test_floods.py).
-    env.update(RATE_LIMIT_ADDRESS_PER_SECOND="1e9", RATE_LIMIT_CLIENT_PER_SECOND="1e9",
-               RATE_LIMIT_ADDRESS_BURST="1000000000", RATE_LIMIT_CLIENT_BURST="1000000000",
-               REFUSAL_BUDGET_PER_MINUTE="1000000000")  # fmt: skip
+    env.update(
+        RATE_LIMIT_ADDRESS_PER_SECOND="1e9",
+        RATE_LIMIT_CLIENT_PER_SECOND="1e9",
+        RATE_LIMIT_ADDRESS_BURST="1000000000",
+        RATE_LIMIT_CLIENT_BURST="1000000000",
+        REFUSAL_BUDGET_PER_MINUTE="1000000000",
+    )
     env.update(extra_env)
     log = LOGS / f"{name}.log"
     log.unlink(missing_ok=True)

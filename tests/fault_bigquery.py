@@ -141,8 +141,12 @@ class FaultyBigQuery:
                 "UPDATE or DELETE statement over table loyjoy-local.loyjoy.events would affect rows in the "
                 "streaming buffer, which is not supported"
             )
-            error = {"code": 400, "message": message, "status": "INVALID_ARGUMENT",
-                     "errors": [{"message": message, "domain": "global", "reason": "invalidQuery"}]}  # fmt: skip
+            error = {
+                "code": 400,
+                "message": message,
+                "status": "INVALID_ARGUMENT",
+                "errors": [{"message": message, "domain": "global", "reason": "invalidQuery"}],
+            }
             status, payload = 400, json.dumps({"error": error}).encode()
         else:
             status, payload = self._forward(request, body)

@@ -260,18 +260,34 @@ def test_a_crafted_user_agent_costs_what_a_normal_one_costs_per_byte() -> None:
 def test_the_collector_stores_is_bot_and_device_type(
     collector: Collector, local_bigquery: LocalBigQuery, tag: str
 ) -> None:
-    sent = {"chrome": CHROME, "googlebot": GOOGLEBOT, "bingbot": BINGBOT, "headless": HEADLESS, "curl": "curl/8.5.0",
-            "requests": "python-requests/2.32.3", "go": "Go-http-client/1.1", "wget": "Wget/1.21.4", "empty": ""}  # fmt: skip
+    sent = {
+        "chrome": CHROME,
+        "googlebot": GOOGLEBOT,
+        "bingbot": BINGBOT,
+        "headless": HEADLESS,
+        "curl": "curl/8.5.0",
+        "requests": "python-requests/2.32.3",
+        "go": "Go-http-client/1.1",
+        "wget": "Wget/1.21.4",
+        "empty": "",
+    }
     for label, user_agent in sent.items():
-        answer = collector.post({"event": "open", "bot_id": tag, "detail": {"label": label}},
-                                headers={"User-Agent": user_agent})  # fmt: skip
+        answer = collector.post(
+            {"event": "open", "bot_id": tag, "detail": {"label": label}}, headers={"User-Agent": user_agent}
+        )
         assert answer.status_code == 200, answer.text
     # The Data Tag's protocol, forwarded by a server with its library's user agent, and by a headless browser.
     for label, user_agent in {"sgtm-go": "Go-http-client/1.1", "sgtm-headless": HEADLESS}.items():
-        body = {"event_name": "loyjoy", "gaEventCategory": "loyjoy", "gaEventAction": "Quiz",
-                "gaEventLabel": f"open/{label}", "bot_id": tag}  # fmt: skip
-        answer = requests.post(collector.url + "/data", json=body, timeout=30,
-                               headers={"Origin": ORIGIN, "User-Agent": user_agent})  # fmt: skip
+        body = {
+            "event_name": "loyjoy",
+            "gaEventCategory": "loyjoy",
+            "gaEventAction": "Quiz",
+            "gaEventLabel": f"open/{label}",
+            "bot_id": tag,
+        }
+        answer = requests.post(
+            collector.url + "/data", json=body, timeout=30, headers={"Origin": ORIGIN, "User-Agent": user_agent}
+        )
         assert answer.status_code == 200, answer.text
     rows = local_bigquery.events("bot_id = @tag", tag=tag)
     stored = {row["label"]: (row["protocol"], row["is_bot"], row["device_type"]) for row in rows}

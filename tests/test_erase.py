@@ -29,8 +29,13 @@ from .fault_bigquery import FaultyBigQuery
 
 def run_cli(*args: str, bigquery_url: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = local_env(0, ORIGIN) | {"BIGQUERY_API_ENDPOINT": bigquery_url, "PII_HASH_KEY": HASH_KEY}
-    return subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def erase_cli(local_bigquery: LocalBigQuery, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,8 +50,16 @@ def ga_client_id() -> str:
 
 
 def ga4_hit(collector: Collector, tag: str, cid: str, label: str = "open", **extra: str) -> requests.Response:
-    params = {"v": "2", "tid": "G-ERASE1", "cid": cid, "sid": "1732440000", "en": "loyjoy",
-              "ep.gaEventCategory": "loyjoy", "ep.gaEventLabel": label, "ep.bot_id": tag} | extra  # fmt: skip
+    params = {
+        "v": "2",
+        "tid": "G-ERASE1",
+        "cid": cid,
+        "sid": "1732440000",
+        "en": "loyjoy",
+        "ep.gaEventCategory": "loyjoy",
+        "ep.gaEventLabel": label,
+        "ep.bot_id": tag,
+    } | extra
     return requests.get(collector.url + "/g/collect?" + urlencode(params), headers={"Origin": ORIGIN}, timeout=30)
 
 
@@ -91,8 +104,11 @@ def test_erasure_takes_the_person_with_their_linked_client_ids_and_waits_out_the
     [audit] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     deleted = {table: n for table, n in audit["deleted"].items() if n}
     assert audit["event"] == "erasure" and deleted == {
-        "events": 3, "events_rejected": 1, "events_clean": 3, "events_clean_this_run": 3
-    }  # fmt: skip
+        "events": 3,
+        "events_rejected": 1,
+        "events_clean": 3,
+        "events_clean_this_run": 3,
+    }
     for table in ("events_clean", "sessions"):
         left = local_bigquery.query(
             f"SELECT COUNT(*) AS n FROM `{local_bigquery.table(table)}` WHERE client_id = @c", c=mine
@@ -109,8 +125,9 @@ def test_an_interrupted_erasure_is_finished_by_resume(
     assert collector.post({"event": "open", "bot_id": tag, "client_id": mine}).status_code == 200
     pending = tmp_path / "pending.json"
     fault_injector.refuse_dml(100)
-    stopped = run_cli("erase", "--client-id", mine, "--wait", "0", "--pending-file", str(pending),
-                      bigquery_url=fault_injector.url)  # fmt: skip
+    stopped = run_cli(
+        "erase", "--client-id", mine, "--wait", "0", "--pending-file", str(pending), bigquery_url=fault_injector.url
+    )
     assert stopped.returncode != 0 and "--resume" in stopped.stdout and pending.exists()
     assert mine in pending.read_text() and len(local_bigquery.events("bot_id = @tag", tag=tag)) == 1
     fault_injector.reset()
@@ -127,8 +144,13 @@ def test_the_persons_ga4_hits_go_by_their_ga_client_id(
 ) -> None:
     email = f"ga.person.{tag}@example.com"
     mine, theirs = ga_client_id(), ga_client_id()
-    signin = {"event": "sign_in", "bot_id": tag, "client_id": f"c-{tag}", "ga_client_id": mine,
-              "detail": {"email": email}}  # fmt: skip
+    signin = {
+        "event": "sign_in",
+        "bot_id": tag,
+        "client_id": f"c-{tag}",
+        "ga_client_id": mine,
+        "detail": {"email": email},
+    }
     assert collector.post(signin).status_code == 200
     assert ga4_hit(collector, tag, mine).status_code == 204  # protocol ga4: client_id is the GA client id
     assert ga4_hit(collector, tag, theirs).status_code == 204  # somebody else's GA4 hit
@@ -236,7 +258,9 @@ def test_an_id_claimed_by_someone_else_is_ambiguous_and_goes_only_when_named(
     assert f"ambiguous client id {shared}" in done.stdout and "skipped" in done.stdout
     left = local_bigquery.events("bot_id = @tag", tag=tag)
     assert [(r["client_id"], r["email_hash"]) for r in left] == [
-        (shared, hashing.email_hash(HASH_KEY.encode(), victim)), (shared, None)]  # fmt: skip
+        (shared, hashing.email_hash(HASH_KEY.encode(), victim)),
+        (shared, None),
+    ]
     assert attackers not in json.dumps(left, default=str)
     [audit] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert audit["ambiguous_skipped"] == 1
@@ -251,8 +275,10 @@ def test_an_ambiguous_id_is_named_explicitly_without_an_address(
     collector: Collector, local_bigquery: LocalBigQuery, tag: str, tmp_path: Path
 ) -> None:
     shared = f"c-{tag}"
-    sends = [{"event": "sign_in", "bot_id": tag, "client_id": shared, "detail": {"email": f"{n}.{tag}@example.com"}}
-             for n in ("one", "two")]  # fmt: skip
+    sends = [
+        {"event": "sign_in", "bot_id": tag, "client_id": shared, "detail": {"email": f"{n}.{tag}@example.com"}}
+        for n in ("one", "two")
+    ]
     assert collector.post({"events": sends}).status_code == 200
     done = erase_cli(local_bigquery, tmp_path, "--client-id", shared)
     assert "erased, it was named" in done.stdout and "events: 2 rows deleted" in done.stdout
@@ -268,8 +294,11 @@ def test_no_key_no_run(collector: Collector, local_bigquery: LocalBigQuery, tag:
     env = {k: v for k, v in os.environ.items() if k not in ("PII_HASH_KEY", "BIGQUERY_API_ENDPOINT")}
     result = subprocess.run(
         [sys.executable, "-m", "loyjoy_collector.ops.cli", "erase", *who, "--bigquery-port", str(local_bigquery.port)],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "PII_HASH_KEY" in result.stderr and "--cloud" in result.stderr
     assert "deleted" not in result.stdout

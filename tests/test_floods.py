@@ -88,8 +88,9 @@ def post(collector: Collector, body: object, address: str, **headers: str) -> re
 
 def test_a_burst_from_one_client_meets_429_with_retry_after_and_loses_nothing(strict_collector, local_bigquery, tag):
     client = "c-" + tag
-    answers = [post(strict_collector, {"event": "open", "bot_id": tag, "client_id": client}, f"10.1.0.{i}")
-               for i in range(8)]  # fmt: skip
+    answers = [
+        post(strict_collector, {"event": "open", "bot_id": tag, "client_id": client}, f"10.1.0.{i}") for i in range(8)
+    ]
     statuses = [answer.status_code for answer in answers]
     assert statuses[:5] == [200] * 5 and set(statuses[5:]) == {429}
     limited = answers[-1]
@@ -157,5 +158,8 @@ def test_a_reason_met_once_past_the_share_stays_whole():
     rows = [rejected(reason, index) | {"raw_payload": "x"} for index, reason in enumerate("aabcc")]
     kept = fold(rows, 2)
     assert [(row["reason"], row.get("refusals"), row["raw_payload"]) for row in kept] == [
-        ("a", None, "x"), ("a", None, "x"), ("b", None, "x"), ("c", 2, None)
-    ]  # fmt: skip
+        ("a", None, "x"),
+        ("a", None, "x"),
+        ("b", None, "x"),
+        ("c", 2, None),
+    ]

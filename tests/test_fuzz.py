@@ -32,11 +32,39 @@ from .conftest import ORIGIN, start_collector, stop
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 RANDOM = os.environ.get("FUZZ_RANDOM") == "1"  # CI: the same examples every run; scripts/fuzz: new ones
 PERSONAL_KEYS = [
-    "vorname", "Nachname", "telefon", "Handynummer", "strasse", "PLZ", "geburtsdatum", "first_name", "lastName",
-    "phone", "mobile_phone", "address", "prénom", "nom", "téléphone", "adresse", "nome", "cognome", "telefono",
-    "indirizzo", "nombre", "apellidos", "teléfono", "dirección", "voornaam", "achternaam", "telefoon", "adres",
-    "antwort", "answer", "message", "free_text",
-]  # fmt: skip
+    "vorname",
+    "Nachname",
+    "telefon",
+    "Handynummer",
+    "strasse",
+    "PLZ",
+    "geburtsdatum",
+    "first_name",
+    "lastName",
+    "phone",
+    "mobile_phone",
+    "address",
+    "prénom",
+    "nom",
+    "téléphone",
+    "adresse",
+    "nome",
+    "cognome",
+    "telefono",
+    "indirizzo",
+    "nombre",
+    "apellidos",
+    "teléfono",
+    "dirección",
+    "voornaam",
+    "achternaam",
+    "telefoon",
+    "adres",
+    "antwort",
+    "answer",
+    "message",
+    "free_text",
+]
 ALLOWED_KEYS = ["label", "process_name", "sub_process_name", "step", "topic", "type", "value", "url"]
 OTHER_KEYS = ["feld_7", "customField", "q1", "Eingabe", "réponse", "data", "x"]
 
@@ -90,10 +118,18 @@ def plants(draw: st.DrawFn) -> Plant:
         # nine digits: seven could turn up in a random UUID among ten thousand (a false alarm seen once)
         digits = str(draw(st.integers(300_000_000, 999_999_999)))
         text = draw(
-            st.sampled_from([f"+49 170 {digits}", f"+4917{digits}0", f"0170 {digits}", f"0049 (0)30 {digits}",
-                             f"+41 79 {digits[:3]} {digits[3:5]} {digits[5:]}", f"+33 6 {digits[:2]} {digits[2:4]} "
-                             f"{digits[4:6]} {digits[6:]}0", f"030/{digits}"])
-        )  # fmt: skip
+            st.sampled_from(
+                [
+                    f"+49 170 {digits}",
+                    f"+4917{digits}0",
+                    f"0170 {digits}",
+                    f"0049 (0)30 {digits}",
+                    f"+41 79 {digits[:3]} {digits[3:5]} {digits[5:]}",
+                    f"+33 6 {digits[:2]} {digits[2:4]} {digits[4:6]} {digits[6:]}0",
+                    f"030/{digits}",
+                ]
+            )
+        )
         return Plant(text, (text, digits), kind)
     if kind == "iban":
         text = _iban(draw(st.integers(10_000_000, 99_999_999)), draw(st.integers(10**9, 10**10 - 1)))
@@ -161,8 +197,11 @@ def loyjoy_request(draw: st.DrawFn) -> Request:
     garden = draw(st.lists(plants(), min_size=1, max_size=3))
     events = []
     for plant in garden:
-        event: dict[str, Any] = {"event": draw(st.sampled_from(["open", "customer", "sign_in", "message_received", "link_clicked"])),
-                                 "bot_id": tag, "detail": draw(placed(plant))}  # fmt: skip
+        event: dict[str, Any] = {
+            "event": draw(st.sampled_from(["open", "customer", "sign_in", "message_received", "link_clicked"])),
+            "bot_id": tag,
+            "detail": draw(placed(plant)),
+        }
         if plant.by_value and draw(st.booleans()):
             event |= typed_field(draw, plant)
         mutation = draw(st.sampled_from(["none", "none", "none", "name", "type", "event_id", "range", "missing"]))
@@ -198,14 +237,21 @@ def data_request(draw: st.DrawFn) -> Request:
     tag = "fz" + uuid.uuid4().hex[:10]
     plant = draw(plants())
     hit = {
-        "event_name": "loyjoy", "gaEventCategory": "loyjoy", "gaEventAction": "Kontakt",
-        "gaEventLabel": draw(st.sampled_from(["signin", "customer", "newsletter_opt_in"])), "bot_id": tag,
-        "client_id": "dc-" + tag, "page_location": "https://shop.example.com/",
-    }  # fmt: skip
+        "event_name": "loyjoy",
+        "gaEventCategory": "loyjoy",
+        "gaEventAction": "Kontakt",
+        "gaEventLabel": draw(st.sampled_from(["signin", "customer", "newsletter_opt_in"])),
+        "bot_id": tag,
+        "client_id": "dc-" + tag,
+        "page_location": "https://shop.example.com/",
+    }
     hit |= draw(placed(plant))
     if draw(st.booleans()):
         hit["user_data"] = {"email_address": f"{_marker(draw, 'ud')}@example.com", "phone_number": plant.text}
-    plants_here = [plant] + ([Plant(hit["user_data"]["email_address"], (hit["user_data"]["email_address"].split("@")[0],), "email")] if "user_data" in hit else [])  # fmt: skip
+    plants_here = [plant]
+    if "user_data" in hit:
+        address = hit["user_data"]["email_address"]
+        plants_here.append(Plant(address, (address.split("@")[0],), "email"))
     if draw(st.booleans()):
         query = urlencode({"dtcd": json.dumps(hit, ensure_ascii=False)})
         return Request("GET", f"/data?{query}", None, {}, plants_here, tag)
@@ -227,13 +273,25 @@ def ga4_request(draw: st.DrawFn) -> Request:
         "dl": f"https://shop.example.com/?{quote(key)}={quote(plant.text)}",
     }
     hits = [
-        {"en": "loyjoy", "ep.gaEventCategory": "loyjoy", "ep.gaEventLabel": "signin", "ep.bot_id": tag,
-         f"ep.{key}": plant.text},
+        {
+            "en": "loyjoy",
+            "ep.gaEventCategory": "loyjoy",
+            "ep.gaEventLabel": "signin",
+            "ep.bot_id": tag,
+            f"ep.{key}": plant.text,
+        },
         {"en": "page_view", f"ep.{key}": plant.text},
-    ]  # fmt: skip
+    ]
     if draw(st.booleans()):
-        hits.append({"en": "loyjoy", "ep.gaEventCategory": "loyjoy", "ep.gaEventLabel": "open", "ep.bot_id": tag,
-                     "epn.step": draw(st.sampled_from(["3", "x", "1e999"]))})  # fmt: skip
+        hits.append(
+            {
+                "en": "loyjoy",
+                "ep.gaEventCategory": "loyjoy",
+                "ep.gaEventLabel": "open",
+                "ep.bot_id": tag,
+                "epn.step": draw(st.sampled_from(["3", "x", "1e999"])),
+            }
+        )
     landing = 1 + sum(1 for hit in hits[2:] if hit["epn.step"] == "3")
     if draw(st.booleans()):
         return Request("GET", "/g/collect?" + urlencode(shared | hits[0]), None, {}, [plant], tag, loyjoy_hits=1)
@@ -242,8 +300,9 @@ def ga4_request(draw: st.DrawFn) -> Request:
     return Request("POST", path, body, {"Content-Type": "text/plain;charset=UTF-8"}, [plant], tag, loyjoy_hits=landing)
 
 
-requests_st = st.lists(st.one_of(loyjoy_request(), loyjoy_request(), data_request(), ga4_request()), min_size=1,
-                       max_size=4)  # fmt: skip
+requests_st = st.lists(
+    st.one_of(loyjoy_request(), loyjoy_request(), data_request(), ga4_request()), min_size=1, max_size=4
+)
 
 
 # ------------------------------------------------------------------------------------------- the run
@@ -310,8 +369,14 @@ def test_generated_traffic_loses_nothing_and_leaks_nothing(fuzz_collector, local
     ledger = Ledger()
     started = time.monotonic()
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True, derandomize=not RANDOM,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])  # fmt: skip
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        derandomize=not RANDOM,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    )
     @given(batch=requests_st)
     def one_batch(batch: list[Request]) -> None:
         for request in batch:

@@ -453,8 +453,13 @@ def hasty_collector(fault_injector: FaultyBigQuery) -> Iterator[Collector]:
     """Behind the fault injector with a retry deadline of a few attempts: a flaky network often outlasts it."""
     from .conftest import start_collector, stop
 
-    running = start_collector(fault_injector.url, "hasty-collector", BQ_TIMEOUT_SECONDS="0.5",
-                              BQ_RETRY_DEADLINE_SECONDS="0.3", RETRY_AFTER_SECONDS="7")  # fmt: skip
+    running = start_collector(
+        fault_injector.url,
+        "hasty-collector",
+        BQ_TIMEOUT_SECONDS="0.5",
+        BQ_RETRY_DEADLINE_SECONDS="0.3",
+        RETRY_AFTER_SECONDS="7",
+    )
     try:
         yield running
     finally:
@@ -603,8 +608,9 @@ def test_concurrent_requests_each_get_their_own_results(faulty_collector, fault_
     assert len(rows) == 12 * 7 and not [r for r in rows if r["label"].endswith("-7")]
 
 
-def test_refused_payloads_can_be_replayed_once_the_cause_is_fixed(faulty_collector, fault_injector, collector,
-                                                                  local_bigquery, tag):  # fmt: skip
+def test_refused_payloads_can_be_replayed_once_the_cause_is_fixed(
+    faulty_collector, fault_injector, collector, local_bigquery, tag
+):
     from loyjoy_collector.ops.replay import replay
 
     fault_injector.refuse_rows(lambda row: "no such field" if row.get("bot_id") == tag else None)
@@ -638,8 +644,8 @@ def test_replay_command_line(collector, local_bigquery, tag):
     refused = collector.post({"event": "Bad Name", "bot_id": tag, "event_id": f"{tag}-replay"})
     assert refused.status_code == 400
     env = local_env(local_bigquery.port, ORIGIN)
-    command = [sys.executable, "-m", "loyjoy_collector.ops.cli", "replay", "--to", collector.url, "--origin", ORIGIN,
-               "--reason", "invalid_event_name"]  # fmt: skip
+    replay = ["replay", "--to", collector.url, "--origin", ORIGIN, "--reason", "invalid_event_name"]
+    command = [sys.executable, "-m", "loyjoy_collector.ops.cli", *replay]
     dry = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True, check=True)
     *listed, planned = dry.stdout.splitlines()
     assert {"rejected_id": refused.json()["rejected_id"], "reason": "invalid_event_name"} in map(json.loads, listed)

@@ -86,8 +86,13 @@ def test_storage_unavailable_and_rows_bigquery_refuses_are_logged(faulty_collect
 
 def run_cli(*args: str, bigquery_url: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = local_env(0, ORIGIN) | {"BIGQUERY_API_ENDPOINT": bigquery_url, "PII_HASH_KEY": HASH_KEY}
-    return subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- check
@@ -118,6 +123,12 @@ def test_check_fails_loudly_on_a_broken_collector(faulty_collector, fault_inject
     }
     assert verdicts["health"] == "PASS" and verdicts["snippet"] == "PASS"
     assert verdicts["event"] == "FAIL" and verdicts["refusal"] == "FAIL"
-    foreign = run_cli("check", faulty_collector.url, "--origin", "https://not-allowed.example", "--no-read",
-                      bigquery_url=local_bigquery.url)  # fmt: skip
+    foreign = run_cli(
+        "check",
+        faulty_collector.url,
+        "--origin",
+        "https://not-allowed.example",
+        "--no-read",
+        bigquery_url=local_bigquery.url,
+    )
     assert foreign.returncode == 1 and "FAIL  CORS" in foreign.stdout

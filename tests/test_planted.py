@@ -130,15 +130,35 @@ def _send(collector, tag: str, planted: list[Planted]) -> list[requests.Response
     for text in texts:  # one event each, so no detector hides behind another's placeholder
         answers.append(collector.post({"event": "open", "bot_id": tag, "detail": {"label": text}}))
     # Stape's Data Tag
-    data = {"event_name": "loyjoy_open", "bot_id": tag, "page_location": urls[1], "page_referrer": urls[2],
-            "event_label": texts[5], "page_title": texts[6], "value": int(values["number_phone"])}  # fmt: skip
+    data = {
+        "event_name": "loyjoy_open",
+        "bot_id": tag,
+        "page_location": urls[1],
+        "page_referrer": urls[2],
+        "event_label": texts[5],
+        "page_title": texts[6],
+        "value": int(values["number_phone"]),
+    }
     answers.append(collector.post(data, path="/data"))
-    answers.append(requests.get(collector.url + "/data?" + urlencode({"dtcd": json.dumps(data)}), timeout=30,
-                                headers={"Origin": ORIGIN}))  # fmt: skip
+    answers.append(
+        requests.get(
+            collector.url + "/data?" + urlencode({"dtcd": json.dumps(data)}), timeout=30, headers={"Origin": ORIGIN}
+        )
+    )
     # GA4
-    hit = {"v": "2", "tid": "G-TEST", "cid": "555.666", "en": "loyjoy_open", "ep.bot_id": tag, "dl": urls[3],
-           "dr": values["search_referrer"], "dt": texts[7], "ul": values["language_name"],
-           "epn.value": values["ga4_epn_phone"], "ep.label": texts[8]}  # fmt: skip
+    hit = {
+        "v": "2",
+        "tid": "G-TEST",
+        "cid": "555.666",
+        "en": "loyjoy_open",
+        "ep.bot_id": tag,
+        "dl": urls[3],
+        "dr": values["search_referrer"],
+        "dt": texts[7],
+        "ul": values["language_name"],
+        "epn.value": values["ga4_epn_phone"],
+        "ep.label": texts[8],
+    }
     answers.append(
         requests.post(collector.url + "/g/collect?" + urlencode(hit), timeout=30, headers={"Origin": ORIGIN})
     )

@@ -334,11 +334,25 @@ def test_language_keeps_bcp47_tags_only():
 def test_numbers_that_are_phone_or_card_numbers_are_replaced_unless_their_key_says_what_they_are():
     gate = Gate(Scrubber(b"k"))
     tally = Tally()
-    detail = {"value": 4917055512345, "score": 9, "duration_ms": 1732550400000, "ts": 1732550400123,
-              "count": 4111111111111111, "position": 12.5, "product_id": 123456789012}  # fmt: skip
+    detail = {
+        "value": 4917055512345,
+        "score": 9,
+        "duration_ms": 1732550400000,
+        "ts": 1732550400123,
+        "count": 4111111111111111,
+        "position": 12.5,
+        "product_id": 123456789012,
+    }
     kept = json.loads(gate.json_text(detail, tally))
-    assert kept == {"value": "[phone]", "score": 9, "duration_ms": 1732550400000, "ts": 1732550400123,
-                    "count": "[card]", "position": 12.5, "product_id": 123456789012}  # fmt: skip
+    assert kept == {
+        "value": "[phone]",
+        "score": 9,
+        "duration_ms": 1732550400000,
+        "ts": 1732550400123,
+        "count": "[card]",
+        "position": 12.5,
+        "product_id": 123456789012,
+    }
     assert tally.replaced == 2
 
 

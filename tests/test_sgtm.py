@@ -70,11 +70,11 @@ def test_data_tag_post_answers_like_the_data_client_and_lands(collector, local_b
     assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert answer.headers["Access-Control-Allow-Credentials"] == "true"
     [row] = rows_for(local_bigquery, tag)
-    assert (row["event_name"], row["event_name_raw"], row["process_name"], row["protocol"]) == (
-        "sign_in", "signin", "Newsletter", "data")  # fmt: skip
+    named = (row["event_name"], row["event_name_raw"], row["process_name"], row["protocol"])
+    assert named == ("sign_in", "signin", "Newsletter", "data")
     assert row["event_id"] == DATA_ANSWER.fullmatch(answer.content).group(2).decode()
-    assert (row["client_id"], row["page_title"], row["utm_source"], row["language"]) == (
-        "dc-client-1", "Landing", "news", "de-de")  # fmt: skip
+    context = (row["client_id"], row["page_title"], row["utm_source"], row["language"])
+    assert context == ("dc-client-1", "Landing", "news", "de-de")
     assert row["email_hash"] == email_hash(EMAIL)
     assert row["detail"]["user_data"] == {"email_hash": email_hash(EMAIL)}
     assert "gaEventLabel" not in row["detail"] and "screen_resolution" not in row["detail"]
@@ -85,10 +85,15 @@ def test_data_tag_post_answers_like_the_data_client_and_lands(collector, local_b
 def test_data_tag_array_mixes_old_and_new_pushes_and_ignores_other_events(collector, local_bigquery, tag):
     body = [
         seed_push(tag, "newsletter_opt_in"),
-        {"event_name": "loyjoy", "event_category": "LoyJoy Chat", "event_action": "Quiz",
-         "event_label": "link_clicked/Shop now", "bot_id": tag},
+        {
+            "event_name": "loyjoy",
+            "event_category": "LoyJoy Chat",
+            "event_action": "Quiz",
+            "event_label": "link_clicked/Shop now",
+            "bot_id": tag,
+        },
         {"event_name": "page_view", "bot_id": tag, "page_location": "https://shop.example.com/"},
-    ]  # fmt: skip
+    ]
     answer = requests.post(collector.url + "/data", json=body, headers={"Origin": ORIGIN}, timeout=30)
     assert answer.status_code == 200
     answers = answer.json()
@@ -102,8 +107,12 @@ def test_data_tag_array_mixes_old_and_new_pushes_and_ignores_other_events(collec
 
 def test_data_tag_form_body_query_merge_and_custom_path(collector, local_bigquery, tag):
     form = {"event_name": "loyjoy_sign_up", "gaEventAction": "Newsletter", "bot_id": tag}
-    answer = requests.post(collector.url + "/lj-events?client_id=from-query&page_title=Q", data=form,
-                           headers={"Origin": ORIGIN}, timeout=30)  # fmt: skip
+    answer = requests.post(
+        collector.url + "/lj-events?client_id=from-query&page_title=Q",
+        data=form,
+        headers={"Origin": ORIGIN},
+        timeout=30,
+    )
     assert answer.status_code == 200 and DATA_ANSWER.fullmatch(answer.content)
     [row] = rows_for(local_bigquery, tag)
     assert (row["event_name"], row["client_id"], row["page_title"]) == ("sign_up", "from-query", "Q")
@@ -122,9 +131,15 @@ def test_data_tag_pixel(collector, local_bigquery, tag, encoding):
 
 
 def test_data_preflight_like_the_data_client(collector):
-    answer = requests.options(collector.url + "/data", headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type,x-gtm-server-preview"}, timeout=10)  # fmt: skip
+    answer = requests.options(
+        collector.url + "/data",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-gtm-server-preview",
+        },
+        timeout=10,
+    )
     assert answer.status_code == 200 and answer.content == b""
     allowed = {h.strip().lower() for h in answer.headers["Access-Control-Allow-Headers"].split(",")}
     assert {"content-type", "x-gtm-server-preview"} <= allowed
@@ -137,21 +152,40 @@ def test_data_preflight_like_the_data_client(collector):
 # ------------------------------------------------------------------------------------------------ GA4
 
 # The client id shares no run of digits with test_ingest's phone numbers: that test searches every table for them.
-GA4_SHARED = {"v": "2", "tid": "G-TEST123", "gtm": "45je4b20v9", "_p": "1732440000000", "cid": "2024681357.1732000000",
-              "ul": "de-de", "sr": "1920x1080", "sid": "1732440000", "sct": "3", "seg": "1",
-              "dl": "https://shop.example.com/?utm_source=ga4", "dr": "https://www.google.com/", "dt": "Shop"}  # fmt: skip
+GA4_SHARED = {
+    "v": "2",
+    "tid": "G-TEST123",
+    "gtm": "45je4b20v9",
+    "_p": "1732440000000",
+    "cid": "2024681357.1732000000",
+    "ul": "de-de",
+    "sr": "1920x1080",
+    "sid": "1732440000",
+    "sct": "3",
+    "seg": "1",
+    "dl": "https://shop.example.com/?utm_source=ga4",
+    "dr": "https://www.google.com/",
+    "dt": "Shop",
+}
 
 
 def test_ga4_get_hit_from_the_seed_push(collector, local_bigquery, tag):
-    params = GA4_SHARED | {"en": "loyjoy", "ep.gaEventCategory": "loyjoy", "ep.gaEventAction": "Newsletter",
-                           "ep.gaEventLabel": "sign_up", "ep.bot_id": tag, "gcs": "G111", "_et": "12"}  # fmt: skip
+    params = GA4_SHARED | {
+        "en": "loyjoy",
+        "ep.gaEventCategory": "loyjoy",
+        "ep.gaEventAction": "Newsletter",
+        "ep.gaEventLabel": "sign_up",
+        "ep.bot_id": tag,
+        "gcs": "G111",
+        "_et": "12",
+    }
     answer = requests.get(collector.url + "/g/collect?" + urlencode(params), headers={"Origin": ORIGIN}, timeout=30)
     assert answer.status_code == 204 and answer.content == b""
     assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
     [row] = rows_for(local_bigquery, tag)
     assert (row["event_name"], row["process_name"], row["protocol"]) == ("sign_up", "Newsletter", "ga4")
-    assert (row["ga_client_id"], row["ga_session_id"], row["session_id"]) == (
-        "2024681357.1732000000", 1732440000, "1732440000")  # fmt: skip
+    ids = (row["ga_client_id"], row["ga_session_id"], row["session_id"])
+    assert ids == ("2024681357.1732000000", 1732440000, "1732440000")
     assert (row["page_title"], row["utm_source"], row["consent_analytics"]) == ("Shop", "ga4", "granted")
     assert row["detail"]["measurement_id"] == "G-TEST123"
 
@@ -159,12 +193,28 @@ def test_ga4_get_hit_from_the_seed_push(collector, local_bigquery, tag):
 def test_ga4_post_batch_one_hit_per_line(collector, local_bigquery, tag):
     lines = [
         "en=page_view&_et=10",
-        urlencode({"en": "loyjoy", "ep.event_category": "LoyJoy Chat", "ep.event_action": "Quiz",
-                   "ep.event_label": "quiz_started/Start", "ep.bot_id": tag, "epn.step": "2"}),
-        urlencode({"en": "loyjoy", "ep.gaEventCategory": "loyjoy", "ep.gaEventLabel": "newsletter_opt_in",
-                   "ep.bot_id": tag, "ep.email": EMAIL, "up.customer_tier": "gold"}),
+        urlencode(
+            {
+                "en": "loyjoy",
+                "ep.event_category": "LoyJoy Chat",
+                "ep.event_action": "Quiz",
+                "ep.event_label": "quiz_started/Start",
+                "ep.bot_id": tag,
+                "epn.step": "2",
+            }
+        ),
+        urlencode(
+            {
+                "en": "loyjoy",
+                "ep.gaEventCategory": "loyjoy",
+                "ep.gaEventLabel": "newsletter_opt_in",
+                "ep.bot_id": tag,
+                "ep.email": EMAIL,
+                "up.customer_tier": "gold",
+            }
+        ),
         "en=scroll&epn.percent_scrolled=90",
-    ]  # fmt: skip
+    ]
     answer = requests.post(
         collector.url + "/g/collect?" + urlencode(GA4_SHARED),
         data="\n".join(lines),
@@ -183,12 +233,17 @@ def test_ga4_post_batch_one_hit_per_line(collector, local_bigquery, tag):
 
 
 def test_ga4_denied_consent_keeps_no_identifiers(collector, local_bigquery, tag):
-    params = GA4_SHARED | {"en": "loyjoy", "ep.gaEventCategory": "loyjoy", "ep.gaEventLabel": "open",
-                           "ep.bot_id": tag, "gcs": "G100"}  # fmt: skip
+    params = GA4_SHARED | {
+        "en": "loyjoy",
+        "ep.gaEventCategory": "loyjoy",
+        "ep.gaEventLabel": "open",
+        "ep.bot_id": tag,
+        "gcs": "G100",
+    }
     assert requests.get(collector.url + "/g/collect?" + urlencode(params), timeout=30).status_code == 204
     [row] = rows_for(local_bigquery, tag)
-    assert (row["ga_client_id"], row["ga_session_id"], row["client_id"], row["consent_analytics"]) == (
-        None, None, None, "denied")  # fmt: skip
+    ids = (row["ga_client_id"], row["ga_session_id"], row["client_id"])
+    assert ids == (None, None, None) and row["consent_analytics"] == "denied"
 
 
 def test_non_loyjoy_hits_are_acknowledged_and_not_stored(collector, local_bigquery):
@@ -206,25 +261,55 @@ BAD = [
     ("data empty array", "POST", "/data", b"[]", "application/json", 400, "invalid_shape"),
     ("data bad base64", "GET", "/data?dtdc=%%%not-base64", b"", None, 400, "invalid_base64"),
     ("data pixel bad json", "GET", "/data?dtcd=%7Bnope", b"", None, 400, "invalid_json"),
-    ("data bad label", "POST", "/data", b'{"event_name":"loyjoy","gaEventCategory":"loyjoy","gaEventLabel":"Sign In"}',
-     "text/plain", 400, "invalid_event_name"),
+    (
+        "data bad label",
+        "POST",
+        "/data",
+        b'{"event_name":"loyjoy","gaEventCategory":"loyjoy","gaEventLabel":"Sign In"}',
+        "text/plain",
+        400,
+        "invalid_event_name",
+    ),
     ("data xml", "POST", "/data", b"<e/>", "application/xml", 415, "unsupported_media_type"),
     ("data put", "PUT", "/data", b"{}", "text/plain", 405, "method_not_allowed"),
     ("ga4 no en", "GET", "/g/collect?v=2&tid=G-1&cid=1.2", b"", None, 400, "missing_event"),
-    ("ga4 bad number", "GET", "/g/collect?v=2&en=loyjoy&ep.gaEventCategory=loyjoy&ep.gaEventLabel=open&epn.x=abc",
-     b"", None, 400, "invalid_field"),
-    ("ga4 bad sid", "GET", "/g/collect?v=2&en=loyjoy&ep.event_category=loyjoy&ep.event_label=open&sid=abc",
-     b"", None, 400, "invalid_field"),
+    (
+        "ga4 bad number",
+        "GET",
+        "/g/collect?v=2&en=loyjoy&ep.gaEventCategory=loyjoy&ep.gaEventLabel=open&epn.x=abc",
+        b"",
+        None,
+        400,
+        "invalid_field",
+    ),
+    (
+        "ga4 bad sid",
+        "GET",
+        "/g/collect?v=2&en=loyjoy&ep.event_category=loyjoy&ep.event_label=open&sid=abc",
+        b"",
+        None,
+        400,
+        "invalid_field",
+    ),
     ("ga4 v1", "GET", "/g/collect?v=1&en=loyjoy", b"", None, 400, "invalid_field"),
-    ("ga4 too many", "POST", "/g/collect?v=2", "\n".join(["en=page_view"] * 101).encode(), "text/plain", 413,
-     "too_many_events"),
-]  # fmt: skip
+    (
+        "ga4 too many",
+        "POST",
+        "/g/collect?v=2",
+        "\n".join(["en=page_view"] * 101).encode(),
+        "text/plain",
+        413,
+        "too_many_events",
+    ),
+]
 
 
-@pytest.mark.parametrize(("name", "method", "path", "body", "content_type", "status", "reason"), BAD,
-                         ids=[b[0] for b in BAD])  # fmt: skip
-def test_malformed_hits_get_the_cores_treatment(collector, local_bigquery, name, method, path, body, content_type,
-                                                status, reason):  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "method", "path", "body", "content_type", "status", "reason"), BAD, ids=[b[0] for b in BAD]
+)
+def test_malformed_hits_get_the_cores_treatment(
+    collector, local_bigquery, name, method, path, body, content_type, status, reason
+):
     headers = {"Origin": ORIGIN} | ({"Content-Type": content_type} if content_type else {})
     answer = requests.request(method, collector.url + path, data=body, headers=headers, timeout=30)
     assert answer.status_code == status, answer.text

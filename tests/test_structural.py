@@ -35,8 +35,15 @@ SEARCH_PAGE = "https://shop.example.com/search?" + "&".join(f"filter_{i}=on" for
 
 def loyjoy_hit(tag: str, label: str = "open", **extra: str) -> dict[str, str]:
     """A LoyJoy event as a GA4 tag sends it."""
-    return {"v": "2", "tid": "G-TEST123", "en": "loyjoy", "ep.gaEventCategory": "loyjoy", "ep.gaEventLabel": label,
-            "ep.bot_id": tag, **extra}  # fmt: skip
+    return {
+        "v": "2",
+        "tid": "G-TEST123",
+        "en": "loyjoy",
+        "ep.gaEventCategory": "loyjoy",
+        "ep.gaEventLabel": label,
+        "ep.bot_id": tag,
+        **extra,
+    }
 
 
 def data_push(tag: str, label: str = "open", **extra: Any) -> dict[str, Any]:
@@ -72,8 +79,8 @@ def test_a_page_with_hundreds_of_parameters_is_ordinary_traffic(
     answer = collector.post({"event": "open", "bot_id": tag, "page_location": location})
     assert answer.status_code == 200, answer.text
     [row] = local_bigquery.events("bot_id = @tag", tag=tag)
-    assert (row["utm_source"], row["utm_medium"], row["gclid"], row["page_path"]) == (
-        "news", "mail", "abc123", "/search")  # fmt: skip
+    read = (row["utm_source"], row["utm_medium"], row["gclid"], row["page_path"])
+    assert read == ("news", "mail", "abc123", "/search")
 
 
 def test_the_same_page_through_ga4_and_the_data_tag(
@@ -93,13 +100,27 @@ def test_the_same_page_through_ga4_and_the_data_tag(
 @given(
     pieces=st.lists(
         st.tuples(
-            st.sampled_from(["utm_source", "utm_medium", "utm%5Fsource", "utm+source", "gclid", "%67clid", "x", "",
-                             "utm_content", "UTM_SOURCE", "%zz", "utm_source%00"]),
+            st.sampled_from(
+                [
+                    "utm_source",
+                    "utm_medium",
+                    "utm%5Fsource",
+                    "utm+source",
+                    "gclid",
+                    "%67clid",
+                    "x",
+                    "",
+                    "utm_content",
+                    "UTM_SOURCE",
+                    "%zz",
+                    "utm_source%00",
+                ]
+            ),
             st.sampled_from(["", "=", "=a", "=a+b", "=%C3%A9" * 300, "=%E2%82", "==", "=x&", "=%2B"]),
         ),
         max_size=12,
     )
-)  # fmt: skip
+)
 def test_page_parameters_read_as_parse_qs_reads_them(pieces: list[tuple[str, str]]) -> None:
     """Walking the pieces by hand gives what parse_qs (without its field limit) gives, whatever the pieces."""
     query = "&".join(name + value for name, value in pieces)
@@ -311,31 +332,127 @@ def test_a_refused_body_with_an_escaped_surrogate_pair_is_kept(
 
 EXAMPLES = int(os.environ.get("STRUCTURAL_EXAMPLES", "300"))  # `STRUCTURAL_EXAMPLES=3000` for a long run
 RANDOM = os.environ.get("STRUCTURAL_RANDOM") == "1"  # CI: the same examples every run
-ROUTES = ["/", "/data", "/lj-events", "/g/collect", "/lj/g/collect", "/lj/data", "/", "/data", "/g/collect",
-          "/g/collect/", "/lj", "/nope", "/healthy"]  # fmt: skip
+ROUTES = [
+    "/",
+    "/data",
+    "/lj-events",
+    "/g/collect",
+    "/lj/g/collect",
+    "/lj/data",
+    "/",
+    "/data",
+    "/g/collect",
+    "/g/collect/",
+    "/lj",
+    "/nope",
+    "/healthy",
+]
 COUNTS = [0, 1, 99, 100, 101, 499, 500, 501, 1500]
 DEPTHS = [1, 15, 16, 17, 18, 100, 999, 1000, 1001, 3000, 20_000]
-NUMERALS = ["²", "٣", "١٢٣", "\uff11\uff12", "\U0001d7d8", "Ⅻ", "½", "1_000", " 7 ", "-0", "-1", "0x1F", "1e999", "nan",
-            "inf", "1.5", "99999999999999999999", "9" * 5000, "", "0", "17324", "\u0663\u0664.\u0665"]  # fmt: skip
-KEYS = ["", " ", "k" * 129, "k" * 10_000, "ep.", "epn.", "up.", ".", "=", "&", "%", "\u0000", "ü", "utm_source",
-        "event", "ts", "detail", "events", "sid", "en", "dtcd", "dtdc", "gclid", "\ud800"]  # fmt: skip
+NUMERALS = [
+    "²",
+    "٣",
+    "١٢٣",
+    "\uff11\uff12",
+    "\U0001d7d8",
+    "Ⅻ",
+    "½",
+    "1_000",
+    " 7 ",
+    "-0",
+    "-1",
+    "0x1F",
+    "1e999",
+    "nan",
+    "inf",
+    "1.5",
+    "99999999999999999999",
+    "9" * 5000,
+    "",
+    "0",
+    "17324",
+    "\u0663\u0664.\u0665",
+]
+KEYS = [
+    "",
+    " ",
+    "k" * 129,
+    "k" * 10_000,
+    "ep.",
+    "epn.",
+    "up.",
+    ".",
+    "=",
+    "&",
+    "%",
+    "\u0000",
+    "ü",
+    "utm_source",
+    "event",
+    "ts",
+    "detail",
+    "events",
+    "sid",
+    "en",
+    "dtcd",
+    "dtdc",
+    "gclid",
+    "\ud800",
+]
 OFFSETS = ["", "Z", "+00:00", "+01:00", "-01:00", "+23:59", "-23:59", "+14:00", "-12:00", "+24:00"]
 YEARS = ["0001", "0002", "1969", "1970", "2026", "9998", "9999", "0000", "10000"]
-EPOCHS = [0, -1, -62135596800000, -62135596800001, 253402300799999, 253402300800000, 10**20, -(10**20), 2**63,
-          1e308, -1e308, 1.5, 1e400]  # fmt: skip
+EPOCHS = [
+    0,
+    -1,
+    -62135596800000,
+    -62135596800001,
+    253402300799999,
+    253402300800000,
+    10**20,
+    -(10**20),
+    2**63,
+    1e308,
+    -1e308,
+    1.5,
+    1e400,
+]
 
 
 HEADERS = {
-    "Origin": [ORIGIN] * 30 + ["null", "", "http://[::1", "https://shop.example.com:99999", "https://²",
-               "https://shop.example.com/", "https://" + "a" * 5000],
-    "X-Forwarded-For": ["", "::1", "1.2.3.4, 5.6.7.8", "²", "999.999.999.999", "[::1]:80", "a" * 1000, ",", "::ffff:1.2.3.4",
-                        "fe80::1%eth0"],
+    "Origin": [
+        *([ORIGIN] * 30),
+        "null",
+        "",
+        "http://[::1",
+        "https://shop.example.com:99999",
+        "https://²",
+        "https://shop.example.com/",
+        "https://" + "a" * 5000,
+    ],
+    "X-Forwarded-For": [
+        "",
+        "::1",
+        "1.2.3.4, 5.6.7.8",
+        "²",
+        "999.999.999.999",
+        "[::1]:80",
+        "a" * 1000,
+        ",",
+        "::ffff:1.2.3.4",
+        "fe80::1%eth0",
+    ],
     "Accept-Language": ["*", "", "de-DE;q=²", "x" * 500, ",;", "de-DE-x-" + "a" * 100],
-    "traceparent": ["00-" + "a" * 32 + "-" + "b" * 16 + "-01", "00-²", "", "-" * 55, "ff-" + "0" * 32 + "-" + "0" * 16 + "-00"],
+    "traceparent": [
+        "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        "00-²",
+        "",
+        "-" * 55,
+        "ff-" + "0" * 32 + "-" + "0" * 16 + "-00",
+    ],
     "X-Cloud-Trace-Context": ["a" * 32 + "/" + "9" * 30 + ";o=1", "a" * 32 + "/²", "/", "a" * 32 + "/-1"],
     "User-Agent": ["", "Mozilla/5.0 (X11; Linux x86_64) Chrome/124.0", "x" * 4000, "Googlebot/2.1 (²)"],
     "Content-Length": [],  # set by requests
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -358,16 +475,37 @@ def nested_text(depth: int, kind: str, leaf: str = "1") -> str:
 
 
 moments = st.one_of(
-    st.builds(lambda y, rest, off: f"{y}-{rest}{off}", st.sampled_from(YEARS),
-              st.sampled_from(["01-01T00:00:00", "12-31T23:59:59", "12-31T23:59:59.999999", "02-29T12:00:00",
-                               "01-01", "01-01T00:00:00,5", "W01-1T00:00"]),
-              st.sampled_from(OFFSETS)),
+    st.builds(
+        lambda y, rest, off: f"{y}-{rest}{off}",
+        st.sampled_from(YEARS),
+        st.sampled_from(
+            [
+                "01-01T00:00:00",
+                "12-31T23:59:59",
+                "12-31T23:59:59.999999",
+                "02-29T12:00:00",
+                "01-01",
+                "01-01T00:00:00,5",
+                "W01-1T00:00",
+            ]
+        ),
+        st.sampled_from(OFFSETS),
+    ),
     st.sampled_from(EPOCHS),
     st.sampled_from(NUMERALS),
-)  # fmt: skip
-scalars = st.one_of(st.sampled_from(NUMERALS), moments, st.integers(), st.booleans(), st.none(),
-                    st.text(max_size=20), st.sampled_from(KEYS), st.sampled_from(["\ud800", "a\udfffb", "\x00"]),
-                    st.just([]), st.just({"a": [1]}))  # fmt: skip
+)
+scalars = st.one_of(
+    st.sampled_from(NUMERALS),
+    moments,
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=20),
+    st.sampled_from(KEYS),
+    st.sampled_from(["\ud800", "a\udfffb", "\x00"]),
+    st.just([]),
+    st.just({"a": [1]}),
+)
 
 
 @st.composite
@@ -375,9 +513,25 @@ def url_with(draw: st.DrawFn) -> str:
     """A page URL with many parameters, some of them the ones enrichment reads."""
     count = draw(st.sampled_from(COUNTS))
     pieces = [f"f{i}=v" for i in range(count)]
-    pieces += draw(st.lists(st.sampled_from(["utm_source=a", "utm_source=", "utm%5Fsource=b", "gclid=g", "gclid",
-                                             "&", "=", "utm_term=" + "x" * 2000, "%zz=1", "utm_source=%E2%82"]),
-                            max_size=4))  # fmt: skip
+    pieces += draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "utm_source=a",
+                    "utm_source=",
+                    "utm%5Fsource=b",
+                    "gclid=g",
+                    "gclid",
+                    "&",
+                    "=",
+                    "utm_term=" + "x" * 2000,
+                    "%zz=1",
+                    "utm_source=%E2%82",
+                ]
+            ),
+            max_size=4,
+        )
+    )
     host = draw(st.sampled_from(["shop.example.com", "[::1", "[::1]:99999", "\u2100", "xn--", "", "a:b@c"]))
     return f"https://{host}/p?" + "&".join(draw(st.permutations(pieces)) if len(pieces) < 8 else pieces)
 
@@ -385,11 +539,20 @@ def url_with(draw: st.DrawFn) -> str:
 @st.composite
 def snippet_events(draw: st.DrawFn, tag: str) -> dict[str, Any]:
     """A snippet-protocol event with some of its fields at their extremes."""
-    event: dict[str, Any] = {"event": draw(st.sampled_from(["open", "close", "sign_up", "²", "", "a" * 200])),
-                             "bot_id": tag}  # fmt: skip
-    for name, values in (("ts", moments), ("sent_at", moments), ("ga_session_id", scalars), ("retry", scalars),
-                         ("event_id", scalars), ("page_location", url_with()), ("session_id", scalars),
-                         ("language", scalars)):  # fmt: skip
+    event: dict[str, Any] = {
+        "event": draw(st.sampled_from(["open", "close", "sign_up", "²", "", "a" * 200])),
+        "bot_id": tag,
+    }
+    for name, values in (
+        ("ts", moments),
+        ("sent_at", moments),
+        ("ga_session_id", scalars),
+        ("retry", scalars),
+        ("event_id", scalars),
+        ("page_location", url_with()),
+        ("session_id", scalars),
+        ("language", scalars),
+    ):
         if draw(st.integers(0, 3)) == 0:
             event[name] = draw(values)
     if draw(st.booleans()):
@@ -432,8 +595,10 @@ def json_text(draw: st.DrawFn, tag: str, data_tag: bool) -> str:
 @st.composite
 def ga4_line(draw: st.DrawFn, tag: str) -> str:
     fields = loyjoy_hit(tag, draw(st.sampled_from(["open", "close", "²"])))
-    for name in draw(st.lists(st.sampled_from(["sid", "epn.step", "epn.x", "up.customer_tier", "upn.n", "dl", "v",
-                                               "en", "gcs", "gcd", "_p"]), max_size=4)):  # fmt: skip
+    names = st.sampled_from(
+        ["sid", "epn.step", "epn.x", "up.customer_tier", "upn.n", "dl", "v", "en", "gcs", "gcd", "_p"]
+    )
+    for name in draw(st.lists(names, max_size=4)):
         fields[name] = draw(url_with()) if name == "dl" else str(draw(scalars))
     for key in draw(st.lists(st.sampled_from(KEYS), max_size=2)):
         fields[key] = "v"
@@ -444,9 +609,22 @@ def ga4_line(draw: st.DrawFn, tag: str) -> str:
 def probes(draw: st.DrawFn, tag: str) -> Probe:
     path = draw(st.sampled_from(ROUTES))
     method = draw(st.sampled_from(["GET", "POST"] * 6 + ["HEAD", "OPTIONS", "PUT"]))
-    content_type = draw(st.sampled_from([None, "text/plain", "application/json", "application/x-www-form-urlencoded",
-                                         "text/plain;charset=UTF-8", "multipart/form-data; boundary=x", "text/plain;charset=latin-1",
-                                         "application/json; charset=utf-16", ";", "text/plain ; x=\"y\""]))  # fmt: skip
+    content_type = draw(
+        st.sampled_from(
+            [
+                None,
+                "text/plain",
+                "application/json",
+                "application/x-www-form-urlencoded",
+                "text/plain;charset=UTF-8",
+                "multipart/form-data; boundary=x",
+                "text/plain;charset=latin-1",
+                "application/json; charset=utf-16",
+                ";",
+                'text/plain ; x="y"',
+            ]
+        )
+    )
     is_ga4, is_data = path.endswith("/g/collect"), path.endswith(("/data", "/lj-events"))
     query, body = "", ""
     if is_ga4:
@@ -459,8 +637,11 @@ def probes(draw: st.DrawFn, tag: str) -> Probe:
         value = draw(json_text(tag, True))
         encoding = draw(st.sampled_from(["dtcd", "dtdc", "dtdc-url", "both", "plain"]))
         raw = value.encode("utf-8", "surrogatepass")
-        encoded = {"dtcd": value, "dtdc": base64.b64encode(raw).decode(),
-                   "dtdc-url": base64.urlsafe_b64encode(raw).decode().rstrip("=")}  # fmt: skip
+        encoded = {
+            "dtcd": value,
+            "dtdc": base64.b64encode(raw).decode(),
+            "dtdc-url": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        }
         params = {"both": {"dtcd": value, "dtdc": encoded["dtdc"]}, "plain": data_push(tag)}.get(
             encoding, {encoding[:4]: encoded.get(encoding, value)}
         )
@@ -523,8 +704,14 @@ def test_structural_extremes_answer_2xx_or_a_kept_4xx(
     ledger = Ledger()
     started = time.monotonic()
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True, derandomize=not RANDOM,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])  # fmt: skip
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        derandomize=not RANDOM,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    )
     @given(probe=probes(tag))
     def one(probe: Probe) -> None:
         url = f"{collector.url}{probe.path}" + (f"?{probe.query}" if probe.query else "")
@@ -535,13 +722,13 @@ def test_structural_extremes_answer_2xx_or_a_kept_4xx(
         check(probe, requests.request(probe.method, url, data=body, headers=headers, timeout=60), ledger)
 
     one()
-    stored = {row["event_id"] for row in local_bigquery.query(
-        f"SELECT event_id FROM `{local_bigquery.table('events')}` WHERE event_id IN UNNEST(@ids)",
-        ids=ledger.stored_ids)}  # fmt: skip
-    kept = {row["rejected_id"] for row in local_bigquery.query(
-        f"SELECT rejected_id FROM `{local_bigquery.table('events_rejected')}` WHERE rejected_id IN UNNEST(@ids)",
-        ids=ledger.rejected_ids)}  # fmt: skip
-    print(f"\nstructural: {sum(ledger.statuses.values())} requests in {time.monotonic() - started:.0f} s, "
-          f"statuses {dict(sorted(ledger.statuses.items()))}, reasons {dict(ledger.reasons.most_common())}")  # fmt: skip
+    events = f"SELECT event_id FROM `{local_bigquery.table('events')}` WHERE event_id IN UNNEST(@ids)"
+    stored = {row["event_id"] for row in local_bigquery.query(events, ids=ledger.stored_ids)}
+    refusals = f"SELECT rejected_id FROM `{local_bigquery.table('events_rejected')}` WHERE rejected_id IN UNNEST(@ids)"
+    kept = {row["rejected_id"] for row in local_bigquery.query(refusals, ids=ledger.rejected_ids)}
+    print(
+        f"\nstructural: {sum(ledger.statuses.values())} requests in {time.monotonic() - started:.0f} s, "
+        f"statuses {dict(sorted(ledger.statuses.items()))}, reasons {dict(ledger.reasons.most_common())}"
+    )
     assert set(ledger.stored_ids) <= stored, sorted(set(ledger.stored_ids) - stored)[:5]
     assert set(ledger.rejected_ids) <= kept, sorted(set(ledger.rejected_ids) - kept)[:5]

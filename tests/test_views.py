@@ -109,13 +109,27 @@ def seeded(local_bigquery) -> Seeded:
         bigquery.SchemaField("event_name", "STRING"),
         bigquery.SchemaField("user_pseudo_id", "STRING"),
         bigquery.SchemaField(
-            "event_params", "RECORD", mode="REPEATED",
-            fields=[bigquery.SchemaField("key", "STRING"), bigquery.SchemaField("value", "RECORD", fields=[
-                bigquery.SchemaField("string_value", "STRING"), bigquery.SchemaField("int_value", "INTEGER")])],
+            "event_params",
+            "RECORD",
+            mode="REPEATED",
+            fields=[
+                bigquery.SchemaField("key", "STRING"),
+                bigquery.SchemaField(
+                    "value",
+                    "RECORD",
+                    fields=[
+                        bigquery.SchemaField("string_value", "STRING"),
+                        bigquery.SchemaField("int_value", "INTEGER"),
+                    ],
+                ),
+            ],
         ),
-        bigquery.SchemaField("traffic_source", "RECORD", fields=[
-            bigquery.SchemaField("source", "STRING"), bigquery.SchemaField("medium", "STRING")]),
-    ]  # fmt: skip
+        bigquery.SchemaField(
+            "traffic_source",
+            "RECORD",
+            fields=[bigquery.SchemaField("source", "STRING"), bigquery.SchemaField("medium", "STRING")],
+        ),
+    ]
     page_views: dict[tuple[str, int], int] = {}
     ga_rows: dict[str, list[dict]] = {}
     for session in sessions:
@@ -125,13 +139,19 @@ def seeded(local_bigquery) -> Seeded:
         page_views[session.ga] = views_count
         for i in range(views_count):
             ts = session.events[0][1] + timedelta(seconds=i)
-            ga_rows.setdefault(session.day.strftime("%Y%m%d"), []).append({
-                "event_date": session.day.strftime("%Y%m%d"), "event_timestamp": int(ts.timestamp() * 1_000_000),
-                "event_name": "page_view", "user_pseudo_id": session.ga[0],
-                "event_params": [{"key": "ga_session_id", "value": {"int_value": session.ga[1]}},
-                                 {"key": "page_title", "value": {"string_value": "Shop"}}],
-                "traffic_source": {"source": "google", "medium": "organic"},
-            })  # fmt: skip
+            ga_rows.setdefault(session.day.strftime("%Y%m%d"), []).append(
+                {
+                    "event_date": session.day.strftime("%Y%m%d"),
+                    "event_timestamp": int(ts.timestamp() * 1_000_000),
+                    "event_name": "page_view",
+                    "user_pseudo_id": session.ga[0],
+                    "event_params": [
+                        {"key": "ga_session_id", "value": {"int_value": session.ga[1]}},
+                        {"key": "page_title", "value": {"string_value": "Shop"}},
+                    ],
+                    "traffic_source": {"source": "google", "medium": "organic"},
+                }
+            )
     for suffix, rows in ga_rows.items():
         table = f"{PROJECT}.{GA4}.events_{suffix}"
         client.create_table(bigquery.Table(table, schema=ga_schema), exists_ok=True)
@@ -146,9 +166,15 @@ def seeded(local_bigquery) -> Seeded:
     rows, duplicates = [], 0
     for number, session in enumerate(sessions):
         for name, ts in session.events:
-            raw = {"event": name, "ts": ts.isoformat(), "session_id": session.id, "client_id": f"c-{session.id}",
-                   "bot_id": "b-1", "process_id": session.process,
-                   "detail": {"process_name": PROCESSES[session.process], "email": f"{session.id}@example.com"}}  # fmt: skip
+            raw = {
+                "event": name,
+                "ts": ts.isoformat(),
+                "session_id": session.id,
+                "client_id": f"c-{session.id}",
+                "bot_id": "b-1",
+                "process_id": session.process,
+                "detail": {"process_name": PROCESSES[session.process], "email": f"{session.id}@example.com"},
+            }
             if session.ga:
                 raw |= {"ga_client_id": session.ga[0], "ga_session_id": session.ga[1]}
             agent = VISITORS[number % len(VISITORS)]
@@ -168,9 +194,15 @@ def seeded(local_bigquery) -> Seeded:
             start = today - timedelta(days=offset, hours=-10, minutes=number)
             for i, name in enumerate(["load", "show", "open", "start", "sign_up", "newsletter_single_opt_in"]):
                 ts = start + timedelta(seconds=i)
-                raw = {"event": name, "ts": ts.isoformat(), "session_id": f"bot-{number}-{offset}",
-                       "client_id": f"bot-{number}", "bot_id": "b-1", "process_id": "p-news",
-                       "detail": {"process_name": "Newsletter"}}  # fmt: skip
+                raw = {
+                    "event": name,
+                    "ts": ts.isoformat(),
+                    "session_id": f"bot-{number}-{offset}",
+                    "client_id": f"bot-{number}",
+                    "bot_id": "b-1",
+                    "process_id": "p-news",
+                    "detail": {"process_name": "Newsletter"},
+                }
                 ctx = RequestContext(ts + timedelta(seconds=1), "POST", "/", "", "text/plain", None, agent, None, None)
                 rows.append(event_row(LoyJoyEvent.model_validate(raw), raw, ctx, settings, scrubber))
                 bots += 1
@@ -268,10 +300,18 @@ def test_funnel_daily(local_bigquery, seeded):
     assert len(rows) == 6
     for (day, process), row in rows.items():
         group = [s for s in seeded.sessions if (s.day.date(), s.process) == (day, process)]
-        step = {name: sum(1 for s in group if any(current(n) in names for n, _ in s.events))
-                for name, names in {"loaded": {"load"}, "shown": {"show"}, "opened": {"open"},
-                                    "started": {"start", "session_started"}, "signed_up": {"sign_up"},
-                                    "opted_in": {current(n) for n in OPT_INS}}.items()}  # fmt: skip
+        steps = {
+            "loaded": {"load"},
+            "shown": {"show"},
+            "opened": {"open"},
+            "started": {"start", "session_started"},
+            "signed_up": {"sign_up"},
+            "opted_in": {current(n) for n in OPT_INS},
+        }
+        step = {
+            name: sum(1 for s in group if any(current(n) in names for n, _ in s.events))
+            for name, names in steps.items()
+        }
         assert {k: row[k] for k in step} == step
         assert row["sessions"] == len(group)
         assert row["open_rate"] == pytest.approx(step["opened"] / step["shown"])
