@@ -44,7 +44,7 @@ def typical_texts() -> list[str]:
 
 
 def adversarial_texts(size: int = 64 * 1024) -> dict[str, str]:
-    """Named worst cases, each about `size` characters (and the issue's 75-byte string as it was)."""
+    """Named worst cases, each about `size` characters (and a 75-byte near phone number: +49, 70 ones, a letter)."""
 
     def fill(unit: str) -> str:
         return (unit * (size // len(unit) + 1))[:size]
@@ -52,7 +52,7 @@ def adversarial_texts(size: int = 64 * 1024) -> dict[str, str]:
     quoted = fill('"\\')
     jwtish = fill("eyJ" + base64.urlsafe_b64encode(b'{"email":"x"}').decode()[3:] + ".")
     return {
-        "issue_75_bytes": "+49 " + "1" * 70 + "x",
+        "near_phone_75_bytes": "+49 " + "1" * 70 + "x",
         "phone_digits": "+49 " + fill("1") + "x",
         "phone_separators": fill("+49 (0) 1-2/3.4 "),
         "national_groups": fill("0170 12 "),

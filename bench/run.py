@@ -366,7 +366,7 @@ def main() -> None:
             f"{run.p99:7.2f} {run.cpu_seconds / count * 1000:9.3f} {calls} {run.non2xx:7.0f}"
         )
 
-    print("\ngoals (issue 18):")
+    print("\ngoals:")
     single_cpu = runs["one"].cpu_seconds / (runs["one"].rps * SECONDS) * 1000
     batch_cpu = runs["ten"].cpu_seconds / (runs["ten"].rps * SECONDS * 10) * 1000
     checks = [

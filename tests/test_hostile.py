@@ -31,8 +31,8 @@ def everything(local_bigquery) -> str:
     return json.dumps(rows, default=str, ensure_ascii=False)
 
 
-def test_the_issues_customer_event_keeps_nothing_personal(collector, local_bigquery, tag):
-    """What a German chat flow stored as sent before the allow-list (issue 9)."""
+def test_a_german_customer_event_keeps_nothing_personal(collector, local_bigquery, tag):
+    """A German chat flow's customer event, once stored as sent: before the key allow-list (privacy/keys.py)."""
     detail = {
         "bot_id": tag,
         "process_name": "Kontakt",

@@ -475,7 +475,7 @@ def test_a_flaky_network_is_an_outage_never_a_refusal(
     tag: str,
     deadline: str,
 ) -> None:
-    """Issue 15, point 6: half of the calls to BigQuery are reset (before or after it stored the rows). Every
+    """Half of the calls to BigQuery are reset (before or after it stored the rows). Every
     event is answered 200 (stored) or 503 (send again); none is taken for poison and refused for good."""
     from collections import Counter
     from concurrent.futures import ThreadPoolExecutor

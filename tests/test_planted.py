@@ -186,7 +186,7 @@ def test_forty_kinds_of_planted_values_are_in_no_table_and_no_log_line(collector
 
 
 def test_healthy_answers_while_eight_crafted_worst_cases_are_in_flight(collector, tag):
-    """The issue's 75-byte string in a label, an Origin, a User-Agent and a path; maximal unparseable
+    """A 75-byte near phone number (+49, seventy ones, a letter) in a label, an Origin, a User-Agent and a path; maximal unparseable
     bodies of quotes and escapes, and of digits: eight at once, and /healthy asked meanwhile."""
     worst = "+49 " + "1" * 70 + "x"
     body = ('{"event":"open","detail":{"label":"' + '"\\' * 200_000)[: 512 * 1024 - 1]

@@ -1,7 +1,8 @@
 """Server-side GTM protocols end to end: Stape Data Tag bodies and pixels, GA4 /g/collect hits and batches.
 
-Fixtures follow the protocols as documented (REFERENCE.md §2): the seed's dataLayer push as a Data Tag sends it
-and as a GA4 tag sends it (`en=loyjoy` with `ep.*` parameters), and LoyJoy's newer GTM push.
+Fixtures follow the protocols as docs/protocols.md describes them: LoyJoy's GTM dataLayer push (`event: 'loyjoy'`
+with `gaEventCategory`, `gaEventAction`, `gaEventLabel`) as a Data Tag sends it and as a GA4 tag sends it
+(`en=loyjoy` with `ep.*` parameters), and LoyJoy's newer GTM push.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def email_hash(email: str) -> str:
 
 
 def seed_push(tag: str, evt: str = "signin", process: str = "Newsletter") -> dict:
-    """The seed's dataLayer push as a Data Tag sends it, with the usual common event data."""
+    """LoyJoy's GTM dataLayer push as a Data Tag sends it, with the usual common event data."""
     return {
         "event_name": "loyjoy",
         "gaEventCategory": "loyjoy",

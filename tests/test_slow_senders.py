@@ -1,4 +1,4 @@
-"""Slow senders time out (issue 15, point 4): a request's head and body have a deadline in the server.
+"""Slow senders time out: a request's head and body have a deadline in the server.
 
 Eight connections trickle their headers and eight their body, one byte a second: each is answered 408 and closed
 once its deadline has passed, `/healthy` answers within a second the whole time (on the event loop a slow sender

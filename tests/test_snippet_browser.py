@@ -23,7 +23,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = f"http://127.0.0.1:{PAGE_PORT}/test/page.html"
-# LoyJoy's own GTM snippet (../shared/seed/), its listener verbatim, writing into a layer of its own.
+# LoyJoy's own GTM listener, verbatim (the dataLayer push of docs/protocols.md), writing into a layer of its own.
 SEED_LISTENER = """function (evt, obj) {
     dataLayer && dataLayer.push({ 'event': 'loyjoy', 'gaEventCategory': 'loyjoy', 'gaEventAction': obj && obj.process_name, 'gaEventLabel': evt })
   }"""

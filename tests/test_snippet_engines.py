@@ -390,7 +390,7 @@ def test_a_whole_chat_lands_once_without_personal_data_and_gtm_sees_loyjoys_own_
     with page_of(engine) as page:
         page.goto(stub_url(site, front, {"loyjoy": {"bot": tag}}, chat=True))
         page.wait("return window.chatMade")
-        # Keys as the seed's listener makes them (an undefined gaEventAction is still a key), values as JSON.
+        # Keys as LoyJoy's own listener (SEED_LISTENER) makes them (an undefined gaEventAction is still a key), values as JSON.
         pushes = page.js("""return dataLayer.filter(function (e) { return e.event === 'loyjoy'; }).map(function (e) {
           return [Object.keys(e).join(','), e.gaEventCategory, e.gaEventAction === undefined ? '<undefined>' : e.gaEventAction,
                   e.gaEventLabel]; })""")

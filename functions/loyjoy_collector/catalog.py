@@ -10,7 +10,7 @@ import re
 
 EVENT_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 
-# The seed document's 14 names (and `interaction` from older docs) -> today's names. Today's docs still list
+# Names older LoyJoy flows still send (and `interaction` from older docs) -> today's names. Today's docs still list
 # `interaction` beside `session_interacted`; it is renamed all the same, so that one name counts a session's
 # interactions from old and new flows alike (and is therefore not in CURRENT_NAMES: a renamed name never is).
 LEGACY_NAMES: dict[str, str] = {
