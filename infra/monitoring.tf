@@ -123,7 +123,7 @@ resource "google_monitoring_alert_policy" "refusal_ratio" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "Many requests are refused: a new origin missing from allowed_origins, a changed tag, a broken sender. events_rejected (view rejected_by_reason) has every payload with its reason; fix the cause, then `loyjoy-collector replay`."
+    content   = "Many requests are refused: a new origin missing from allowed_origins, a changed tag, a broken sender. events_rejected has every payload with its reason (the table rejected_by_reason counts them per day and reason); fix the cause, then `loyjoy-collector replay`."
   }
 
   alert_strategy {

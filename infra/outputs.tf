@@ -35,7 +35,7 @@ output "rejected_table" {
 }
 
 output "views" {
-  description = "View ids for Looker Studio."
+  description = "Ids of the views beside the analyst tables: events_dedup (every event once) and, with ga4_export_dataset, ga4_visits and ga4_sessions."
   value       = [for name in sort(keys(local.views)) : "${var.project_id}.${var.dataset_id}.${name}"]
 }
 
@@ -60,7 +60,7 @@ output "looker_studio_url" {
 }
 
 output "check_command" {
-  description = "Run after every apply: health, CORS for your first origin, the snippet, a test event stored and read back (left out of every view), a refusal kept. Non-zero exit on failure."
+  description = "Run after every apply: health, CORS for your first origin, the snippet, a test event stored and read back (left out of the analyst tables), a refusal kept. Non-zero exit on failure."
   value       = "BQ_PROJECT=${var.project_id} BQ_DATASET=${var.dataset_id} loyjoy-collector check ${local.collector_url} --origin ${var.allowed_origins[0]} --cloud"
 }
 

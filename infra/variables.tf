@@ -1,5 +1,5 @@
 variable "project_id" {
-  description = "GCP project to deploy into (the collector, its BigQuery dataset and the views)."
+  description = "GCP project to deploy into (the collector, its BigQuery dataset and the refresh of the analyst tables)."
   type        = string
 
   validation {
@@ -25,7 +25,7 @@ variable "region" {
 }
 
 variable "dataset_id" {
-  description = "BigQuery dataset for the events, the rejected events and the views."
+  description = "BigQuery dataset for the events, the rejected events, the analyst tables and the views beside them."
   type        = string
   default     = "loyjoy"
 
@@ -370,7 +370,7 @@ variable "url_allowed_params" {
 }
 
 variable "flood_limits" {
-  description = "Per-instance limits a flood meets (issue: a public endpoint with bounded cost): requests a second and at once per client address on POST / and per client_id on every protocol (answered 429 with Retry-After), and refusals stored whole a minute (past it they are counted, one row per reason and minute)."
+  description = "Per-instance limits a flood meets, so that the cost of a public endpoint stays bounded: requests a second and at once per client address on POST / and per client_id on every protocol (answered 429 with Retry-After), and refusals stored whole a minute (past it they are counted, one row per reason and minute)."
   type = object({
     address_per_second = optional(number, 50)
     address_burst      = optional(number, 500)

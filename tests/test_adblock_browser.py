@@ -3,7 +3,7 @@
 For each scenario — a chat that ends in a link click leading to another site, a tab closed mid-chat, a reload,
 a collector that is down while the page is left — with the blocker off and on, and with the collector on its
 own (third-party) host and behind the site's own `/lj/` path (first-party): every chat event lands, and each
-counts once in the analyst views however often it was sent. A control run proves the edge really blocks:
+counts once in the analyst tables however often it was sent. A control run proves the edge really blocks:
 a browser without keepalive fetch, which must fall back to sendBeacon, loses events to the blocker.
 
 ADBLOCK_TRIALS (default 1) chats of EVENTS_PER_CHAT events per scenario; `bash scripts/adblock-proof` runs

@@ -399,7 +399,7 @@ def test_generated_traffic_loses_nothing_and_leaks_nothing(fuzz_collector, local
             ids=ledger.stored_ids,
         )
     )
-    # An id acknowledged k times (a sender that reuses ids says "the same event": the views dedupe) is stored
+    # An id acknowledged k times (a sender that reuses ids says "the same event": the analyst tables dedupe) is stored
     # at least once and at most k times; more would be the collector's own duplicate.
     acknowledged = Counter(ledger.stored_ids)
     missing = [i for i in acknowledged if counts[i] == 0]
