@@ -2,7 +2,8 @@
 # delivery_health, and loyjoy_reconciliation with var.loyjoy_export_dataset):
 # day-partitioned and clustered, so a Looker Studio chart reads the days it shows, not the whole history. One
 # script builds them incrementally (functions/loyjoy_collector/models/refresh.sql, with one .sql file per
-# table): the same script `loyjoy-collector refresh` runs. Terraform runs it once at apply (which creates the
+# table whose header gives its partitioning, clustering and the rows a run replaces, and the upsert written
+# once in models/upsert/): the same script `loyjoy-collector refresh` runs. Terraform runs it once at apply (which creates the
 # tables the views need) and schedules it (var.refresh_schedule) as a BigQuery scheduled query. Bots
 # (events.is_bot) are left out of them unless var.analytics_include_bots.
 locals {
@@ -20,12 +21,28 @@ locals {
       loyjoy_export = local.loyjoy_export == "" ? "${var.project_id}.${var.dataset_id}" : local.loyjoy_export
     })), ";")
   }
+  # Each model's header (partition by, cluster by, replaces), as ops/refresh.py reads it: the steps of
+  # models/upsert/ filled in per model, for refresh.sql's ${build.<table>}, ${clear.<table>}, ${fill.<table>}
+  # and ${upsert.<table>} (the three).
+  upsert_steps = ["build", "clear", "fill"]
+  model_upsert = {
+    for name, sql in local.model_sql : name => merge(
+      { for found in regexall("(?m)^-- (partition by|cluster by|replaces): (.+)$", sql) : replace(found[0], " ", "_") => trimspace(found[1]) },
+      { project = var.project_id, dataset = var.dataset_id, table = name, sql = sql },
+    )
+  }
+  upsert = {
+    for step in local.upsert_steps : step => {
+      for name, values in local.model_upsert : name => trimspace(templatefile("${local.models_dir}/upsert/${step}.sql", values))
+    }
+  }
   # What the Looker Studio link opens (outputs.tf), every one day-partitioned.
   looker_studio_tables = concat(
     ["funnel_daily", "sessions", "daily_counts", "opt_ins", "delivery_health"],
     var.loyjoy_export_dataset == "" ? [] : ["loyjoy_reconciliation"],
   )
-  refresh_script = templatefile("${local.models_dir}/refresh.sql", merge(local.model_sql, {
+  refresh_script = templatefile("${local.models_dir}/refresh.sql", merge(local.upsert, {
+    upsert           = { for name in local.model_names : name => join("\n", [for step in local.upsert_steps : local.upsert[step][name]]) }
     project          = var.project_id
     dataset          = var.dataset_id
     recent_days      = 0

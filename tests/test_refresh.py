@@ -276,3 +276,22 @@ def test_an_events_clean_built_before_the_delivery_columns_gains_them_by_name(lo
     ]
     [health] = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{dataset}.delivery_health`")
     assert (health["events_received"], health["seq_gaps"], health["dropped_overflow"]) == (3, 2, 3)
+
+
+def test_each_analyst_table_is_partitioned_and_clustered_as_its_models_header_says(env, local_bigquery):
+    """The header of models/<table>.sql is the one place for its partitioning, clustering and replaced rows: the
+    script creates the table so (the local BigQuery keeps a partitioning by a DATE column, not by DATE(timestamp),
+    and no clustering) and deletes the rows the header names before it inserts the run's."""
+    from loyjoy_collector.ops.refresh import model_sql, script, settings
+
+    sql = script(PROJECT, DATASET, loyjoy_export_dataset="loyjoy_export")
+    for name in MODELS:
+        header = settings(model_sql(name).replace("${project}.${dataset}", f"{PROJECT}.{DATASET}"))
+        assert set(header) == {"partition_by", "cluster_by", "replaces"}, name
+        table_id = f"`{PROJECT}.{DATASET}.{name}`"
+        created = f"CREATE TABLE IF NOT EXISTS {table_id} PARTITION BY {header['partition_by']} CLUSTER BY "
+        assert sql.count(created + header["cluster_by"] + "\n") == 1, name
+        assert sql.count(f"DELETE FROM {table_id} WHERE {header['replaces']};") == 1, name
+        if name in BUILT and "(" not in header["partition_by"]:
+            made = local_bigquery.client.get_table(f"{PROJECT}.{DATASET}.{name}").time_partitioning
+            assert (made.type_, made.field) == ("DAY", header["partition_by"]), name

@@ -1,4 +1,7 @@
 -- Events per day, bot, process and event name, for the days of this run: the table behind most charts.
+-- partition by: day
+-- cluster by: bot_id, process_id, event_name
+-- replaces: day IN UNNEST(days)
 SELECT
   DATE(event_ts) AS day,
   bot_id,

@@ -7,6 +7,9 @@
 -- because the client may have been seen before (a returning visitor) and only late_days days around the run's
 -- days are read. Every row read comes from events_clean (every event once, bots left out as there), so a copy
 -- the snippet sent again counts once; copies themselves are counted from `events` (resent, duplicates).
+-- partition by: event_date
+-- cluster by: page_hostname, engine, browser, protocol
+-- replaces: event_date IN UNNEST(health_days)
 WITH rows_rebuilt AS (
   SELECT
     event_id,

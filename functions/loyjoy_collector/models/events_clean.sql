@@ -3,6 +3,9 @@
 -- events are left out, and so are bots unless the run's include_bots is set (rows older than the is_bot
 -- column go by ua-parser's device_type = 'bot'). Every other table reads this one, so this is the one filter.
 -- Partitioned by day of event_ts, like `events`: a report on 30 days reads 30 partitions.
+-- partition by: DATE(event_ts)
+-- cluster by: bot_id, process_id, event_name
+-- replaces: DATE(event_ts) IN UNNEST(days)
 SELECT *
 FROM `${project}.${dataset}.events`
 WHERE DATE(event_ts) IN UNNEST(days)

@@ -1,5 +1,8 @@
 -- The chat funnel per day and process, for every day whose sessions this run rebuilt: sessions that reached
 -- each step, and the rate from step to step. A step counts when its event happened in the session.
+-- partition by: day
+-- cluster by: bot_id, process_id
+-- replaces: day IN UNNEST(session_days) OR (whole AND day BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY))
 SELECT
   day,
   bot_id,

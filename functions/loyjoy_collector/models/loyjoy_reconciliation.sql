@@ -9,6 +9,9 @@
 -- Only the event types both sides know are compared: those in `shared` below, events LoyJoy's server sees as
 -- the widget sends them. A chat event the collector never got shows as collector_events < loyjoy_events
 -- (an ad blocker, no consent: the snippet sends nothing without it); bots are left out as in events_clean.
+-- partition by: day
+-- cluster by: process_id, event_name
+-- replaces: day IN UNNEST(reconciled_days)
 WITH shared AS (
   SELECT 'load' AS event_name UNION ALL SELECT 'show' UNION ALL SELECT 'open' UNION ALL SELECT 'close'
   UNION ALL SELECT 'session_started' UNION ALL SELECT 'session_interacted'

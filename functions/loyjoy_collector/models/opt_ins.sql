@@ -1,5 +1,8 @@
 -- Consent events per day and process, for the days of this run: topic (newsletter, profiling, reminder) and
 -- step (single_opt_in, double_opt_in, opt_out, asked, rejected). `people` counts distinct e-mail hashes.
+-- partition by: day
+-- cluster by: bot_id, process_id, topic
+-- replaces: day IN UNNEST(days)
 SELECT
   DATE(event_ts) AS day,
   bot_id,

@@ -2,11 +2,13 @@
 -- scheduled query Terraform creates. The run window comes from the manifest: the days that received events
 -- since the last run (its watermark, less ${lookback_minutes} minutes for rows still in flight then), plus the
 -- last ${recent_days} days. Events are never older than ${max_age_days} days when they arrive (the collector
--- clamps client times), so only that many partitions of `events` are read to find them. Then, per table, a
--- `<table>_this_run` scratch table with just those days, and a short replace of those days. Running it twice
--- changes nothing; a first run (empty manifest) builds the whole history. Bots are left out of every table
--- unless ${include_bots} is true (NULL: as the last run did, else false); a run whose choice differs from the
--- last one's rebuilds the whole history, so that no day keeps the other choice.
+-- clamps client times), so only that many partitions of `events` are read to find them. Then, per table, the
+-- steps of models/upsert/, filled in from models/<table>.sql: `build` makes a `<table>_this_run` scratch table
+-- with just those days (and the table itself if missing, partitioned and clustered as the model's header says),
+-- `clear` deletes the days the header says it `replaces`, `fill` inserts the scratch rows; `upsert` is the
+-- three. Running it twice changes nothing; a first run (empty manifest) builds the whole history. Bots are left
+-- out of every table unless ${include_bots} is true (NULL: as the last run did, else false); a run whose choice
+-- differs from the last one's rebuilds the whole history, so that no day keeps the other choice.
 DECLARE run_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP();
 DECLARE first_run BOOL DEFAULT (SELECT COUNT(*) = 0 FROM `${project}.${dataset}.refresh_manifest`);
 DECLARE bots_before BOOL DEFAULT (
@@ -49,17 +51,14 @@ DECLARE reconcile BOOL DEFAULT ${reconcile};  -- LoyJoy's own export is configur
 DECLARE reconciled_days ARRAY<DATE> DEFAULT [];
 
 -- events_clean: the days of this run, deduplicated.
-CREATE OR REPLACE TABLE `${project}.${dataset}.events_clean_this_run` AS
-${events_clean};
-CREATE TABLE IF NOT EXISTS `${project}.${dataset}.events_clean` PARTITION BY DATE(event_ts) CLUSTER BY bot_id, process_id, event_name
-AS SELECT * FROM `${project}.${dataset}.events_clean_this_run` WHERE FALSE;
+${build.events_clean}
 ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS is_bot BOOL;  -- built before is_bot
 ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS client_seq INT64;  -- and before these
 ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS dropped_overflow INT64;
 ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS dropped_quota INT64;
 ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS dropped_consent INT64;
 ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS delivered_later_page BOOL;
-DELETE FROM `${project}.${dataset}.events_clean` WHERE DATE(event_ts) IN UNNEST(days);
+${clear.events_clean}
 -- By name: a column added later sits at the end of events_clean, and wherever the schema file puts it in `events`
 -- (whose columns, in their order, are those of events_clean_this_run).
 SET clean_columns = (
@@ -73,10 +72,7 @@ EXECUTE IMMEDIATE FORMAT(
 
 -- sessions: every session with an event on those days, whole, wherever it started. A whole run also drops
 -- the sessions no event of events_clean has any more (all bots, when bots were counted before).
-CREATE OR REPLACE TABLE `${project}.${dataset}.sessions_this_run` AS
-${sessions};
-CREATE TABLE IF NOT EXISTS `${project}.${dataset}.sessions` PARTITION BY day CLUSTER BY bot_id, process_id
-AS SELECT * FROM `${project}.${dataset}.sessions_this_run` WHERE FALSE;
+${build.sessions}
 SET session_days = (
   SELECT IFNULL(ARRAY_AGG(DISTINCT day), []) FROM (
     SELECT day FROM `${project}.${dataset}.sessions_this_run`
@@ -86,35 +82,16 @@ SET session_days = (
       AND session_id IN (SELECT session_id FROM `${project}.${dataset}.sessions_this_run`)
   )
 );
-DELETE FROM `${project}.${dataset}.sessions`
-WHERE day BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY)
-  AND (whole OR session_id IN (SELECT session_id FROM `${project}.${dataset}.sessions_this_run`));
-INSERT INTO `${project}.${dataset}.sessions` SELECT * FROM `${project}.${dataset}.sessions_this_run`;
+${clear.sessions}
+${fill.sessions}
 
 -- daily_counts and opt_ins: the days of this run.
-CREATE OR REPLACE TABLE `${project}.${dataset}.daily_counts_this_run` AS
-${daily_counts};
-CREATE TABLE IF NOT EXISTS `${project}.${dataset}.daily_counts` PARTITION BY day CLUSTER BY bot_id, process_id, event_name
-AS SELECT * FROM `${project}.${dataset}.daily_counts_this_run` WHERE FALSE;
-DELETE FROM `${project}.${dataset}.daily_counts` WHERE day IN UNNEST(days);
-INSERT INTO `${project}.${dataset}.daily_counts` SELECT * FROM `${project}.${dataset}.daily_counts_this_run`;
+${upsert.daily_counts}
 
-CREATE OR REPLACE TABLE `${project}.${dataset}.opt_ins_this_run` AS
-${opt_ins};
-CREATE TABLE IF NOT EXISTS `${project}.${dataset}.opt_ins` PARTITION BY day CLUSTER BY bot_id, process_id, topic
-AS SELECT * FROM `${project}.${dataset}.opt_ins_this_run` WHERE FALSE;
-DELETE FROM `${project}.${dataset}.opt_ins` WHERE day IN UNNEST(days);
-INSERT INTO `${project}.${dataset}.opt_ins` SELECT * FROM `${project}.${dataset}.opt_ins_this_run`;
+${upsert.opt_ins}
 
 -- funnel_daily: the days whose sessions changed (a whole run: every day in its range).
-CREATE OR REPLACE TABLE `${project}.${dataset}.funnel_daily_this_run` AS
-${funnel_daily};
-CREATE TABLE IF NOT EXISTS `${project}.${dataset}.funnel_daily` PARTITION BY day CLUSTER BY bot_id, process_id
-AS SELECT * FROM `${project}.${dataset}.funnel_daily_this_run` WHERE FALSE;
-DELETE FROM `${project}.${dataset}.funnel_daily`
-WHERE day IN UNNEST(session_days)
-  OR (whole AND day BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY));
-INSERT INTO `${project}.${dataset}.funnel_daily` SELECT * FROM `${project}.${dataset}.funnel_daily_this_run`;
+${upsert.funnel_daily}
 
 -- delivery_health: the days of this run, and the days of the numbers just above each number on them (a late
 -- event that fills a gap takes it off the day of the number above, which may be a later day).
@@ -144,21 +121,10 @@ SET health_days = (
 );
 SET health_first = (SELECT MIN(d) FROM UNNEST(health_days) AS d);
 SET health_last = (SELECT MAX(d) FROM UNNEST(health_days) AS d);
-CREATE OR REPLACE TABLE `${project}.${dataset}.delivery_health_this_run` AS
-${delivery_health};
-CREATE TABLE IF NOT EXISTS `${project}.${dataset}.delivery_health` PARTITION BY event_date
-  CLUSTER BY page_hostname, engine, browser, protocol
-AS SELECT * FROM `${project}.${dataset}.delivery_health_this_run` WHERE FALSE;
-DELETE FROM `${project}.${dataset}.delivery_health` WHERE event_date IN UNNEST(health_days);
-INSERT INTO `${project}.${dataset}.delivery_health` SELECT * FROM `${project}.${dataset}.delivery_health_this_run`;
+${upsert.delivery_health}
 
 -- rejected_by_reason: the days that received refusals.
-CREATE OR REPLACE TABLE `${project}.${dataset}.rejected_by_reason_this_run` AS
-${rejected_by_reason};
-CREATE TABLE IF NOT EXISTS `${project}.${dataset}.rejected_by_reason` PARTITION BY day CLUSTER BY reason, protocol
-AS SELECT * FROM `${project}.${dataset}.rejected_by_reason_this_run` WHERE FALSE;
-DELETE FROM `${project}.${dataset}.rejected_by_reason` WHERE day IN UNNEST(rejected_days);
-INSERT INTO `${project}.${dataset}.rejected_by_reason` SELECT * FROM `${project}.${dataset}.rejected_by_reason_this_run`;
+${upsert.rejected_by_reason}
 
 -- loyjoy_reconciliation, with LoyJoy's export: the days of this run and the last three (the export's own delay).
 IF reconcile THEN
@@ -169,14 +135,7 @@ IF reconcile THEN
       SELECT d FROM UNNEST(GENERATE_DATE_ARRAY(DATE_SUB(DATE(run_at), INTERVAL 3 DAY), DATE(run_at))) AS d
     )
   );
-  CREATE OR REPLACE TABLE `${project}.${dataset}.loyjoy_reconciliation_this_run` AS
-  ${loyjoy_reconciliation};
-  CREATE TABLE IF NOT EXISTS `${project}.${dataset}.loyjoy_reconciliation` PARTITION BY day
-    CLUSTER BY process_id, event_name
-  AS SELECT * FROM `${project}.${dataset}.loyjoy_reconciliation_this_run` WHERE FALSE;
-  DELETE FROM `${project}.${dataset}.loyjoy_reconciliation` WHERE day IN UNNEST(reconciled_days);
-  INSERT INTO `${project}.${dataset}.loyjoy_reconciliation`
-  SELECT * FROM `${project}.${dataset}.loyjoy_reconciliation_this_run`;
+  ${upsert.loyjoy_reconciliation}
 END IF;
 
 INSERT INTO `${project}.${dataset}.refresh_manifest` (run_at, watermark, days, session_days, rejected_days, bots_included)

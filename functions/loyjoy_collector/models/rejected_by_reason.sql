@@ -1,5 +1,8 @@
 -- What the collector refused, per day and reason, for the days of this run that received refusals: a spike
 -- here is a broken sender or an attack. `loyjoy-collector check`'s deliberate refusal is left out.
+-- partition by: day
+-- cluster by: reason, protocol
+-- replaces: day IN UNNEST(rejected_days)
 SELECT
   DATE(received_at) AS day,
   reason,

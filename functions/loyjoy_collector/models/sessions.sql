@@ -2,6 +2,9 @@
 -- session with an event on a day of this run, from all its events: a session that spans midnight (or the
 -- edge of the run's days) is read from the day before and after too. Events without a session id (no
 -- analytics consent) are counted in daily_counts, not here.
+-- partition by: day
+-- cluster by: bot_id, process_id
+-- replaces: day BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY) AND (whole OR session_id IN (SELECT session_id FROM `${project}.${dataset}.sessions_this_run`))
 SELECT
   *,
   DATE(started_at) AS day,

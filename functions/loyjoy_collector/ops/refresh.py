@@ -1,6 +1,10 @@
-"""Refresh of the analyst tables: `models/refresh.sql` with the model files (`models/<table>.sql`) filled in.
+"""Refresh of the analyst tables: `models/refresh.sql` with the upsert of each model (`models/<table>.sql`).
 
 The same rendered script runs here and, from Terraform, as the BigQuery scheduled query: one source of SQL.
+Each model's header says how its table is partitioned and clustered and which rows a run replaces
+(`-- partition by:`, `-- cluster by:`, `-- replaces:`); the steps of `models/upsert/` (build, clear, fill) are
+written once and filled in per model, as `${build.<table>}` and so on in refresh.sql (`${upsert.<table>}`: all
+three). Terraform (infra/analytics.tf) renders it the same way, step for step.
 The script finds its own window (the manifest's watermark); this only fills in the knobs and reports.
 Bots are left out of the analyst tables unless `include_bots` is true; None keeps what the last run did, so a
 manual run does not undo the choice the scheduled query makes (Terraform's `analytics_include_bots`).
@@ -20,7 +24,10 @@ from ..sink import BigQuerySink
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 # One file per analyst table, named after it; refresh.sql is the script that builds them all.
 MODELS = tuple(sorted(path.stem for path in MODELS_DIR.glob("*.sql") if path.stem != "refresh"))
-_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+UPSERT_STEPS = ("build", "clear", "fill")  # models/upsert/<step>.sql, in this order
+_PLACEHOLDER = re.compile(r"\$\{([\w.]+)\}")
+# A model's settings, one a line of its header: the same pattern as Terraform's regexall() in analytics.tf.
+_SETTING = re.compile(r"(?m)^-- (partition by|cluster by|replaces): (.+)$")
 FULL_DAYS = 36500  # `--full`: every day since 2000
 
 
@@ -30,8 +37,38 @@ def model_sql(name: str) -> str:
 
 
 def render(template: str, values: dict[str, Any]) -> str:
-    """What Terraform's templatefile() makes of it: only ${name} is replaced."""
-    return _PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), template)
+    """What Terraform's templatefile() makes of it: only ${name} (or ${map.key}) is replaced."""
+
+    def value(match: re.Match[str]) -> str:
+        found: Any = values
+        for key in match.group(1).split("."):
+            found = found[key]
+        return str(found)
+
+    return _PLACEHOLDER.sub(value, template)
+
+
+def settings(sql: str) -> dict[str, str]:
+    """A rendered model's header: partition_by, cluster_by, replaces (the predicate of the rows a run deletes)."""
+    found: dict[str, str] = {}
+    for key, value in _SETTING.findall(sql):
+        name = key.replace(" ", "_")
+        if name in found:
+            raise ValueError(f"two '-- {key}:' lines in a model")
+        found[name] = value.strip()
+    return found
+
+
+def upserts(models: dict[str, str], values: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Each step of models/upsert/ per model, and `upsert`: the three, one after the other."""
+    steps = {step: (MODELS_DIR / "upsert" / f"{step}.sql").read_text() for step in UPSERT_STEPS}
+    done: dict[str, dict[str, str]] = {step: {} for step in (*UPSERT_STEPS, "upsert")}
+    for name, sql in models.items():
+        model = values | settings(sql) | {"table": name, "sql": sql}
+        for step, template in steps.items():
+            done[step][name] = render(template, model).strip()
+        done["upsert"][name] = "\n".join(done[step][name] for step in UPSERT_STEPS)
+    return done
 
 
 def sql_bool(value: bool | None) -> str:
@@ -63,7 +100,7 @@ def script(
         "include_bots": sql_bool(include_bots),
         "reconcile": sql_bool(bool(export)),
     }
-    return render(model_sql("refresh"), values | models | knobs)
+    return render(model_sql("refresh"), values | upserts(models, values) | knobs)
 
 
 def delivery_gap_check(project: str, dataset: str, *, threshold: float, min_events: int) -> str:
