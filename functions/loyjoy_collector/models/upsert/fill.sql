@@ -1,0 +1,1 @@
+INSERT INTO `${project}.${dataset}.${table}` SELECT * FROM `${project}.${dataset}.${table}_this_run`;
