@@ -25,7 +25,7 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import __version__, logs
+from . import __version__, logs, offload
 from .adapters import data_client, ga4_collect
 from .answers import RateLimited, RequestRefused, answer, error_body
 from .body import JSON_TYPES, parse_json, read_text, receive, split_batch
@@ -254,9 +254,12 @@ def request_context(request: Incoming, address_hop: int) -> RequestContext:
 
 async def loyjoy_events(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     """POST / : one event, or {"events": [...], <shared context>}, as JSON or text/plain."""
-    text, size = read_text(request, rt.settings, JSON_TYPES)
-    payload = parse_json(text, size, rt.settings)
-    events = split_batch(payload, size, rt.settings)
+
+    def prepare() -> tuple[list[Any], int]:
+        text, size = read_text(request, rt.settings, JSON_TYPES)
+        return split_batch(parse_json(text, size, rt.settings), size, rt.settings), size
+
+    events, size = await offload.run(request.body_bytes, prepare)
     outcome = await ingest(events, ctx, rt, "loyjoy", size)
     return answer(outcome.status, outcome.body(), cors_headers(ctx.origin))
 
@@ -275,18 +278,22 @@ async def answer_refusal(
             truncated = len(data) > rt.settings.max_body_bytes
             payload = data[: rt.settings.max_body_bytes].decode("utf-8", "replace")
             raw_bytes = request.content_length or request.body_bytes
-    row = rejected_row(
-        ctx,
-        rt.scrubber,
-        reason=refusal.reason,
-        detail=refusal.detail,
-        status=refusal.status,
-        protocol=protocol,
-        payload=payload,
-        raw_bytes=raw_bytes,
-        truncated=truncated,
-        gate=rt.gate,
-    )
+
+    def scrubbed() -> dict[str, Any]:
+        return rejected_row(
+            ctx,
+            rt.scrubber,
+            reason=refusal.reason,
+            detail=refusal.detail,
+            status=refusal.status,
+            protocol=protocol,
+            payload=payload,
+            raw_bytes=raw_bytes,
+            truncated=truncated,
+            gate=rt.gate,
+        )
+
+    row = await offload.run(request.body_bytes + len(request.query), scrubbed)
     try:
         await keep_rejected(rt, [row])
     except StorageUnavailable as exc:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from . import logs
+from . import logs, offload
 from .answers import RateLimited, error_body
 from .floods import fold, rows_allowed
 from .protocol import LoyJoyEvent, explain
@@ -129,7 +129,7 @@ async def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: 
     address = ctx.address if protocol == "loyjoy" and len(events) > 1 else None  # its first event paid at the door
     if (clients or address) and (wait := rt.limits.wait(address, clients, len(events) - 1)):
         raise RateLimited(wait)
-    entries = [admit(index, raw) for index, raw in enumerate(events)]
+    entries = await offload.run(body_bytes or 0, lambda: [admit(index, raw) for index, raw in enumerate(events)])
     storing = [entry for entry in entries if entry.row is not None]
     rows = [entry.row for entry in storing if entry.row is not None]
     refused_by_bigquery = await rt.sink.insert_until_stored_async(EVENTS, rows, "event_id")
