@@ -379,9 +379,9 @@ def test_both_boot_forms_and_the_sites_listeners_with_the_collector_up(
 
 
 def test_the_readme_shows_the_built_stub() -> None:
-    """The install people copy is the README's: it must be the build, not a hand-edited older copy."""
+    """The install people copy is the install guide's: it must be the build, not a hand-edited older copy."""
     built = (STATIC / "loyjoy-collector-stub.min.js").read_text().strip()
-    assert f"<script>\n{built}\n</script>" in (ROOT / "README.md").read_text()
+    assert f"<script>\n{built}\n</script>" in (ROOT / "docs" / "install.md").read_text()
 
 
 def test_a_whole_chat_lands_once_without_personal_data_and_gtm_sees_loyjoys_own_push(
