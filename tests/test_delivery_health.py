@@ -80,8 +80,12 @@ def row(event: Event, received_at: datetime) -> dict[str, Any]:
         "event_id": event.event_id,
         "page_location": f"https://{event.host}/page",
     }
-    for key, value in (("seq", event.seq), ("retry", event.retry), ("dropped", event.dropped),
-                       ("later_page", event.later_page)):  # fmt: skip
+    for key, value in (
+        ("seq", event.seq),
+        ("retry", event.retry),
+        ("dropped", event.dropped),
+        ("later_page", event.later_page),
+    ):
         if value is not None:
             raw[key] = value
     ctx = RequestContext(event.ts, "POST", "/", "", "text/plain", None, event.agent, None, None)
@@ -93,8 +97,12 @@ def row(event: Event, received_at: datetime) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def env(local_bigquery):
     environment = local_env(local_bigquery.port, "") | {"BQ_DATASET": DATASET}
-    subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=environment, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"],
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
     return environment
 
 
@@ -106,8 +114,9 @@ def send(local_bigquery, events: list[Event], ago: timedelta = timedelta(0)) -> 
 
 
 def refresh(env, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh", *args], env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh", *args], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -124,8 +133,16 @@ def by(local_bigquery, *keys: str, where: str = "TRUE") -> dict[Any, dict[str, A
     for r in health(local_bigquery, where):
         key = tuple(r[k] for k in keys) if len(keys) > 1 else r[keys[0]]
         totals = out.setdefault(key, {})
-        for column in ("events_received", "events_numbered", "seq_gaps", "dropped_overflow", "dropped_quota",
-                       "dropped_consent", "resent", "duplicates"):  # fmt: skip
+        for column in (
+            "events_received",
+            "events_numbered",
+            "seq_gaps",
+            "dropped_overflow",
+            "dropped_quota",
+            "dropped_consent",
+            "resent",
+            "duplicates",
+        ):
             totals[column] = totals.get(column, 0) + r[column]
     return out
 
@@ -141,22 +158,29 @@ def test_gaps_within_a_day_across_days_late_fills_copies_and_incremental_equals_
     h = "gaps.example.com"  # this test's host: the other tests' rows stay out of its numbers
     eight = Event(a, 8, d[1] + timedelta(hours=11), host=h)
     hours_ago = timedelta(hours=3)  # received before the next runs' lookback: they see only what comes later
-    send(local_bigquery, [
-        # Client a, Chrome: 1 2 _ 4 the day before yesterday (one gap), _ _ 7 8 yesterday (two, across the
-        # night), 9 _ _ 12 today (two). 8 arrives twice: the second copy flagged resent.
-        Event(a, 1, d[2] + timedelta(hours=9), host=h), Event(a, 2, d[2] + timedelta(hours=9, minutes=1), host=h),
-        Event(a, 4, d[2] + timedelta(hours=10), host=h),
-        Event(a, 7, d[1] + timedelta(hours=10), host=h), eight,
-        Event(a, 9, d[0] + timedelta(minutes=10), host=h), Event(a, 12, d[0] + timedelta(minutes=20), host=h),
-        # Client b, Chrome on an iPhone (WebKit, like every iOS browser): 1 2 3 _ 5 today; 4 comes later.
-        *[Event(b, n, d[0] + timedelta(minutes=n), agent=CHROME_IOS, host=h) for n in (1, 2, 3, 5)],
-        # Client c, Firefox: 1 three days ago, _ 3 yesterday; 2 comes later, dated three days ago.
-        Event(c, 1, d[3] + timedelta(hours=8), agent=FIREFOX, host=h),
-        Event(c, 3, d[1] + timedelta(hours=8), agent=FIREFOX, host=h),
-        # Client g starts at 3 (numbers below a client's first count nothing: it may be a returning visitor).
-        Event(g, 3, d[0] + timedelta(minutes=30), agent=SAFARI_MAC, host=h),
-        Event(g, 4, d[0] + timedelta(minutes=31), agent=SAFARI_MAC, host=h),
-    ], ago=hours_ago)  # fmt: skip
+    send(
+        local_bigquery,
+        [
+            # Client a, Chrome: 1 2 _ 4 the day before yesterday (one gap), _ _ 7 8 yesterday (two, across the
+            # night), 9 _ _ 12 today (two). 8 arrives twice: the second copy flagged resent.
+            Event(a, 1, d[2] + timedelta(hours=9), host=h),
+            Event(a, 2, d[2] + timedelta(hours=9, minutes=1), host=h),
+            Event(a, 4, d[2] + timedelta(hours=10), host=h),
+            Event(a, 7, d[1] + timedelta(hours=10), host=h),
+            eight,
+            Event(a, 9, d[0] + timedelta(minutes=10), host=h),
+            Event(a, 12, d[0] + timedelta(minutes=20), host=h),
+            # Client b, Chrome on an iPhone (WebKit, like every iOS browser): 1 2 3 _ 5 today; 4 comes later.
+            *[Event(b, n, d[0] + timedelta(minutes=n), agent=CHROME_IOS, host=h) for n in (1, 2, 3, 5)],
+            # Client c, Firefox: 1 three days ago, _ 3 yesterday; 2 comes later, dated three days ago.
+            Event(c, 1, d[3] + timedelta(hours=8), agent=FIREFOX, host=h),
+            Event(c, 3, d[1] + timedelta(hours=8), agent=FIREFOX, host=h),
+            # Client g starts at 3 (numbers below a client's first count nothing: it may be a returning visitor).
+            Event(g, 3, d[0] + timedelta(minutes=30), agent=SAFARI_MAC, host=h),
+            Event(g, 4, d[0] + timedelta(minutes=31), agent=SAFARI_MAC, host=h),
+        ],
+        ago=hours_ago,
+    )
     send(local_bigquery, [Event(a, 8, eight.ts, host=h, retry=1, event_id=eight.event_id)], ago=hours_ago)
     refresh(env, "--full")
 
@@ -194,8 +218,14 @@ def test_gaps_within_a_day_across_days_late_fills_copies_and_incremental_equals_
 
     # More late ones: b's 4 today, a's 3 and a's 5 (sent twice, from a later page).
     five = Event(a, 5, d[1] + timedelta(hours=9), host=h, later_page=True)
-    send(local_bigquery, [Event(b, 4, d[0] + timedelta(minutes=4), agent=CHROME_IOS, host=h, later_page=True),
-                          Event(a, 3, d[2] + timedelta(hours=9, minutes=30), host=h), five])  # fmt: skip
+    send(
+        local_bigquery,
+        [
+            Event(b, 4, d[0] + timedelta(minutes=4), agent=CHROME_IOS, host=h, later_page=True),
+            Event(a, 3, d[2] + timedelta(hours=9, minutes=30), host=h),
+            five,
+        ],
+    )
     send(local_bigquery, [Event(a, 5, five.ts, host=h, retry=1, later_page=True, event_id=five.event_id)])
     refresh(env)
     assert per_day() == {
@@ -219,16 +249,33 @@ def test_drops_reported_by_the_snippet_delays_and_bots(env, local_bigquery):
     now = datetime.now(UTC).replace(microsecond=0)
     h, client = "drops.example.com", f"d-{uuid.uuid4().hex[:6]}"
     delays = [1, 2, 3, 4, 5, 6, 7, 8, 9, 100]  # seconds from the event to the collector
-    events = [Event(client, n + 1, now - timedelta(seconds=200 - n), host=h, delay=timedelta(seconds=s))
-              for n, s in enumerate(delays)]  # fmt: skip
+    events = [
+        Event(client, n + 1, now - timedelta(seconds=200 - n), host=h, delay=timedelta(seconds=s))
+        for n, s in enumerate(delays)
+    ]
     events[3].dropped = {"overflow": 40, "quota": 2}
     events[7].dropped = {"consent": 5}
     send(local_bigquery, events)
-    send(local_bigquery, [Event(client, 4, events[3].ts, host=h, retry=1, dropped={"overflow": 40, "quota": 2},
-                                event_id=events[3].event_id, delay=timedelta(seconds=4))])  # fmt: skip
+    send(
+        local_bigquery,
+        [
+            Event(
+                client,
+                4,
+                events[3].ts,
+                host=h,
+                retry=1,
+                dropped={"overflow": 40, "quota": 2},
+                event_id=events[3].event_id,
+                delay=timedelta(seconds=4),
+            )
+        ],
+    )
     # A crawler's events, numbered with holes: bots are in no analyst number.
-    send(local_bigquery, [Event("bot-" + client, n, now - timedelta(seconds=60 - n), agent=GOOGLEBOT, host=h)
-                          for n in (1, 5, 9)])  # fmt: skip
+    send(
+        local_bigquery,
+        [Event("bot-" + client, n, now - timedelta(seconds=60 - n), agent=GOOGLEBOT, host=h) for n in (1, 5, 9)],
+    )
     refresh(env)
     [r] = health(local_bigquery, f"page_hostname = '{h}'")
     assert (r["events_received"], r["events_numbered"], r["clients"], r["seq_gaps"]) == (10, 10, 1, 0)
@@ -271,8 +318,10 @@ ENGINES = {  # real user agents, and the engine each one renders with
 
 def test_the_engine_comes_from_the_browser_family_and_every_ios_browser_is_webkit(env, local_bigquery):
     host, now = "engines.example.com", datetime.now(UTC) - timedelta(minutes=5)
-    send(local_bigquery, [Event(f"e-{n}-{uuid.uuid4().hex[:4]}", 1, now, agent=agent, host=host)
-                          for n, agent in enumerate(ENGINES)])  # fmt: skip
+    send(
+        local_bigquery,
+        [Event(f"e-{n}-{uuid.uuid4().hex[:4]}", 1, now, agent=agent, host=host) for n, agent in enumerate(ENGINES)],
+    )
     refresh(env)
     found = {(r["browser"], r["engine"]) for r in health(local_bigquery, f"page_hostname = '{host}'")}
     assert found == set(ENGINES.values())
@@ -307,11 +356,14 @@ def test_the_gap_check_fails_when_yesterdays_rate_passes_the_threshold(local_big
 
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
     today = datetime.now(UTC).date()
-    seed_health(local_bigquery, [
-        (yesterday, "shop.example.com", "Chrome", 900, 5),
-        (yesterday, "shop.example.com", "Safari", 80, 15),  # the worst
-        (today, "shop.example.com", "Chrome", 10, 500),  # today is not finished: not read
-    ])  # fmt: skip
+    seed_health(
+        local_bigquery,
+        [
+            (yesterday, "shop.example.com", "Chrome", 900, 5),
+            (yesterday, "shop.example.com", "Safari", 80, 15),  # the worst
+            (today, "shop.example.com", "Chrome", 10, 500),  # today is not finished: not read
+        ],
+    )
     check = partial(delivery_gap_check, PROJECT, ALERT_DATASET)
     passed = run_check(local_bigquery, check(threshold=0.05, min_events=100))
     assert (passed["gaps"], passed["numbered"]) == (20, 980)
@@ -336,9 +388,12 @@ def console(tmp_path_factory) -> Path:
     module.mkdir()
     (root / "functions").symlink_to(ROOT / "functions")
     shutil.copy(INFRA / "variables.tf", module / "variables.tf")
-    blocks = [block for name in ("analytics.tf", "monitoring.tf")
-              for block in re.findall(r"^locals \{\n.*?^\}\n", (INFRA / name).read_text(), re.M | re.S)
-              if "google_" not in block]  # fmt: skip
+    blocks = [
+        block
+        for name in ("analytics.tf", "monitoring.tf")
+        for block in re.findall(r"^locals \{\n.*?^\}\n", (INFRA / name).read_text(), re.M | re.S)
+        if "google_" not in block
+    ]
     assert any("delivery_gap_sql" in block for block in blocks) and any("refresh_script" in block for block in blocks)
     (module / "locals.tf").write_text("\n".join(blocks))
     return module
@@ -352,9 +407,13 @@ def evaluate(module: Path, expression: str, **variables: Any) -> Any:
     (module / "test.tfvars.json").write_text(json.dumps(REQUIRED_VARS | variables))
     result = subprocess.run(
         [shutil.which("terraform") or "terraform", "console", "-var-file=test.tfvars.json"],
-        input=f"jsonencode({expression})\n", capture_output=True, text=True, cwd=module, timeout=60,
+        input=f"jsonencode({expression})\n",
+        capture_output=True,
+        text=True,
+        cwd=module,
+        timeout=60,
         env=dict(os.environ, TF_CLI_CONFIG_FILE="/dev/null", TF_IN_AUTOMATION="1"),
-    )  # fmt: skip
+    )
     output = ANSI.sub("", result.stdout + result.stderr)
     if result.returncode != 0 or "Error:" in output:
         raise TerraformRefused(output)
@@ -364,8 +423,11 @@ def evaluate(module: Path, expression: str, **variables: Any) -> Any:
 
 def test_the_alert_is_on_by_default_and_its_threshold_a_validated_variable(console):
     assert evaluate(console, "var.delivery_gap_alert") == {
-        "enabled": True, "threshold": 0.01, "min_events": 100, "schedule": "every day 06:00",
-    }  # fmt: skip
+        "enabled": True,
+        "threshold": 0.01,
+        "min_events": 100,
+        "schedule": "every day 06:00",
+    }
     assert evaluate(console, "local.delivery_gap_check") == {"on": True}
     assert evaluate(console, "local.delivery_gap_check", alerts_enabled=False) == {}
     assert evaluate(console, "local.delivery_gap_check", delivery_gap_alert={"enabled": False}) == {}
@@ -441,9 +503,11 @@ def test_the_check_and_its_alert_policy_are_resources_the_google_provider_has(co
 
     schema = provider_schema.load()
     mine = {**resources("monitoring.tf"), **resources("analytics.tf")}
-    wanted = [("google_bigquery_data_transfer_config", "delivery_gap_check"),
-              ("google_monitoring_alert_policy", "delivery_gaps"),
-              ("google_bigquery_dataset_iam_member", "refresh_reads_loyjoy_export")]  # fmt: skip
+    wanted = [
+        ("google_bigquery_data_transfer_config", "delivery_gap_check"),
+        ("google_monitoring_alert_policy", "delivery_gaps"),
+        ("google_bigquery_dataset_iam_member", "refresh_reads_loyjoy_export"),
+    ]
     errors = []
     for key in wanted:
         errors += block_errors(mine[key], schema[f"resource.{key[0]}"].block, ".".join(key))
@@ -488,8 +552,16 @@ def seed_export(local_bigquery, facts: list[tuple[datetime, str, str, int]]) -> 
 
 
 def chat(name: str, ts: datetime, process: str, agent: str = CHROME) -> dict[str, Any]:
-    raw = {"event": name, "ts": ts.isoformat(), "sent_at": ts.isoformat(), "client_id": "c-r", "process_id": process,
-           "session_id": f"s-{process}-{ts.hour}", "bot_id": "b-1", "event_id": uuid.uuid4().hex}  # fmt: skip
+    raw = {
+        "event": name,
+        "ts": ts.isoformat(),
+        "sent_at": ts.isoformat(),
+        "client_id": "c-r",
+        "process_id": process,
+        "session_id": f"s-{process}-{ts.hour}",
+        "bot_id": "b-1",
+        "event_id": uuid.uuid4().hex,
+    }
     ctx = RequestContext(ts, "POST", "/", "", "text/plain", None, agent, None, None)
     row = event_row(LoyJoyEvent.model_validate(raw), raw, ctx, Settings(bq_dataset=RECONCILE_DATASET), Scrubber(b"k"))
     return row | {"received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
@@ -498,19 +570,23 @@ def chat(name: str, ts: datetime, process: str, agent: str = CHROME) -> dict[str
 def test_reconciliation_with_loyjoys_export_per_day_process_and_shared_event_type(local_bigquery):
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     yesterday = today - timedelta(days=1)
-    seed_export(local_bigquery, [
-        (yesterday + timedelta(hours=9), "p-1", "session_started", 2),
-        (yesterday + timedelta(hours=10), "p-1", "SESSION_STARTED", 2),  # the case does not matter
-        (yesterday + timedelta(hours=9), "p-1", "open", 5),
-        (yesterday + timedelta(hours=9), "p-1", "message_sent", 40),  # a server-side type the widget never sends
-        (today + timedelta(minutes=5), "p-2", "sign_up", 2),
-    ])  # fmt: skip
+    seed_export(
+        local_bigquery,
+        [
+            (yesterday + timedelta(hours=9), "p-1", "session_started", 2),
+            (yesterday + timedelta(hours=10), "p-1", "SESSION_STARTED", 2),  # the case does not matter
+            (yesterday + timedelta(hours=9), "p-1", "open", 5),
+            (yesterday + timedelta(hours=9), "p-1", "message_sent", 40),  # a server-side type the widget never sends
+            (today + timedelta(minutes=5), "p-2", "sign_up", 2),
+        ],
+    )
     environment = local_env(local_bigquery.port, "") | {
         "BQ_DATASET": RECONCILE_DATASET,
         "LOYJOY_EXPORT_DATASET": EXPORT,
     }
-    booted = subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=environment,
-                            capture_output=True, text=True)  # fmt: skip
+    booted = subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=environment, capture_output=True, text=True
+    )
     assert booted.returncode == 0, booted.stderr[-3000:]
     rows = [chat("session_started", yesterday + timedelta(hours=h), "p-1") for h in (9, 10, 11)]
     rows += [chat("open", yesterday + timedelta(hours=9, minutes=m), "p-1") for m in range(5)]
@@ -521,8 +597,16 @@ def test_reconciliation_with_loyjoys_export_per_day_process_and_shared_event_typ
 
     def reconciled() -> dict[tuple[Any, str, str], tuple[Any, ...]]:
         found = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{RECONCILE_DATASET}.loyjoy_reconciliation`")
-        return {(r["day"], r["process_id"], r["event_name"]): (r["process_name"], r["collector_events"],
-                r["loyjoy_events"], r["difference"], r["coverage"]) for r in found}  # fmt: skip
+        return {
+            (r["day"], r["process_id"], r["event_name"]): (
+                r["process_name"],
+                r["collector_events"],
+                r["loyjoy_events"],
+                r["difference"],
+                r["coverage"],
+            )
+            for r in found
+        }
 
     assert reconciled() == {
         (yesterday.date(), "p-1", "session_started"): ("Newsletter", 3, 4, -1, 0.75),
@@ -530,11 +614,14 @@ def test_reconciliation_with_loyjoys_export_per_day_process_and_shared_event_typ
         (today.date(), "p-2", "sign_up"): ("Quiz", 0, 2, -2, 0.0),
     }
     # The export of a day arrives a day late: the next run finds it without a new event of the collector's.
-    seed_export(local_bigquery, [
-        (yesterday + timedelta(hours=9), "p-1", "session_started", 3),
-        (yesterday + timedelta(hours=9), "p-1", "open", 6),
-        (today + timedelta(minutes=5), "p-2", "sign_up", 2),
-    ])  # fmt: skip
+    seed_export(
+        local_bigquery,
+        [
+            (yesterday + timedelta(hours=9), "p-1", "session_started", 3),
+            (yesterday + timedelta(hours=9), "p-1", "open", 6),
+            (today + timedelta(minutes=5), "p-2", "sign_up", 2),
+        ],
+    )
     refresh(environment)
     incremental = reconciled()
     assert incremental[(yesterday.date(), "p-1", "session_started")] == ("Newsletter", 3, 3, 0, 1.0)
@@ -546,8 +633,12 @@ def test_reconciliation_with_loyjoys_export_per_day_process_and_shared_event_typ
 def test_looker_studio_opens_delivery_health_with_every_partition_column_as_the_date_range(console):
     """The link output, evaluated by Terraform: each data source is a day-partitioned table marked isPartitioned
     (REFERENCE: the only way to make the partition column the date range); reconciliation only with the export."""
-    [value] = [body["value"] for item in hcl2.loads((INFRA / "outputs.tf").read_text())["output"]
-               for name, body in item.items() if name.strip('"') == "looker_studio_url"]  # fmt: skip
+    [value] = [
+        body["value"]
+        for item in hcl2.loads((INFRA / "outputs.tf").read_text())["output"]
+        for name, body in item.items()
+        if name.strip('"') == "looker_studio_url"
+    ]
     assert value.startswith("${") and value.endswith("}")
 
     def sources(**variables: Any) -> dict[str, dict[str, str]]:
@@ -561,8 +652,12 @@ def test_looker_studio_opens_delivery_health_with_every_partition_column_as_the_
 
     plain = sources()
     assert [s["tableId"] for s in plain.values()] == [
-        "funnel_daily", "sessions", "daily_counts", "opt_ins", "delivery_health",
-    ]  # fmt: skip
+        "funnel_daily",
+        "sessions",
+        "daily_counts",
+        "opt_ins",
+        "delivery_health",
+    ]
     assert all(s["isPartitioned"] == "true" and s["connector"] == "bigQuery" for s in plain.values())
     assert {s["datasetId"] for s in plain.values()} == {"loyjoy"}
     reconciling = sources(loyjoy_export_dataset="loyjoy_export")
@@ -573,8 +668,11 @@ def test_looker_studio_opens_delivery_health_with_every_partition_column_as_the_
 def test_the_export_dataset_is_validated_and_the_scheduled_refresh_reconciles_with_it(console):
     from loyjoy_collector.ops.refresh import script
 
-    for good, qualified in (("", ""), ("loyjoy_export", "my-project-1.loyjoy_export"),
-                            ("other-project.lj_2", "other-project.lj_2")):  # fmt: skip
+    for good, qualified in (
+        ("", ""),
+        ("loyjoy_export", "my-project-1.loyjoy_export"),
+        ("other-project.lj_2", "other-project.lj_2"),
+    ):
         assert evaluate(console, "local.loyjoy_export", loyjoy_export_dataset=good) == qualified
     for bad in ("has-hyphens", "a.b.c", "Project.x", "x."):
         with pytest.raises(TerraformRefused, match="loyjoy_export_dataset is a dataset id"):
@@ -616,9 +714,17 @@ def test_the_demo_page_charts_delivery_health(env, local_bigquery, browser):
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "loyjoy_collector.ops.devserver", "--port", str(port), "--collector",
-         "http://127.0.0.1:9/"], env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "loyjoy_collector.ops.devserver",
+            "--port",
+            str(port),
+            "--collector",
+            "http://127.0.0.1:9/",
+        ],
+        env=env,
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/config.js", 15, server)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -643,8 +749,13 @@ def test_the_demo_page_charts_delivery_health(env, local_bigquery, browser):
     assert drawn["series"] == [
         ["events received", [table[day]["events_received"] for day in sorted(table)]],
         ["sequence gaps (events lost on the way)", [table[day]["seq_gaps"] for day in sorted(table)]],
-        ["drops the snippet reported",
-         [sum(table[day][k] for k in ("dropped_overflow", "dropped_quota", "dropped_consent")) for day in sorted(table)]],
-    ]  # fmt: skip
+        [
+            "drops the snippet reported",
+            [
+                sum(table[day][k] for k in ("dropped_overflow", "dropped_quota", "dropped_consent"))
+                for day in sorted(table)
+            ],
+        ],
+    ]
     total_gaps = sum(v["seq_gaps"] for v in table.values())
     assert f"{sum(v['events_received'] for v in table.values())} events received, {total_gaps} lost" in note

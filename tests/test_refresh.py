@@ -33,14 +33,23 @@ CHROME = (
 @pytest.fixture(scope="module")
 def env(local_bigquery):
     environment = local_env(local_bigquery.port, "") | {"BQ_DATASET": DATASET}
-    subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=environment, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"],
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
     return environment
 
 
 def refresh(env, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh", *args], env=env, check=True,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh", *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return done.stdout
 
 
@@ -51,8 +60,16 @@ def send(
     now = datetime.now(UTC)
     settings, scrubber, rows = Settings(bq_dataset=DATASET), Scrubber(b"k"), []
     for name, ts, session in events:
-        raw = {"event": name, "ts": ts.isoformat(), "sent_at": ts.isoformat(), "session_id": session,
-               "client_id": "c-" + session, "bot_id": "b-refresh", "process_id": "p-1", "event_id": uuid.uuid4().hex}  # fmt: skip
+        raw = {
+            "event": name,
+            "ts": ts.isoformat(),
+            "sent_at": ts.isoformat(),
+            "session_id": session,
+            "client_id": "c-" + session,
+            "bot_id": "b-refresh",
+            "process_id": "p-1",
+            "event_id": uuid.uuid4().hex,
+        }
         ctx = RequestContext(ts, "POST", "/", "", "text/plain", None, user_agent, None, None)
         row = event_row(LoyJoyEvent.model_validate(raw), raw, ctx, settings, scrubber)
         rows.append(row | {"received_at": now.isoformat().replace("+00:00", "Z")})
@@ -75,12 +92,16 @@ def snapshot(local_bigquery) -> dict[str, list[str]]:
 def test_incremental_refresh_late_events_midnight_sessions_and_a_second_run(env, local_bigquery):
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     midnight = f"s-{uuid.uuid4().hex[:8]}"
-    send(local_bigquery, [
-        ("load", today - timedelta(minutes=2), midnight),  # yesterday 23:58
-        ("open", today - timedelta(minutes=1), midnight),
-        ("sign_up", today + timedelta(minutes=1), midnight),  # today 00:01: the same session
-        ("load", today + timedelta(hours=9), "s-other"),
-    ], copies=2)  # fmt: skip
+    send(
+        local_bigquery,
+        [
+            ("load", today - timedelta(minutes=2), midnight),  # yesterday 23:58
+            ("open", today - timedelta(minutes=1), midnight),
+            ("sign_up", today + timedelta(minutes=1), midnight),  # today 00:01: the same session
+            ("load", today + timedelta(hours=9), "s-other"),
+        ],
+        copies=2,
+    )
     first = refresh(env)
     assert "rebuilt 2 event days" in first
     [session] = table(local_bigquery, "sessions", f"session_id = '{midnight}'")
@@ -99,8 +120,10 @@ def test_incremental_refresh_late_events_midnight_sessions_and_a_second_run(env,
 
     # A queue that waited ten days in a browser, and a late event of the midnight session.
     late_day = today - timedelta(days=10)
-    send(local_bigquery, [("load", late_day + timedelta(hours=12), "s-late"),
-                          ("close", today + timedelta(minutes=5), midnight)])  # fmt: skip
+    send(
+        local_bigquery,
+        [("load", late_day + timedelta(hours=12), "s-late"), ("close", today + timedelta(minutes=5), midnight)],
+    )
     third = refresh(env)
     assert f"to {today.date()}" in third and str(late_day.date()) in third
     counts = {(r["day"], r["event_name"]): r["events"] for r in table(local_bigquery, "daily_counts")}
@@ -144,22 +167,26 @@ def test_bots_are_stored_but_left_out_unless_the_switch_brings_them_back(env, lo
     visitors_before = snapshot(local_bigquery)
     bots = {"s-curl": "curl/8.5.0", "s-headless": HEADLESS, "s-googlebot": GOOGLEBOT}
     for session, agent in bots.items():
-        send(local_bigquery, [("load", old_day, session), ("open", old_day + timedelta(seconds=5), session)],
-             user_agent=agent)  # fmt: skip
+        send(
+            local_bigquery,
+            [("load", old_day, session), ("open", old_day + timedelta(seconds=5), session)],
+            user_agent=agent,
+        )
     # A row written before the is_bot column existed: ua-parser's device_type is what says it is a bot.
     [old_id] = send(local_bigquery, [("load", old_day, "s-old-crawler")], user_agent=GOOGLEBOT)
-    local_bigquery.query(
-        f"UPDATE `{PROJECT}.{DATASET}.events` SET is_bot = NULL WHERE event_id = @id", id=old_id
-    )  # fmt: skip
+    local_bigquery.query(f"UPDATE `{PROJECT}.{DATASET}.events` SET is_bot = NULL WHERE event_id = @id", id=old_id)
     sessions = [*bots, "s-old-crawler"]
     stored = local_bigquery.query(
         f"SELECT DISTINCT session_id, is_bot, device_type FROM `{PROJECT}.{DATASET}.events` "
-        f"WHERE session_id IN UNNEST(@s)", s=sessions,
-    )  # fmt: skip
+        f"WHERE session_id IN UNNEST(@s)",
+        s=sessions,
+    )
     assert {(r["session_id"], r["is_bot"], r["device_type"]) for r in stored} == {
-        ("s-curl", True, "bot"), ("s-headless", True, "bot"), ("s-googlebot", True, "bot"),
+        ("s-curl", True, "bot"),
+        ("s-headless", True, "bot"),
+        ("s-googlebot", True, "bot"),
         ("s-old-crawler", None, "bot"),
-    }  # fmt: skip
+    }
 
     assert "bots left out" in refresh(env)
     assert counted(local_bigquery, sessions, old_day) == {
@@ -211,8 +238,9 @@ def test_a_table_built_before_is_bot_gains_it_and_the_first_run_rebuilds_everyth
         table = bigquery.Table(f"{PROJECT}.{dataset}.{name}", schema=old)
         table.time_partitioning = bigquery.TimePartitioning(field=spec.partition_field)
         local_bigquery.client.create_table(table)
-    booted = subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=environment,
-                            capture_output=True, text=True)  # fmt: skip
+    booted = subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=environment, capture_output=True, text=True
+    )
     assert booted.returncode == 0, booted.stderr[-3000:]
     assert "events: added is_bot" in booted.stdout and "refresh_manifest: added bots_included" in booted.stdout
     old_day = datetime.now(UTC) - timedelta(days=7)
@@ -232,8 +260,13 @@ def test_a_table_built_before_is_bot_gains_it_and_the_first_run_rebuilds_everyth
         f"INSERT INTO `{PROJECT}.{dataset}.refresh_manifest` (run_at, watermark, days, session_days, rejected_days)"
         " VALUES (CURRENT_TIMESTAMP(), CURRENT_TIMESTAMP(), [], [], [])"
     )  # an old run: bots_included unknown
-    done = subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh"], env=environment,
-                          check=True, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh"],
+        env=environment,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert "rebuilt 1 event days" in done.stdout and "bots left out" in done.stdout
     kept = local_bigquery.query(f"SELECT is_bot, device_type, browser, collector_version FROM {clean}")
     assert kept == [{"is_bot": False, "device_type": "desktop", "browser": "Chrome", "collector_version": __version__}]
@@ -247,14 +280,25 @@ def test_an_events_clean_built_before_the_delivery_columns_gains_them_by_name(lo
     events_clean, built by the last version, has none; the next run adds them at its end and fills them by name."""
     dataset = "refresh_delivery_upgrade"
     environment = local_env(local_bigquery.port, "") | {"BQ_DATASET": dataset}
-    subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=environment, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"],
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
     day = datetime.now(UTC) - timedelta(days=2)
     rows = []
     for seq in (1, 2, 5):
         ctx = RequestContext(day, "POST", "/", "", "text/plain", None, CHROME, None, None)
-        raw = {"event": "load", "ts": (day + timedelta(seconds=seq)).isoformat(), "client_id": "c-up", "seq": seq,
-               "later_page": seq == 5, "dropped": {"overflow": 3} if seq == 5 else None, "event_id": uuid.uuid4().hex}  # fmt: skip
+        raw = {
+            "event": "load",
+            "ts": (day + timedelta(seconds=seq)).isoformat(),
+            "client_id": "c-up",
+            "seq": seq,
+            "later_page": seq == 5,
+            "dropped": {"overflow": 3} if seq == 5 else None,
+            "event_id": uuid.uuid4().hex,
+        }
         rows.append(event_row(LoyJoyEvent.model_validate(raw), raw, ctx, Settings(bq_dataset=dataset), Scrubber(b"k")))
     assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{dataset}.events", rows) == []
     clean = f"`{PROJECT}.{dataset}.events_clean`"
@@ -263,8 +307,12 @@ def test_an_events_clean_built_before_the_delivery_columns_gains_them_by_name(lo
     local_bigquery.query(
         f"CREATE TABLE {clean} PARTITION BY DATE(event_ts) AS SELECT {columns} FROM `{PROJECT}.{dataset}.events`"
     )  # what the last version's refresh built
-    done = subprocess.run([sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh", "--full"], env=environment,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh", "--full"],
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     kept = local_bigquery.query(
         f"SELECT client_seq, dropped_overflow, delivered_later_page, browser FROM {clean} ORDER BY client_seq"

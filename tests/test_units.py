@@ -145,6 +145,15 @@ def test_bad_timestamps_are_refused(value):
         LoyJoyEvent.model_validate({"event": "open", "ts": value})
 
 
+def run_alone(coroutine):
+    """On an event loop of its own thread: a browser test's driver may have left one running in this thread."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def test_group_commit_shares_calls_and_maps_errors_back():
     import asyncio
     from dataclasses import dataclass
@@ -174,7 +183,7 @@ def test_group_commit_shares_calls_and_maps_errors_back():
         answers = await asyncio.gather(*(request(k) for k in range(20)))
         return dict(enumerate(answers))
 
-    results = asyncio.run(main())
+    results = run_alone(main())
     sent = [row_id for call in calls for row_id in call]
     assert sorted(sent) == sorted(f"id{n}" for n in range(40))  # every row once
     assert 1 < len(calls) < 10  # shared calls, not one per request (the first one left at once)
@@ -215,7 +224,7 @@ def test_group_commit_failure_reaches_every_waiter_of_that_call_and_rows_go_alon
             *(group.insert("events", [{"n": k}], [f"r{k}"], refuse, alone, split_on=(Refused,)) for k in range(3))
         )
 
-    assert asyncio.run(main()) == [[], [], []]
+    assert run_alone(main()) == [[], [], []]
     assert sorted(alone_calls) == [["r0"], ["r1"], ["r2"]]  # each request's rows on their own
 
 
