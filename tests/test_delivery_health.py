@@ -5,7 +5,6 @@ full, a second run changes nothing."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
@@ -30,6 +29,7 @@ from loyjoy_collector.rows import RequestContext, event_row
 from loyjoy_collector.settings import Settings
 
 from .conftest import LOGS, PROJECT, free_port
+from .terraform_offline import TerraformRefused, evaluate
 
 DATASET = "delivery_test"
 CHROME = (
@@ -47,8 +47,6 @@ SAFARI_MAC = (
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
-REQUIRED_VARS = {"project_id": "my-project-1", "allowed_origins": ["https://www.example.com"]}
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 KEYS = ("event_date", "page_hostname", "browser", "engine", "device_type", "protocol")
 
 
@@ -397,28 +395,6 @@ def console(tmp_path_factory) -> Path:
     assert any("delivery_gap_sql" in block for block in blocks) and any("refresh_script" in block for block in blocks)
     (module / "locals.tf").write_text("\n".join(blocks))
     return module
-
-
-class TerraformRefused(Exception):
-    pass
-
-
-def evaluate(module: Path, expression: str, **variables: Any) -> Any:
-    (module / "test.tfvars.json").write_text(json.dumps(REQUIRED_VARS | variables))
-    result = subprocess.run(
-        [shutil.which("terraform") or "terraform", "console", "-var-file=test.tfvars.json"],
-        input=f"jsonencode({expression})\n",
-        capture_output=True,
-        text=True,
-        cwd=module,
-        timeout=60,
-        env=dict(os.environ, TF_CLI_CONFIG_FILE="/dev/null", TF_IN_AUTOMATION="1"),
-    )
-    output = ANSI.sub("", result.stdout + result.stderr)
-    if result.returncode != 0 or "Error:" in output:
-        raise TerraformRefused(output)
-    literal = [line for line in ANSI.sub("", result.stdout).splitlines() if line.startswith('"')][-1]
-    return json.loads(json.loads(literal.replace("$${", "${").replace("%%{", "%{")))
 
 
 def test_the_alert_is_on_by_default_and_its_threshold_a_validated_variable(console):
