@@ -16,6 +16,11 @@ Printed: requests/s, events/s, ratios to each hello, p50/p99, the function's CPU
 its processes, from /proc), insertAll calls per event, the cost per million events at list prices
 (request-based and instance-based billing), and the cold start: process start to first answer for the hellos,
 to the first stored event for the collector (median of COLD_RUNS).
+
+BENCH_BEFORE=<a checkout's root> runs the same collector loads and cold start against that checkout's code in
+the same run (its `functions/` first on PYTHONPATH), printed as "before" under each row: a change is judged
+against its parent on the same machine at the same time, not against figures from another day.
+BENCH_LOCAL_BQ=0 leaves out the loads against the local BigQuery.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ HELLO = Path(__file__).resolve().parent / "hello"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
 COLD_RUNS = int(os.environ.get("COLD_RUNS", "5"))
+BEFORE = Path(os.environ["BENCH_BEFORE"]).resolve() if os.environ.get("BENCH_BEFORE") else None
+LOCAL_BQ = os.environ.get("BENCH_LOCAL_BQ", "1") != "0"
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 UNLIMITED = {
     "RATE_LIMIT_ADDRESS_PER_SECOND": "1e9",
@@ -315,6 +322,11 @@ def cost_per_million(cpu_ms_per_event: float, events_per_request: float) -> tupl
     return by_request, by_instance, streaming
 
 
+def cpu_per_event(run: Run, per: int) -> float:
+    """Milliseconds of the function's CPU per event (per request for a hello)."""
+    return run.cpu_seconds / (run.rps * SECONDS * per) * 1000
+
+
 def main() -> None:
     null = NullBigQuery()
     bq_port = free_port()
@@ -327,19 +339,28 @@ def main() -> None:
     )
     one = json.dumps(event("warm")).encode()
     runs: dict[str, Run] = {}
+    colds: dict[str, float] = {}
+    versions = [("", SOURCE, {})]
+    if BEFORE is not None:
+        versions.append(("-before", BEFORE / "functions" / "main.py", {"PYTHONPATH": str(BEFORE / "functions")}))
     try:
         runs["flask"] = run_function(HELLO / "flask_hello.py", "hello", base, None, None)
         runs["asgi"] = run_function(HELLO / "asgi_hello.py", "hello", base, None, None)
-        for load in LOADS:
-            runs[load] = run_function(SOURCE, "collect", null_env, load, null, one)
-        for load in ("one", "ten"):
-            runs[f"{load}-bq"] = run_function(SOURCE, "collect", real_env, load, None, one)
-        cold_flask = cold(HELLO / "flask_hello.py", "hello", base, None)
-        cold_asgi = cold(HELLO / "asgi_hello.py", "hello", base, None)
-        cold_collector = cold(SOURCE, "collect", real_env, one)
+        for suffix, source, path in versions:
+            for load in LOADS:
+                runs[load + suffix] = run_function(source, "collect", null_env | path, load, null, one)
+            for load in ("one", "ten") if LOCAL_BQ else ():
+                runs[f"{load}-bq{suffix}"] = run_function(source, "collect", real_env | path, load, None, one)
+        colds["flask"] = cold(HELLO / "flask_hello.py", "hello", base, None)
+        colds["asgi"] = cold(HELLO / "asgi_hello.py", "hello", base, None)
+        for suffix, source, path in versions:
+            colds["collector" + suffix] = cold(source, "collect", real_env | path, one)
     finally:
         bq.terminate()
+    report(runs, colds)
 
+
+def report(runs: dict[str, Run], colds: dict[str, float]) -> None:
     flask, asgi = runs["flask"].rps, runs["asgi"].rps
     print(
         f"\nwrk: {SECONDS} s, 2 threads, {CONNECTIONS} connections; one function process, THREADS={CONNECTIONS}; "
@@ -357,32 +378,36 @@ def main() -> None:
         "ten-bq": ("POST / batches of 10, local BigQuery", 10),
     }
     for key, (name, per) in names.items():
-        run = runs[key]
-        count = run.rps * SECONDS * max(per, 1)
-        events = run.rps * per if per else run.rps
-        calls = f"{run.calls / count:8.3f}" if per and key in LOADS else f"{'':>8}"
-        print(
-            f"{name:44} {run.rps:7.0f} {events:8.0f} {events / flask:6.2f} {events / asgi:6.2f} {run.p50:7.2f} "
-            f"{run.p99:7.2f} {run.cpu_seconds / count * 1000:9.3f} {calls} {run.non2xx:7.0f}"
-        )
+        for suffix, label in (("", name), ("-before", "  before")):
+            if key + suffix not in runs:
+                continue
+            run = runs[key + suffix]
+            count = run.rps * SECONDS * max(per, 1)
+            events = run.rps * per if per else run.rps
+            calls = f"{run.calls / count:8.3f}" if per and key in LOADS else f"{'':>8}"
+            print(
+                f"{label:44} {run.rps:7.0f} {events:8.0f} {events / flask:6.2f} {events / asgi:6.2f} {run.p50:7.2f} "
+                f"{run.p99:7.2f} {run.cpu_seconds / count * 1000:9.3f} {calls} {run.non2xx:7.0f}"
+            )
 
-    print("\ngoals:")
-    single_cpu = runs["one"].cpu_seconds / (runs["one"].rps * SECONDS) * 1000
-    batch_cpu = runs["ten"].cpu_seconds / (runs["ten"].rps * SECONDS * 10) * 1000
-    checks = [
-        ("one event: events/s / Flask hello req/s >= 1.0", runs["one"].rps / flask, 1.0),
-        ("batches of 10: events/s / Flask hello req/s >= 5", runs["ten"].rps * 10 / flask, 5.0),
-        ("one event: CPU ms per event <= 0.6", single_cpu, 0.6),
-        ("batches of 10: CPU ms per event <= 0.2", batch_cpu, 0.2),
-        ("cold start: collector / ASGI hello <= 1.5", cold_collector / cold_asgi, 1.5),
-    ]
-    for name, value, goal in checks:
-        met = value >= goal if ">=" in name else value <= goal
-        print(f"  {name:52} {value:7.2f}  {'met' if met else 'NOT met'}")
+    hello_cpu = cpu_per_event(runs["asgi"], 1)
+    for suffix in ("", "-before"):
+        if "one" + suffix not in runs:
+            continue
+        print("\ngoals, against the ASGI hello's CPU per request:" + (" (before)" if suffix else ""))
+        cold_ratio = colds["collector" + suffix] / colds["asgi"]
+        checks = [
+            ("one event: CPU per request / hello's <= 5", cpu_per_event(runs["one" + suffix], 1) / hello_cpu, 5.0),
+            ("batches of 10: CPU per event / hello's <= 1.5", cpu_per_event(runs["ten" + suffix], 10) / hello_cpu, 1.5),
+            ("cold start: collector / ASGI hello <= 1.5", cold_ratio, 1.5),
+        ]
+        for name, value, goal in checks:
+            print(f"  {name:52} {value:7.2f}  {'met' if value <= goal else 'NOT met'}")
+    before = f", before {colds['collector-before'] * 1000:.0f} ms" if "collector-before" in colds else ""
     print(
         f"\ncold start (median of {COLD_RUNS}, process start to first answer): Flask hello "
-        f"{cold_flask * 1000:.0f} ms, ASGI hello {cold_asgi * 1000:.0f} ms, collector's first stored event "
-        f"{cold_collector * 1000:.0f} ms"
+        f"{colds['flask'] * 1000:.0f} ms, ASGI hello {colds['asgi'] * 1000:.0f} ms, collector's first stored event "
+        f"{colds['collector'] * 1000:.0f} ms{before}"
     )
 
     print(
@@ -390,7 +415,7 @@ def main() -> None:
         "at 1 KB a row):"
     )
     for key, per in (("one", 1), ("ten", 10), ("mixed", 1)):
-        cpu = runs[key].cpu_seconds / (runs[key].rps * SECONDS * per) * 1000
+        cpu = cpu_per_event(runs[key], per)
         by_request, by_instance, streaming = cost_per_million(cpu, per)
         print(
             f"  {names[key][0]:44} request-based {by_request:6.3f}  instance-based {by_instance:6.3f}  "
