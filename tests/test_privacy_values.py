@@ -320,7 +320,7 @@ def test_url_columns_and_url_keys_pass_the_url_rules_everywhere():
 
 
 def test_language_keeps_bcp47_tags_only():
-    from loyjoy_collector.privacy.values import language_tags
+    from loyjoy_collector.privacy.languages import language_tags
 
     assert language_tags("de-DE,de;q=0.9,en;q=0.8", Tally()) == "de-DE,de,en"
     assert language_tags("zh-Hant-TW", Tally()) == "zh-Hant-TW"

@@ -1,4 +1,4 @@
-"""RE2, whose matching time is linear in its input, behind the four calls the detectors make.
+"""RE2, whose matching time is linear in its input, behind the calls the detectors make.
 
 The collector is a public URL: one crafted 75-byte string must not hold an instance's interpreter for
 seconds, as a backtracking engine would (Python's `re` included). RE2 guarantees time linear in the text for
@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import re2
 
 _UNANCHORED = re2._Anchor.UNANCHORED
+DEFAULT_SET_MEMORY = 32 << 20  # the one-pass set's automaton; RE2's own default is 8 MiB
 _ANCHOR_BOTH = re2._Anchor.ANCHOR_BOTH
 _NONE = (-1, -1)
 
@@ -112,3 +113,52 @@ class Pattern:
             return [text]
         start, end = spans[0]
         return [data[:start].decode(), data[end:].decode()]
+
+
+WORD = r"\pL\pN_"  # Python's \w, which RE2 spells out
+
+
+def bounded(core: str, before: str, after: str) -> str:
+    """`core` not preceded by a character of the class `before` nor followed by one of `after`, in RE2. RE2
+    has no look-around: the boundary characters are matched as groups of their own (`pre`, `post`), which the
+    replacement gives back (`edges`)."""
+    return rf"(?:^|(?P<pre>[^{before}]))(?P<v>{core})(?:$|(?P<post>[^{after}]))"
+
+
+def edges(match: Match, replacement: str) -> str:
+    """The replacement between the boundary characters the pattern had to take."""
+    return (match.named("pre") or "") + replacement + (match.named("post") or "")
+
+
+def sub_twice(pattern: Pattern, replace: Callable[[Match], str], text: str) -> str:
+    """A boundary character taken by one match (`post`) may be the one the next match needs (`pre`): a second
+    pass, only after a first that found something, finds those."""
+    text, found = pattern.subn(replace, text)
+    return pattern.sub(replace, text) if found else text
+
+
+class PatternSet:
+    """Which of many patterns match a text, in one pass over its UTF-8 bytes (RE2's Set).
+
+    RE2 answers "no match" when its automaton runs out of memory, which would let a text through unlooked-at.
+    So the set holds one more pattern that matches every text: an answer without it is no answer, and the
+    caller runs every detector (`None`). The memory budget is generous; only a crafted text reaches it."""
+
+    def __init__(self, patterns: list[str], max_mem: int = DEFAULT_SET_MEMORY) -> None:
+        options = re2.Options()
+        options.max_mem = max_mem
+        options.log_errors = False  # running out of memory is answered (None), not written to stderr
+        self._set = re2._re2.Set(_UNANCHORED, options)
+        for pattern in patterns:
+            if self._set.Add(pattern.encode()) < 0:
+                raise re2.error(f"RE2 refuses {pattern!r}")
+        self._answered = self._set.Add(b"")
+        if not self._set.Compile():
+            raise re2.error("the patterns do not compile together within the memory budget")
+        self.size = len(patterns)
+
+    def matching(self, data: bytes) -> list[int] | None:
+        """The indices of the patterns that match somewhere in `data` (unordered, the sentinel among them), or
+        None when RE2 could not answer."""
+        found: list[int] = self._set.Match(data)
+        return found if self._answered in found else None

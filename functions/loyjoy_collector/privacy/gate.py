@@ -25,18 +25,13 @@ from typing import Any
 
 from ..schema import tables
 from .keys import CONTAINER_KEYS, Scrubber
+from .languages import language_tags
+from .names import LANGUAGE_KEYS, URL_VALUE_KEYS, normalise_key
+from .numbers import personal_number
 from .placeholders import REDACTED
 from .tally import Tally
 from .urls import clean_url
-from .values import (
-    LANGUAGE_KEYS,
-    URL_VALUE_KEYS,
-    language_tags,
-    normalise_key,
-    personal_event_name,
-    personal_number,
-    scrub_text,
-)
+from .values import personal_event_name, scrub_text
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DETAIL_LIMIT = 256 * 1024  # the JSON column's: BigQuery has maxLength for STRING columns only
@@ -52,7 +47,6 @@ URL_COLUMNS = frozenset({"page_location", "page_referrer"})
 # Event names reach the daily counts: one that carries a personal value becomes a pseudonym of itself.
 EVENT_NAME_COLUMNS = frozenset({"event_name", "event_name_raw"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _DROP = object()
 
 
@@ -62,10 +56,6 @@ class Gate:
         self._allowed = scrubber.kept_keys - CONTAINER_KEYS  # `"events": "text"` is no analytical value
 
     def text(self, value: str, tally: Tally, strict: bool = False) -> str:
-        if _CONTROL.search(value):
-            value = _CONTROL.sub("", value)
-        if _SURROGATE.search(value):
-            value = _SURROGATE.sub("\ufffd", value)
         return scrub_text(value, tally, self._allowed, strict, self._scrubber.url_params)
 
     def url(self, value: str, tally: Tally) -> str:

@@ -20,8 +20,9 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from . import hashing
+from .names import normalise_key
+from .numbers import is_number
 from .tally import Tally
-from .values import is_number, normalise_key
 
 SECRET_KEYS = frozenset(
     normalise_key(k)

@@ -8,13 +8,16 @@ typed into a search box), Google's and the ad networks' click ids, and the opera
 value. Fragments go (single-page apps put tokens there), and so does `user:password@`. A search engine's
 referrer keeps its host. The path is kept and passes the value detectors with the rest of the column.
 
-Linear in the URL: one split on `&`, no pattern matching.
+A URL written into text (a label, a title, a refused body) keeps the same; it runs up to a space, a quote or a
+bracket. Linear in the URL: one split on `&`.
 """
 
 from __future__ import annotations
 
 from urllib.parse import unquote_plus, urlsplit
 
+from .detector import Detector, Look
+from .engine import Pattern
 from .placeholders import REDACTED
 from .tally import Tally
 
@@ -115,3 +118,15 @@ def clean_url(url: str, tally: Tally, extra_params: frozenset[str] = frozenset()
     prefix = f"{parts.scheme}:" if parts.scheme else ""
     prefix += f"//{authority}" if parts.netloc else ""
     return prefix + parts.path + ("?" + "&".join(kept) if kept else "")
+
+
+_LINK = Pattern(r"(?i)https?://[^\s\"'<>()\[\]{}\\|^`]+")
+
+
+def _links(text: str, look: Look) -> str:
+    if not look.links:
+        return text
+    return _LINK.sub(lambda match: clean_url(match.group(0), look.tally, look.urls), text)
+
+
+LINKS = Detector("URLs in text", ("://",), _links)
