@@ -687,7 +687,7 @@ def test_the_refusals_let_through_exactly_what_the_collector_serves(console, inf
     """Methods: the routes' own, plus preflights. Bodies: a declared Content-Length above MAX_BODY_BYTES,
     checked against numbers on both sides of the limit (the regex is the rule's, run by Python's re, which
     agrees with RE2 on this syntax)."""
-    from loyjoy_collector.handler import DATA_ROUTE, ROUTES
+    from loyjoy_collector.routes import DATA_ROUTE, ROUTES
 
     methods_rule, body_rule, *_ = rules(console, infra)
     served = {m for route in [*ROUTES.values(), DATA_ROUTE] for m in route.methods} | {"OPTIONS"}

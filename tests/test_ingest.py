@@ -387,7 +387,7 @@ def test_preflight(collector):
 def test_the_snippet_is_served_for_script_tags(collector):
     import requests
 
-    from loyjoy_collector.handler import snippet_source
+    from loyjoy_collector.routes import snippet_source
 
     answer = requests.get(collector.url + "/loyjoy-collector.js", timeout=5)
     assert answer.status_code == 200

@@ -26,7 +26,7 @@ def wait_for_line(collector, predicate, timeout: float = 10.0) -> dict:
         time.sleep(0.2)
 
 
-def test_log_lines_are_json_for_cloud_logging_with_trace_labels_and_no_personal_data(collector, tag):
+def test_log_lines_are_json_for_cloud_logging_with_trace_labels_and_no_personal_data(collector, local_bigquery, tag):
     body = f'{{"event": "open", "bot_id": "{tag}", "detail": {{"email": "{EMAIL}", "tel": "{PHONE}"'
     refused = collector.post(
         body.encode(), headers={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01", "Origin": ORIGIN}
@@ -56,6 +56,9 @@ def test_log_lines_are_json_for_cloud_logging_with_trace_labels_and_no_personal_
 
     start = wait_for_line(collector, lambda entry: entry.get("event") == "start")
     assert start["settings"]["pii_hash_key_set"] is True and "pii_hash_key" not in start["settings"]
+    # the operator's own values, as configured: an endpoint with its address, the origins
+    assert start["settings"]["bigquery_api_endpoint"] == local_bigquery.url
+    assert ORIGIN in start["settings"]["allowed_origins"]
     stored = wait_for_line(collector, lambda entry: entry.get("event") == "stored")
     assert stored["events"] >= 1
 

@@ -20,7 +20,7 @@ from .rows import RequestContext
 from .sgtm import PIXEL, ProtocolError, data_payload, ga4_context, ga4_hits, ga4_to_fields, to_event, unique_event_id
 
 if TYPE_CHECKING:
-    from .handler import Runtime
+    from .runtime import Runtime
 
 
 async def data_client(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:

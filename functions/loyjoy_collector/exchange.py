@@ -42,6 +42,16 @@ class Incoming:
         return list(seen.items())
 
 
+def joined_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Header names in lower case; a repeated header's values joined with ", ", as a list header's are (RFC 9110
+    §5.3): a second X-Forwarded-For line must not hide the entry the platform appended."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
 @dataclass
 class Reply:
     status: int

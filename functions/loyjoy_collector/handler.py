@@ -1,112 +1,39 @@
-"""The entry point, the per-process runtime and the routes: origin, route, then the route's own handler.
+"""The entry point: origin, route, then the route's own handler; refusals and outages answered.
 
 `collect` is an ASGI function: it reads the body on the event loop and hands an `Incoming` (exchange.py) to
-`handle`, which awaits BigQuery through group commit. Where the rest of the request path lives: `body.py`
-reads a body within its limits, `adapters.py` holds the
-server-side GTM routes, `ingest.py` validates, stores and keeps each event, `answers.py` the JSON answers.
-Every refusal has a machine-readable reason and, except a foreign origin's 403, leaves its scrubbed payload
-in `events_rejected`; every acknowledgement means BigQuery has the row. Nothing here builds a client or
-reads configuration per request: `runtime()` does that once per process.
+`handle`, which awaits BigQuery through group commit. The request path runs downhill from here: `routes.py`
+names each path's handler, `body.py` reads a body within its limits, `adapters.py` holds the server-side GTM
+routes, `ingest.py` validates, stores and keeps each event, `answers.py` the JSON answers, and `runtime.py`
+what the process builds once (no module reaches back here for it). Every refusal has a machine-readable
+reason and, except a foreign origin's 403, leaves its scrubbed payload in `events_rejected`; every
+acknowledgement means BigQuery has the row.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import __version__, logs, offload
-from .adapters import data_client, ga4_collect
+from . import logs, offload
 from .answers import RateLimited, RequestRefused, answer, error_body
-from .body import JSON_TYPES, parse_json, read_text, receive, split_batch
+from .body import receive
 from .cors import cors_headers, origin_allowed, preflight_headers
-from .exchange import Incoming, Reply
-from .floods import Flusher, RateLimits, RefusalBudget, TokenBuckets, retry_after
-from .ingest import ingest, keep_rejected
-from .privacy.gate import Gate
-from .privacy.keys import Scrubber
-from .privacy.tally import Tally
+from .exchange import Incoming, Reply, joined_headers
+from .floods import retry_after
+from .ingest import keep_rejected
+from .routes import route_path, route_table
 from .rows import RequestContext, rejected_row
-from .schema import REJECTED
+from .runtime import Runtime, runtime
 from .server_limits import slow_sender
-from .settings import Settings, get_settings
-from .sink import BigQuerySink, StorageUnavailable
+from .sink import StorageUnavailable
 
 log = logs.log
-
-
-@dataclass(frozen=True)
-class Runtime:
-    settings: Settings
-    scrubber: Scrubber
-    gate: Gate
-    sink: BigQuerySink
-    routes: dict[str, Route]
-    stored: logs.StoredCounter
-    limits: RateLimits
-    budget: RefusalBudget
-
-
-@cache
-def runtime() -> Runtime:
-    settings = get_settings()
-    key = settings.pii_hash_key.get_secret_value().encode() if settings.pii_hash_key else None
-    scrubber = Scrubber(key, frozenset(settings.pii_allowed_keys), frozenset(settings.url_allowed_params))
-    gate = Gate(scrubber)
-    # Log lines pass the same detectors, with the settings' own names allowed as keys: the start line shows
-    # `client_address_hop=2`, not a value redacted for the word "address" in its name.
-    settings_names = frozenset(type(settings).model_fields)
-    log_gate = Gate(Scrubber(key, scrubber.allowed_keys | settings_names, scrubber.url_params))
-    logs.configure(settings.log_format, settings.project, lambda text: log_gate.text(text, Tally()))
-    shown = settings.model_dump(mode="json", exclude={"pii_hash_key"}) | {"pii_hash_key_set": key is not None}
-    logs.emit(logging.INFO, f"collector {__version__} started", "start", version=__version__, settings=shown)
-    if key is None:
-        logs.emit(logging.WARNING, "PII_HASH_KEY is not set: e-mail addresses are dropped instead of hashed", "config")
-    routes = dict(ROUTES) | {path.rstrip("/") or "/": DATA_ROUTE for path in settings.data_paths}
-    limits = RateLimits(
-        TokenBuckets(settings.rate_limit_address_per_second, settings.rate_limit_address_burst),
-        TokenBuckets(settings.rate_limit_client_per_second, settings.rate_limit_client_burst),
-    )
-    sink = BigQuerySink(settings)
-    budget = RefusalBudget(settings.refusal_budget_per_minute)
-    flusher = Flusher(budget, lambda rows: store_counts(sink, gate, rows), every=5.0)
-    atexit.register(flusher.flush, True)
-    return Runtime(settings, scrubber, gate, sink, routes, logs.StoredCounter(), limits, budget)
-
-
-def store_counts(sink: BigQuerySink, gate: Gate, rows: list[dict[str, Any]]) -> None:
-    """The count rows of refusals past the budget, and a log line for each (the log keeps the count too).
-    Through the gate like every row: a count row names the path its refusals came to."""
-    rows = [gate.seal(REJECTED, row, Tally()) for row in rows]
-    for row in rows:
-        logs.emit(
-            logging.WARNING,
-            f"{row['refusals']} refusals past the budget: {row['reason']}",
-            "refused_counted",
-            reason=row["reason"],
-            refusals=row["refusals"],
-            rejected_id=row["rejected_id"],
-        )
-    if sink.insert_until_stored(REJECTED, rows, "rejected_id"):
-        raise StorageUnavailable("BigQuery refused the count rows of refusals past the budget")
-
-
-@dataclass(frozen=True)
-class Route:
-    methods: tuple[str, ...]
-    handle: Callable[[Incoming, RequestContext, Runtime], Awaitable[Reply]]
-    protocol: str
-    preflight_status: int = 204
 
 
 # --------------------------------------------------------------------------------------------- entry
@@ -143,16 +70,6 @@ async def collect(request: Request) -> Response:
     return respond(await handle(incoming))
 
 
-def joined_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Header names in lower case; a repeated header's values joined with ", ", as a list header's are (RFC 9110
-    §5.3): a second X-Forwarded-For line must not hide the entry the platform appended."""
-    headers: dict[str, str] = {}
-    for name, value in raw:
-        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return headers
-
-
 def respond(reply: Reply) -> Response:
     return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type)
 
@@ -172,7 +89,7 @@ async def handle(request: Incoming) -> Reply:
             origin=ctx.origin,
         )
         return answer(403, error_body("origin_not_allowed", f"origin {ctx.origin} is not in ALLOWED_ORIGINS"))
-    route = rt.routes.get(route_path(ctx.path, rt.settings.path_prefixes))
+    route = route_table(rt.settings.data_paths).get(route_path(ctx.path, rt.settings.path_prefixes))
     if request.method == "OPTIONS" and route is not None:
         headers = preflight_headers(ctx.origin, ", ".join((*route.methods, "OPTIONS")))
         return Reply(route.preflight_status, headers=headers)
@@ -223,15 +140,6 @@ def client_address(request: Incoming, hop: int) -> str | None:
     return request.remote_addr
 
 
-def route_path(path: str, prefixes: tuple[str, ...]) -> str:
-    """The path without a site's first-party prefix (`/lj/g/collect` -> `/g/collect`): a reverse proxy on the
-    site's own domain forwards paths as they came."""
-    for prefix in prefixes:
-        if path == prefix or path.startswith(prefix + "/"):
-            return path[len(prefix) :] or "/"
-    return path
-
-
 def request_context(request: Incoming, address_hop: int) -> RequestContext:
     forwarded = request.header("X-Forwarded-For", "") or ""
     path = request.path.rstrip("/") or "/"
@@ -247,21 +155,6 @@ def request_context(request: Incoming, address_hop: int) -> RequestContext:
         accept_language=request.header("Accept-Language"),
         address=client_address(request, address_hop),
     )
-
-
-# ------------------------------------------------------------------------------------ the snippet's
-
-
-async def loyjoy_events(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
-    """POST / : one event, or {"events": [...], <shared context>}, as JSON or text/plain."""
-
-    def prepare() -> tuple[list[Any], int]:
-        text, size = read_text(request, rt.settings, JSON_TYPES)
-        return split_batch(parse_json(text, size, rt.settings), size, rt.settings), size
-
-    events, size = await offload.run(request.body_bytes, prepare)
-    outcome = await ingest(events, ctx, rt, "loyjoy", size)
-    return answer(outcome.status, outcome.body(), cors_headers(ctx.origin))
 
 
 # ---------------------------------------------------------------------------- refusals, outages
@@ -341,29 +234,3 @@ def unavailable(ctx: RequestContext, rt: Runtime, exc: StorageUnavailable) -> Re
         },
         headers,
     )
-
-
-@cache
-def snippet_source() -> bytes:
-    return (Path(__file__).parent / "static" / "loyjoy-collector.min.js").read_bytes()
-
-
-async def snippet(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
-    """The browser snippet, from the collector's own host: one URL for site owners to fill in, and a
-    deploy updates every site."""
-    headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
-    return Reply(200, snippet_source(), "application/javascript", headers)
-
-
-async def healthy(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
-    """sGTM containers answer their health check here; load balancers and uptime checks expect it."""
-    return Reply(200, b"ok", "text/plain", {"Cache-Control": "no-store"})
-
-
-ROUTES: dict[str, Route] = {
-    "/": Route(("POST",), loyjoy_events, "loyjoy"),
-    "/g/collect": Route(("GET", "POST"), ga4_collect, "ga4"),
-    "/healthy": Route(("GET", "HEAD"), healthy, "health"),
-    "/loyjoy-collector.js": Route(("GET", "HEAD"), snippet, "snippet"),
-}
-DATA_ROUTE = Route(("GET", "POST"), data_client, "data", preflight_status=200)  # Stape answers preflights 200

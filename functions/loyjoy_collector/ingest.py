@@ -23,7 +23,7 @@ from .schema import EVENTS, REJECTED
 from .sink import StorageUnavailable
 
 if TYPE_CHECKING:
-    from .handler import Runtime
+    from .runtime import Runtime
 
 
 @dataclass(frozen=True)

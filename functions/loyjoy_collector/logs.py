@@ -3,7 +3,9 @@
 Cloud Run reads JSON lines from stdout/stderr as structured entries: `severity`, `message`, the request's trace
 (`logging.googleapis.com/trace`, from `traceparent`, else `X-Cloud-Trace-Context`) and labels that log-based
 metrics and alerts filter on (`event`, `reason`, `protocol`, `status`). Every message and every field passes
-the same gate as the rows do: a log line is a column too, and must not carry a personal value.
+the same gate as the rows do: a log line is a column too, and must not carry a personal value. The one
+exception is a field of the operator's own values (`Configured`, the settings on the start line): nobody
+else wrote them, and an operator must be able to read back an endpoint or an origin as configured.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ def set_trace(trace: tuple[str, str | None] | None) -> None:
     _trace.set(trace)
 
 
+class Configured(dict[str, Any]):
+    """Values the operator configured (the settings), logged as they are: no visitor wrote them."""
+
+
 def emit(level: int, message: str, event: str, **fields: Any) -> None:
     """A line with a stable `event` name (what metrics count) and fields; labels are the short ones."""
     log.log(level, message, extra={"event": event, "fields": fields})
@@ -84,6 +90,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
     def _clean(self, value: Any) -> Any:
+        if isinstance(value, Configured):
+            return dict(value)
         if isinstance(value, str):
             return self._scrub(value)
         if isinstance(value, dict):
@@ -102,11 +110,13 @@ class PlainFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None) or {}
-        extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None and not isinstance(v, Configured))
         line = (
             f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {record.levelname:<7} {record.getMessage()}"
         )
         line = self._scrub(f"{line} ({extra})" if extra else line)
+        configured = " ".join(f"{k}={v}" for k, v in fields.items() if isinstance(v, Configured))
+        line += f" {configured}" if configured else ""
         if record.exc_info:
             line += "\n" + self._scrub(self.formatException(record.exc_info))
         return line
