@@ -27,7 +27,8 @@ from .cors import cors_headers, origin_allowed, preflight_headers
 from .exchange import Incoming, Reply, joined_headers
 from .floods import retry_after
 from .ingest import keep_rejected
-from .routes import route_path, route_table
+from .privacy import hashing
+from .routes import STORING_PROTOCOLS, route_path, route_table
 from .rows import RequestContext, rejected_row
 from .runtime import Runtime, runtime
 from .server_limits import slow_sender
@@ -78,7 +79,7 @@ async def handle(request: Incoming) -> Reply:
     """Origin, route, then the route's own handler; every outcome an answer (never an exception)."""
     rt = runtime()
     logs.set_trace(logs.trace_from(request.header("traceparent"), request.header("X-Cloud-Trace-Context")))
-    ctx = request_context(request, rt.settings.client_address_hop)
+    ctx = request_context(request, rt.settings.client_address_hop, rt.scrubber.hash_key)
     if ctx.origin and not allowed_origin(ctx.origin, rt.settings.allowed_origins):
         logs.emit(
             logging.WARNING,
@@ -105,8 +106,8 @@ async def handle(request: Incoming) -> Reply:
                     f"{ctx.method} is not served here; allowed: {allow}",
                     headers={"Allow": allow},
                 )
-            if route.protocol == "loyjoy":  # a browser's: sGTM containers send every visitor's from few addresses
-                wait = rt.limits.wait(ctx.address, [])  # at the door; each further event of a batch pays later
+            if route.protocol in STORING_PROTOCOLS:  # at the door; each further event of a batch pays later
+                wait = rt.limits.wait(ctx.address, [], sgtm=route.protocol != "loyjoy")
                 if wait:
                     raise RateLimited(wait)
             return await route.handle(request, ctx, rt)
@@ -140,8 +141,9 @@ def client_address(request: Incoming, hop: int) -> str | None:
     return request.remote_addr
 
 
-def request_context(request: Incoming, address_hop: int) -> RequestContext:
+def request_context(request: Incoming, address_hop: int, hash_key: bytes | None) -> RequestContext:
     forwarded = request.header("X-Forwarded-For", "") or ""
+    signature = request.header(hashing.REPLAY_HEADER)
     path = request.path.rstrip("/") or "/"
     return RequestContext(
         received_at=datetime.now(UTC),
@@ -154,6 +156,7 @@ def request_context(request: Incoming, address_hop: int) -> RequestContext:
         ip=forwarded.split(",", 1)[0].strip() or request.remote_addr,
         accept_language=request.header("Accept-Language"),
         address=client_address(request, address_hop),
+        replayed=hashing.replay_signed(hash_key, signature, request.query, request.body),
     )
 
 

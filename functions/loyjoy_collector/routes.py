@@ -60,6 +60,7 @@ async def healthy(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     return Reply(200, b"ok", "text/plain", {"Cache-Control": "no-store"})
 
 
+STORING_PROTOCOLS = frozenset({"loyjoy", "ga4", "data"})
 ROUTES: dict[str, Route] = {
     "/": Route(("POST",), loyjoy_events, "loyjoy"),
     "/g/collect": Route(("GET", "POST"), ga4_collect, "ga4"),

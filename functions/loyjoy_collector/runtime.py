@@ -50,6 +50,7 @@ def runtime() -> Runtime:
     limits = RateLimits(
         TokenBuckets(settings.rate_limit_address_per_second, settings.rate_limit_address_burst),
         TokenBuckets(settings.rate_limit_client_per_second, settings.rate_limit_client_burst),
+        TokenBuckets(settings.rate_limit_sgtm_address_per_second, settings.rate_limit_sgtm_address_burst),
     )
     sink = BigQuerySink(settings)
     budget = RefusalBudget(settings.refusal_budget_per_minute)

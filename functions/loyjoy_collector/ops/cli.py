@@ -216,7 +216,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(json.dumps({"rejected_id": row["rejected_id"], "reason": row["reason"]}))
         print(f"{len(rows)} payloads would be sent to {args.to}")
         return 0
-    results = replay(rows, args.to, args.origin)
+    key = settings.pii_hash_key.get_secret_value().encode() if settings.pii_hash_key else None
+    results = replay(rows, args.to, args.origin, key)
     for result in results:
         print(json.dumps(result.__dict__, ensure_ascii=False))
     stored = sum(1 for r in results if 200 <= r.status < 300)
