@@ -111,7 +111,7 @@ def _wanted_parameters(query: str) -> dict[str, str]:
         name, equals, value = piece.partition("=")
         if not equals or not value or len(name) > LONGEST_KEY:
             continue
-        key = unquote_plus(name)
+        key = unquote_plus(name) if "%" in name or "+" in name else name
         if key in WANTED and key not in found:
             found[key] = unquote_plus(value)[: COLUMN[key]]  # whole: '%C3%A9' is one character of six
     return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from . import __version__
@@ -24,7 +25,9 @@ from .schema import EVENTS, REJECTED
 from .settings import Settings
 
 
+@lru_cache(maxsize=256)
 def rfc3339(moment: datetime) -> str:
+    """The events of a request share their receipt time (and mostly their event time): written once each."""
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -98,7 +101,7 @@ def event_row(
     device = parse_user_agent(ctx.user_agent, server_side=protocol != "loyjoy")  # sGTM: the container's UA
 
     row = {
-        "event_id": event.event_id or str(uuid.uuid4()),
+        "event_id": event.event_id,  # the collector's own, when the sender gave none, after the gate
         "event_name": name,
         "event_name_raw": event.event,
         "event_known": known,
@@ -149,7 +152,10 @@ def event_row(
         "collector_version": __version__,
         "is_bot": device.is_bot,
     }
-    return (gate or Gate(scrubber)).seal(EVENTS, row, tally)
+    sealed = (gate or Gate(scrubber)).seal(EVENTS, row, tally)
+    if sealed["event_id"] is None:
+        sealed["event_id"] = str(uuid.uuid4())
+    return sealed
 
 
 def rejected_row(

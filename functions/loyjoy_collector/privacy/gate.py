@@ -22,6 +22,7 @@ import json
 import math
 import re
 import uuid
+from functools import cache
 from typing import Any
 
 from .. import measures
@@ -32,7 +33,7 @@ from .names import LANGUAGE_KEYS, URL_VALUE_KEYS, normalise_key
 from .numbers import personal_number
 from .placeholders import REDACTED
 from .tally import Tally
-from .urls import clean_url
+from .urls import clean_url, looks_like_url
 from .values import personal_event_name, scrub_text
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -58,11 +59,13 @@ class Gate:
         self._scrubber = scrubber
         self._allowed = scrubber.kept_keys - CONTAINER_KEYS  # `"events": "text"` is no analytical value
 
-    def text(self, value: str, tally: Tally, strict: bool = False) -> str:
-        return scrub_text(value, tally, self._allowed, strict, self._scrubber.url_params)
+    def text(self, value: str, tally: Tally, strict: bool = False, links: bool = True) -> str:
+        return scrub_text(value, tally, self._allowed, strict, self._scrubber.url_params, links)
 
     def url(self, value: str, tally: Tally) -> str:
-        return self.text(clean_url(value, tally, self._scrubber.url_params), tally)
+        """A URL keeps what `urls.py` lets it keep; the rest of the detectors look at that (a URL that was
+        cleaned as a whole needs no second look for URLs in it)."""
+        return self.text(clean_url(value, tally, self._scrubber.url_params), tally, links=not looks_like_url(value))
 
     def _json(self, value: Any, tally: Tally, key: str = "") -> Any:
         if isinstance(value, str):
@@ -104,6 +107,7 @@ class Gate:
             return value
         if kind == "STRING" and name in ID_COLUMNS and isinstance(value, str):
             return self._identifier(value, limit, name == "event_id", tally)
+        links = True
         if kind == "STRING" and isinstance(value, str):
             if name in EVENT_NAME_COLUMNS and personal_event_name(value):
                 tally.replaced += 1
@@ -113,13 +117,16 @@ class Gate:
                 if value is None:
                     return None
             elif name in URL_COLUMNS:
+                links = not looks_like_url(value)
                 value = clean_url(value, tally, self._scrubber.url_params)
             elif name == "utm_term" and "utm_term" not in self._scrubber.url_params:
                 tally.replaced += 1
                 return None
         if kind == "STRING":
             text = (
-                self.text(value, tally, name in STRICT_TEXT) if isinstance(value, str) else self.json_text(value, tally)
+                self.text(value, tally, name in STRICT_TEXT, links)
+                if isinstance(value, str)
+                else self.json_text(value, tally)
             )
             if len(text) > limit:
                 tally.truncated.append(name)
@@ -157,13 +164,22 @@ class Gate:
         """The row as BigQuery will get it: exactly the schema's columns, every value made safe.
         `quality_flags`, where the table has it, gains what the gate and the key scrubber removed."""
         sealed: dict[str, Any] = {}
-        for column in tables()[table].fields:
-            name, value = column["name"], row.get(column["name"])
-            if name == "quality_flags":
+        allowed, urls = self._allowed, self._scrubber.url_params
+        for column, name, way, limit in _plan(table):
+            value = row.get(name)
+            if value is None:
+                sealed[name] = [] if way is _FLAGS else None
+            elif way is _TEXT and value.__class__ is str:
+                clean = scrub_text(value, tally, allowed, False, urls)
+                if len(clean) > limit:
+                    tally.truncated.append(name)
+                    clean = clean[:limit]
+                sealed[name] = clean
+            elif way is _AS_IS:
+                sealed[name] = value
+            elif way is _FLAGS:
                 sealed[name] = []  # filled last, with what the other columns lost
-            elif value is None:
-                sealed[name] = None
-            elif column.get("mode") == "REPEATED":
+            elif way is _REPEATED:
                 sealed[name] = [self._cell(column, item, tally) for item in value if item is not None]
             else:
                 sealed[name] = self._cell(column, value, tally)
@@ -171,6 +187,31 @@ class Gate:
             flags = [self.text(flag, tally) for flag in row["quality_flags"]]
             sealed["quality_flags"] = flags + [self.text(flag, Tally()) for flag in flags_of(tally)]
         return sealed
+
+
+# How `seal` treats a column: a STRING column without rules of its own goes through the detectors at once;
+# the collector's own timestamps and booleans are stored as they are; every other column by `Gate._cell`.
+_TEXT, _AS_IS, _FLAGS, _REPEATED, _CELL = "text", "as is", "flags", "repeated", "cell"
+_SPECIAL_STRINGS = ID_COLUMNS | OWN_COLUMNS | URL_COLUMNS | EVENT_NAME_COLUMNS | STRICT_TEXT | {"language", "utm_term"}
+
+
+@cache
+def _plan(table: str) -> tuple[tuple[dict[str, Any], str, str, int], ...]:
+    plan = []
+    for column in tables()[table].fields:
+        name, kind = column["name"], column["type"]
+        if name == "quality_flags":
+            way = _FLAGS
+        elif column.get("mode") == "REPEATED":
+            way = _REPEATED
+        elif kind == "STRING" and name not in _SPECIAL_STRINGS:
+            way = _TEXT
+        elif kind in ("TIMESTAMP", "BOOLEAN") and name not in OWN_COLUMNS:
+            way = _AS_IS  # the collector's own: rfc3339 strings, booleans it decided
+        else:
+            way = _CELL
+        plan.append((column, name, way, int(column.get("maxLength") or DETAIL_LIMIT)))
+    return tuple(plan)
 
 
 def flags_of(tally: Tally) -> list[str]:

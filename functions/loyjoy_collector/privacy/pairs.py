@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote, unquote_plus
 
-from .detector import Detector
+from .detector import Detector, Look
 from .engine import WORD, Match, Pattern
 from .languages import language_tags
-from .names import LANGUAGE_KEYS, URL_VALUE_KEYS, last_key, normalise_key, personal_key
+from .names import (
+    LANGUAGE_KEYS,
+    PERSONAL_STEMS,
+    PERSONAL_WORDS,
+    URL_VALUE_KEYS,
+    last_key,
+    normalise_key,
+    personal_key,
+)
 from .numbers import is_number
 from .placeholders import REDACTED
 from .tally import Tally
@@ -139,11 +147,38 @@ def _gap_word(match: Match, tally: Tally) -> str:
     return REDACTED
 
 
-PAIRS = Detector(
-    "key=value pairs",
-    (r"[:=]",),
-    lambda text, look: _KEYED.sub(lambda m: _keyed(m, look.tally, look.allowed, look.strict, look.urls), text),
+def _pairs(text: str, look: Look) -> str:
+    return _KEYED.sub(lambda m: _keyed(m, look.tally, look.allowed, look.strict, look.urls), text)
+
+
+# Outside a body that did not parse, a pair changes only under a key of a kind of its own (personal, URL,
+# language, GA4 numeric) or with a quoted value (which may hold pairs of its own). The key's need spells each
+# word letter by letter, with what `normalise_key` drops between the letters (`_`, `-`, `.`, letters outside
+# Latin-1) and the five characters outside Latin-1 that lower-case into it (`İ` is an `i` there, which RE2's
+# case folding does not know), so no way of writing a key slips past it.
+_DROPPED = r"(?:[_.\-ªµº]|[^\x00-\x{ff}])*"
+_FOLDED_INTO = {"i": "iİ", "k": "kK", "ß": "ßẞ", "å": "åÅ", "ÿ": "ÿŸ"}
+
+
+def _spelled(word: str) -> str:
+    return _DROPPED.join(f"[{_FOLDED_INTO[letter]}]" if letter in _FOLDED_INTO else letter for letter in word)
+
+
+_WHOLE_KEYS = sorted(PERSONAL_WORDS | URL_VALUE_KEYS | LANGUAGE_KEYS)
+_KEY_PARTS = sorted(set(PERSONAL_STEMS))
+_TELLING_KEY = (
+    r"(?i)(?:"
+    + "|".join(_spelled(word) for word in _WHOLE_KEYS)
+    + rf"){_DROPPED}[\"']?\s*[:=]|(?:"
+    + "|".join(_spelled(stem) for stem in _KEY_PARTS)
+    + rf")[{WORD}.\-]*[\"']?\s*[:=]|[eu]pn\.|[:=]\s*[\"']"
 )
+PAIRS = Detector("key=value pairs", (_TELLING_KEY,), lambda text, look: text if look.strict else _pairs(text, look))
+# In a body that did not parse every pair is held to the allow-list: each one is looked at.
+STRICT_PAIRS = Detector(
+    "key=value pairs, strict", (r"[:=]",), lambda text, look: _pairs(text, look) if look.strict else text
+)
+
 # Last: what the allow-list keeps of a body that did not parse.
 STRICT_STRINGS = Detector(
     "strings of a body that did not parse",

@@ -14,6 +14,7 @@ bracket. Linear in the URL: one split on `&`.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote_plus, urlsplit
 
 from .detector import Detector, Look
@@ -77,9 +78,12 @@ def parameter_allowed(key: str, extra: frozenset[str]) -> bool:
     return name.startswith("utm_") or name in CLICK_IDS
 
 
+# A search engine's name at the start of the host or after a dot (one alternation of literals: no backtracking).
+_SEARCH_ENGINE = re.compile("(?:^|\\.)(?:" + "|".join(re.escape(name) for name in SEARCH_ENGINES) + ")")
+
+
 def search_engine(host: str) -> bool:
-    host = host.lower()
-    return any(host.startswith(name) or f".{name}" in host for name in SEARCH_ENGINES)
+    return _SEARCH_ENGINE.search(host.lower()) is not None
 
 
 def looks_like_url(text: str) -> bool:
@@ -110,7 +114,8 @@ def clean_url(url: str, tally: Tally, extra_params: frozenset[str] = frozenset()
     kept: list[str] = []
     for pair in parts.query.split("&") if parts.query else ():
         key, equals, value = pair.partition("=")
-        if not equals or not value or parameter_allowed(unquote_plus(key), extra_params):
+        name = unquote_plus(key) if "%" in key or "+" in key else key
+        if not equals or not value or parameter_allowed(name, extra_params):
             kept.append(pair)
         else:
             tally.replaced += 1

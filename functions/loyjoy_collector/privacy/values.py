@@ -30,13 +30,14 @@ import html
 import html.entities
 import re
 import unicodedata
+from functools import lru_cache
 from urllib.parse import unquote, unquote_plus
 
 from .addresses import EMAILS, IPV4, IPV6, SPELLED_EMAILS, STREETS
 from .detector import Detector, Look
 from .engine import Match, Pattern, PatternSet
 from .numbers import CARDS, IBANS, digit_count
-from .pairs import PAIRS, STRICT_STRINGS
+from .pairs import PAIRS, STRICT_PAIRS, STRICT_STRINGS
 from .phones import PHONES
 from .tally import Tally
 from .tokens import BASE64
@@ -56,6 +57,7 @@ DETECTORS: tuple[Detector, ...] = (
     CARDS,
     PHONES,
     PAIRS,
+    STRICT_PAIRS,
     STRICT_STRINGS,
 )
 
@@ -97,10 +99,10 @@ _OTHER_DIGIT_RUN = re.compile(r"[^\D0-9]+")  # one character class: Python's \d 
 _TRIVIAL_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.- "
 
 
-def matching(text: str) -> frozenset[int] | list[int]:
+def matching(text: str) -> frozenset[int]:
     """The needs `text` matches; all of them when RE2 cannot say."""
     found = NEEDS.matching(text.encode())
-    return ALL if found is None else found
+    return ALL if found is None else frozenset(found)
 
 
 # ------------------------------------------------------------------------------------ folded forms
@@ -167,7 +169,7 @@ def _unescaped(text: str, plus: bool = False) -> str:
     return _storable(text)
 
 
-def _revealed(text: str, found: frozenset[int] | list[int], plus: bool) -> str:
+def _revealed(text: str, found: frozenset[int], plus: bool) -> str:
     """What the text says once its escapes are decoded and its hidden characters folded."""
     if ESCAPES in found:
         text = _unescaped(text, plus)
@@ -179,22 +181,33 @@ def _revealed(text: str, found: frozenset[int] | list[int], plus: bool) -> str:
 # ------------------------------------------------------------------------------------------ the pass
 
 
-def _pass(text: str, look: Look, found: frozenset[int] | list[int]) -> tuple[str, frozenset[int] | list[int]]:
+@lru_cache(maxsize=4096)
+def _runnable(found: frozenset[int]) -> tuple[int, ...]:
+    """The detectors (their places in DETECTORS) whose needs are all among `found`."""
+    return tuple(place for place, (_, needs) in enumerate(_PLAN) if all(need in found for need in needs))
+
+
+def _pass(text: str, look: Look, found: frozenset[int]) -> tuple[str, frozenset[int]]:
     """The detectors whose needs the text matches, in order; after one changed the text, the needs are
-    matched again on what it gave, so the next is judged on its own input."""
-    for detector, needs in _PLAN:
-        if all(need in found for need in needs):
-            changed = detector.replace(text, look)
-            if changed is not text and changed != text:
-                text = changed
-                found = matching(text)
+    matched again on what it gave, so each later one is judged on its own input."""
+    runnable = _runnable(found)
+    step = 0
+    while step < len(runnable):
+        place = runnable[step]
+        step += 1
+        changed = DETECTORS[place].replace(text, look)
+        if changed is not text and changed != text:
+            text = changed
+            found = matching(text)
+            runnable = tuple(later for later in _runnable(found) if later > place)
+            step = 0
     return text, found
 
 
 # Texts seen lately that held nothing to replace: a site's rows repeat the same bot ids, process names, labels
 # and titles, so most strings of a row are found here. Only clean texts are kept, so the cache never holds a
 # personal value; it is cleared when full (a flood of unique strings costs it nothing but its use).
-_CLEAN: dict[tuple[str, frozenset[str], bool, frozenset[str]], None] = {}
+_CLEAN: dict[tuple[str, frozenset[str], bool, frozenset[str], bool], None] = {}
 CLEAN_CACHE_SIZE = 8192
 CLEAN_CACHE_TEXT = 512  # longer texts are rare and seldom repeat
 
@@ -205,18 +218,19 @@ def scrub_text(
     allowed_keys: frozenset[str] = frozenset(),
     strict: bool = False,
     url_params: frozenset[str] = frozenset(),
+    links: bool = True,
 ) -> str:
     """`text` without personal values, storable: control characters removed, lone surrogates replaced.
     `strict` (for bodies that could not be parsed) applies the allow-list to text: a value whose key is not in
-    `allowed_keys` is gone. URLs under URL keys keep only allowed query parameters (`urls.py`), `url_params`
-    among them."""
+    `allowed_keys` is gone. URLs written into the text and under URL keys keep only allowed query parameters
+    (`urls.py`), `url_params` among them; `links=False` for a URL `urls.py` already cleaned as a whole."""
     if len(text) <= 15 and not text.strip(_TRIVIAL_CHARS):
         return text  # nothing can be found in it: no digits, no `@`, `:`, `=` or escapes, shorter than base64
-    key = (text, allowed_keys, strict, url_params) if len(text) <= CLEAN_CACHE_TEXT else None
+    key = (text, allowed_keys, strict, url_params, links) if len(text) <= CLEAN_CACHE_TEXT else None
     if key is not None and key in _CLEAN:
         return text
     before = tally.replaced
-    clean = _scrub(text, tally, allowed_keys, strict, url_params)
+    clean = _scrub(text, tally, allowed_keys, strict, url_params, links)
     if key is not None and clean == text and tally.replaced == before:
         if len(_CLEAN) >= CLEAN_CACHE_SIZE:
             _CLEAN.clear()
@@ -224,25 +238,23 @@ def scrub_text(
     return clean
 
 
-def _scrub(text: str, tally: Tally, allowed: frozenset[str], strict: bool, urls: frozenset[str]) -> str:
+def _scrub(text: str, tally: Tally, allowed: frozenset[str], strict: bool, urls: frozenset[str], links: bool) -> str:
     try:
         data = text.encode()
     except UnicodeEncodeError:
         text = _storable(text)
         data = text.encode()
-    found = NEEDS.matching(data)
-    if found is None:
-        found = ALL
-    elif len(found) == 1:
+    answer = NEEDS.matching(data)
+    if answer is not None and len(answer) == 1:
         return text  # the sentinel alone: no detector can change it, nothing to fold or decode
-    if CONTROL in found:
-        text = _CONTROL.sub("", text)
-    if OTHER_DIGITS in found:
-        text = ascii_digits(text)
+    found = ALL if answer is None else frozenset(answer)
     if CONTROL in found or OTHER_DIGITS in found:
+        text = ascii_digits(_CONTROL.sub("", text)) if OTHER_DIGITS in found else _CONTROL.sub("", text)
         found = matching(text)
+    if not _runnable(found) and ESCAPES not in found and HIDDEN not in found:
+        return text  # only some of a detector's needs: a digit, but no street word
     plus = "=" in text and not any(c in text for c in ' {}"')  # `+` is a space in a query string only
-    first, found = _pass(text, Look(tally, allowed, strict, urls, True), found)
+    first, found = _pass(text, Look(tally, allowed, strict, urls, links), found)
     if ESCAPES in found or HIDDEN in found:
         revealed = _revealed(first, found, plus)
         if revealed != first:
