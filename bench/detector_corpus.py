@@ -75,6 +75,9 @@ def adversarial_texts(size: int = 64 * 1024) -> dict[str, str]:
         "ipv6_colons": fill("1:"),
         "percent_escapes": fill("%25%32%35"),
         "unicode_digits": fill("\u0660\u0661\u0667\u0660 "),
+        "slash_groups": fill("089 / 12 / "),
+        "hidden_characters": fill("+49\u200b1\u00ad7\u202e0 \u00a0"),
+        "key_word_letters": fill("v_o-r.n\u0130a_m"),
         "max_body_quotes": ('"\\' * (MAX_BODY // 2))[:MAX_BODY],
         "max_body_digits": ("+49 " + "1" * (MAX_BODY - 5) + "x"),
     }

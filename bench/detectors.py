@@ -105,7 +105,7 @@ def gate_per_row(count: int = 2000) -> tuple[float, float, float]:
     settings, gate = Settings(), Gate(SCRUBBER)
 
     class NoDetectors(Gate):
-        def text(self, value: str, tally: Tally, strict: bool = False) -> str:
+        def text(self, value: str, tally: Tally, strict: bool = False, links: bool = True) -> str:
             return value
 
     bare = NoDetectors(SCRUBBER)

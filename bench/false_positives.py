@@ -53,6 +53,10 @@ CHAT_TEMPLATES = [
     "Artikel {sku} in den Warenkorb gelegt",
     "NPS {nps} \u2013 {answer}",
     "https://shop.example.de/produkte/{sku}?utm_source=loyjoy&utm_medium=chat",
+    "Lieferung am {day:02d}/{month:02d}/{year}, Seite {step} / {steps}",
+    "Größe {size}/{size2}, {euros},{cents:02d} € / Stück, 24/7 erreichbar",
+    "Bestellung {year}/{order}, Version {major}.{minor}/{major2}.{minor}",
+    "Art.-Nr. 0{sku4}/{sku4b} \u2013 {count}\u00a0Stück",
 ]
 
 
@@ -83,6 +87,10 @@ def chat_corpus(rng: random.Random, count: int) -> list[str]:
             "count": rng.randrange(1, 5000),
             "nps": rng.randrange(11),
             "sku": f"SKU-{rng.randrange(10**4, 10**6)}",
+            "size2": rng.randrange(10, 200),
+            "major2": rng.randrange(1, 20),
+            "sku4": rng.randrange(100, 1000),
+            "sku4b": rng.randrange(1000, 10000),
         }
         texts.append(rng.choice(CHAT_TEMPLATES).format(**fields))
     return texts

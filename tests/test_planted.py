@@ -1,4 +1,4 @@
-"""Hostile input, round two, on the running stack: planted personal values of 40+ kinds on every protocol,
+"""Hostile input, round two, on the running stack: planted personal values of 50+ kinds on every protocol,
 then every table of the dataset (raw, analyst, scratch) and every log line searched for them; and an
 instance that keeps answering while crafted worst cases are in flight."""
 
@@ -42,6 +42,9 @@ def corpus(seed: int) -> list[Planted]:
     jwt_body = base64.urlsafe_b64encode(f'{{"email":"{w[0]}@example.com"}}'.encode()).decode().rstrip("=")
     secret_b64 = base64.b64encode(f"my name is {w[1]} Mustermann".encode()).decode()
     card = "4111111111111111"
+    hidden_jwt = base64.urlsafe_b64encode(f'{{"email":"{w[25]}@example.com"}}'.encode()).decode().rstrip("=")
+    zero_width_jwt = "\u200b".join(hidden_jwt[i : i + 8] for i in range(0, len(hidden_jwt), 8))
+    fullwidth = "".join(chr(0xFF10 + int(c)) for c in d7[25])
     return [
         Planted("email", f"mail {w[2]}@example.com", w[2]),
         Planted("email_percent", f"{w[3]}%40example.com", w[3]),
@@ -87,7 +90,40 @@ def corpus(seed: int) -> list[Planted]:
         Planted("language_name", f"{w[22]} Mustermann", w[22]),  # in Accept-Language / language
         Planted("event_name_phone", f"tel_0170{d7[15]}", d7[15]),  # as an event name
         Planted("refused_number", w[23], w[23]),  # a GA4 epn.* that is no number: its refusal
+        # the German slash notation and its relatives (sent on every protocol: SLASH_AND_HIDDEN)
+        Planted("phone_slash", f"089/{d7[16]}", d7[16]),
+        Planted("phone_slash_spaced", f"089 / {d7[17][:3]} {d7[17][3:5]} {d7[17][5:]}", f"{d7[17][3:5]} {d7[17][5:]}"),
+        Planted("phone_slash_intl_trunk", f"+49 (0)89 / {d7[18]}", d7[18]),
+        Planted("phone_slash_intl", f"+49 89 / {d7[19]}", d7[19]),
+        Planted("phone_slash_00", f"0049 89/{d7[20]}", d7[20]),
+        Planted("phone_slash_parens", f"(089) / {d7[21]}", d7[21]),
+        # invisible format characters and full-width forms inside a value
+        Planted("email_zero_width", f"{w[24]}\u200b@example.com", w[24]),
+        Planted("phone_zero_width", f"+49\u200b170 {d7[22]}", d7[22]),
+        Planted("phone_nbsp", f"+49\u00a0170\u00a0{d7[23]}", d7[23]),
+        Planted("phone_soft_hyphen", f"0170 {d7[24][:3]}\u00ad{d7[24][3:]}", f"{d7[24][:3]}\u00ad{d7[24][3:]}"),
+        Planted("phone_bidi", f"+49 170 \u202e{d7[27]}\u202c", d7[27]),
+        Planted("phone_fullwidth_plus", f"\uff0b\uff14\uff19\u3000\uff11\uff17\uff10\u3000{fullwidth}", d7[25]),
+        Planted("jwt_zero_width", f"eyJhbGciOiJIUzI1NiJ9.{zero_width_jwt}.c2lnbmF0dXJl", zero_width_jwt[18:26]),
     ]
+
+
+# Sent on every protocol, each in a request of its own: the snippet's, the Data Tag's, GA4's.
+SLASH_AND_HIDDEN = (
+    "phone_slash",
+    "phone_zero_width",
+    "email_zero_width",
+    "phone_nbsp",
+    "phone_soft_hyphen",
+    "phone_bidi",
+    "phone_fullwidth_plus",
+    "jwt_zero_width",
+    "phone_slash_spaced",
+    "phone_slash_intl_trunk",
+    "phone_slash_intl",
+    "phone_slash_00",
+    "phone_slash_parens",
+)
 
 
 def _everything(local_bigquery) -> str:
@@ -168,12 +204,22 @@ def _send(collector, tag: str, planted: list[Planted]) -> list[requests.Response
     )
     # a body that is no JSON: strict text
     answers.append(collector.post('{"event": "open", "detail": {"label": "' + " ".join(texts) + '"'))
+    for kind in SLASH_AND_HIDDEN:
+        text = values[kind]
+        page = "https://shop.example.com/kontakt"
+        answers.append(
+            collector.post(data | {"event_label": text, "page_title": text, "page_location": page}, path="/data")
+        )
+        ga4 = hit | {"dl": page, "dt": text, "ep.label": text}
+        answers.append(
+            requests.post(collector.url + "/g/collect?" + urlencode(ga4), timeout=30, headers={"Origin": ORIGIN})
+        )
     return answers
 
 
-def test_forty_kinds_of_planted_values_are_in_no_table_and_no_log_line(collector, local_bigquery, tag):
+def test_fifty_kinds_of_planted_values_are_in_no_table_and_no_log_line(collector, local_bigquery, tag):
     planted = corpus(int(tag[1:9], 16))
-    assert len({p.kind for p in planted}) >= 40
+    assert len({p.kind for p in planted}) >= 50
     answers = _send(collector, tag, planted)
     assert all(answer.status_code < 500 for answer in answers), [a.text for a in answers if a.status_code >= 500]
     assert len(local_bigquery.events("bot_id = @tag", tag=tag)) >= 40  # what was sent is there, scrubbed

@@ -132,9 +132,10 @@ def edges(match: Match, replacement: str) -> str:
 
 def sub_twice(pattern: Pattern, replace: Callable[[Match], str], text: str) -> str:
     """A boundary character taken by one match (`post`) may be the one the next match needs (`pre`): a second
-    pass, only after a first that found something, finds those."""
-    text, found = pattern.subn(replace, text)
-    return pattern.sub(replace, text) if found else text
+    pass, only after a first that replaced something, finds those (on a text the first left as it was, a
+    second pass would find the same matches again)."""
+    replaced, found = pattern.subn(replace, text)
+    return pattern.sub(replace, replaced) if found and replaced != text else replaced
 
 
 class PatternSet:

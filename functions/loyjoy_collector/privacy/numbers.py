@@ -18,8 +18,9 @@ from .names import last_key
 from .placeholders import CARD_PLACEHOLDER, IBAN_PLACEHOLDER, PHONE_PLACEHOLDER
 from .tally import Tally
 
-# What a phone, card or IBAN number needs: eight digits with at most three separators between each two.
-CLOSE_DIGITS = r"\d(?:[\s./\-\x{2013}()+]{0,3}\d){7}"
+# What a phone, card or IBAN number needs: eight digits with at most four separators between each two
+# (`(089) / 1234567`).
+CLOSE_DIGITS = r"\d(?:[\s./\-\x{2013}()+]{0,4}\d){7}"
 
 # ------------------------------------------------------------------------------------------- digits
 
@@ -58,12 +59,12 @@ def is_number(text: str) -> bool:
     return bool(head) and head.isascii() and head.isdigit() and (not tail or (tail.isascii() and tail.isdigit()))
 
 
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # a Luhn digit doubled, its digits summed
+
+
 def _luhn(number: str) -> bool:
-    total = 0
-    for position, digit in enumerate(reversed(number)):
-        value = int(digit) * (2 if position % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
+    digits = [ord(char) - 48 for char in reversed(number)]
+    return (sum(digits[0::2]) + sum(_DOUBLED[digit] for digit in digits[1::2])) % 10 == 0
 
 
 # --------------------------------------------------------------------------------------------- IBAN

@@ -2,8 +2,10 @@
 
 International (`+49 170 …`, `0049 (0)30 …`), national with a trunk zero (`0170 1234567`, `(030) 1234567`,
 `(0)30 …`), North American (`212-555-0199`, `(212) 555-0199`, `212.555.0199`), and national numbers written
-in groups without a trunk zero (`347 123 4567`, `612 34 56 78`). A number counts by its digits: a date never
-(`01/02/2024` has 8 digits, national numbers need 9).
+in groups without a trunk zero (`347 123 4567`, `612 34 56 78`). Groups may be parted by a slash with or
+without spaces, as German numbers are written: `089/1234567`, `089 / 123 45 67`, `+49 (0)89 / 1234567`,
+`0049 89/1234567`. A number counts by its digits: a date never (`01/02/2024` has 8 digits, national numbers
+need 9).
 
 False positives are the price: a national number with a leading zero and separators (`0170 1234567`) cannot
 be told from an order number written the same way.
@@ -19,7 +21,7 @@ from .numbers import CLOSE_DIGITS, digit_count
 from .placeholders import PHONE_PLACEHOLDER
 from .tally import Tally
 
-_SEP = r"[\s./\-\x{2013}]?"
+_SEP = r"(?:\s?/\s?|[\s./\-\x{2013}])?"  # `089/123`, `089 / 123`: the German slash, with spaces or without
 _INTERNATIONAL_PREFIX = re.compile(r"^(?:\+|00|%2[Bb])")  # anchored, no repetition
 _PHONE_INTL = Pattern(
     bounded(
@@ -30,7 +32,7 @@ _PHONE_INTL = Pattern(
 )
 _PHONE_NATIONAL = Pattern(
     bounded(
-        r"(?:\(0\)\s?\d{1,5}|\(?0\d{1,5}\)?)(?:[\s/\-\x{2013}]\d{2,}){1,4}|0[1-9]\d{8,11}",
+        r"(?:\(0\)\s?\d{1,5}|\(?0\d{1,5}\)?)(?:(?:\s?/\s?|[\s\-\x{2013}])\d{2,}){1,4}|0[1-9]\d{8,11}",
         rf"{WORD}+.\-",
         rf"{WORD}/\-",
     )

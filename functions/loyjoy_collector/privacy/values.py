@@ -35,7 +35,7 @@ from urllib.parse import unquote, unquote_plus
 
 from .addresses import EMAILS, IPV4, IPV6, SPELLED_EMAILS, STREETS
 from .detector import Detector, Look
-from .engine import Match, Pattern, PatternSet
+from .engine import Pattern, PatternSet
 from .numbers import CARDS, IBANS, digit_count
 from .pairs import PAIRS, STRICT_PAIRS, STRICT_STRINGS
 from .phones import PHONES
@@ -77,7 +77,6 @@ _HIDDEN_CHARS = (
     r"\p{Cf}|[\x{ff01}-\x{ff5e}\x{3000}\x{034f}\x{fe00}-\x{fe0f}\x{115f}\x{1160}\x{3164}\x{ffa0}]"
     r"|[^\x00-\x7f\P{Zs}]|[^\x00-\x7f\P{Pd}]"
 )
-_HIDDEN = Pattern(f"(?:{_HIDDEN_CHARS})+")
 _EXTRA = (_CONTROL_CHARS, _OTHER_DIGITS, _ESCAPES, _HIDDEN_CHARS)
 _NEEDS = sorted({need for detector in DETECTORS for need in detector.needs} | set(_EXTRA))
 _INDEX = {need: index for index, need in enumerate(_NEEDS)}
@@ -95,7 +94,6 @@ NEEDS = build_needs()
 
 _CONTROL = re.compile(_CONTROL_CHARS)
 _ESCAPE = Pattern(r"\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}")
-_OTHER_DIGIT_RUN = re.compile(r"[^\D0-9]+")  # one character class: Python's \d is every script's
 _TRIVIAL_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.- "
 
 
@@ -107,42 +105,46 @@ def matching(text: str) -> frozenset[int]:
 
 # ------------------------------------------------------------------------------------ folded forms
 
-_DIGITS: dict[str, str] = {}  # only digits are ever keys: bounded by the scripts' digits
+# Non-ASCII characters that read as ASCII, or as nothing: digits of other scripts, spaces, dashes, full-width
+# forms, and invisible ones (format characters, the grapheme joiner, variation selectors, fillers). Only those
+# are ever kept here, so the cache is bounded by their classes, whatever characters texts bring.
+_FOLDED: dict[str, str] = {}
+_INVISIBLE = frozenset("\u034f\u115f\u1160\u3164\uffa0") | frozenset(map(chr, range(0xFE00, 0xFE10)))
 
 
-def _ascii_digit(char: str) -> str:
-    if char not in _DIGITS:
-        _DIGITS[char] = str(unicodedata.decimal(char, char))
-    return _DIGITS[char]
+def _folded(char: str, hidden: bool) -> str:
+    folded = _FOLDED.get(char)
+    if folded is None:
+        category = unicodedata.category(char)
+        if category == "Nd":
+            folded = str(unicodedata.decimal(char))
+        elif category == "Zs":
+            folded = " "
+        elif category == "Pd":
+            folded = "-"
+        elif "\uff01" <= char <= "\uff5e":
+            folded = chr(ord(char) - 0xFEE0)  # full-width ASCII
+        elif category == "Cf" or char in _INVISIBLE:
+            folded = ""
+        else:
+            return char  # not kept: the cache stays bounded
+        _FOLDED[char] = folded
+    if not hidden and not folded.isdigit():
+        return char
+    return folded
+
+
+def _fold(text: str, hidden: bool) -> str:
+    """Each distinct non-ASCII character looked at once, then one translation: digits of any script as ASCII,
+    and with `hidden` the hidden characters too."""
+    table = {ord(char): _folded(char, hidden) for char in set(text) if char > "\x7f"}
+    return text.translate(table)
 
 
 def ascii_digits(text: str) -> str:
     """Decimal digits of any script as ASCII: a phone number in full-width or Arabic-Indic digits is a phone
     number, and RE2's `\\d` is ASCII."""
-    if text.isascii():
-        return text
-    return _OTHER_DIGIT_RUN.sub(lambda run: "".join(_ascii_digit(char) for char in run.group(0)), text)
-
-
-_FOLDED: dict[str, str] = {}  # only hidden characters are ever keys: bounded by their classes
-
-
-def _fold(char: str) -> str:
-    if char not in _FOLDED:
-        category = unicodedata.category(char)
-        if category == "Zs":
-            _FOLDED[char] = " "
-        elif category == "Pd":
-            _FOLDED[char] = "-"
-        elif "\uff01" <= char <= "\uff5e":
-            _FOLDED[char] = chr(ord(char) - 0xFEE0)  # full-width ASCII
-        else:
-            _FOLDED[char] = ""  # format characters, joiners, fillers, variation selectors
-    return _FOLDED[char]
-
-
-def _unhidden(match: Match) -> str:
-    return "".join(_fold(char) for char in match.group(0))
+    return text if text.isascii() else _fold(text, False)
 
 
 def _storable(text: str) -> str:
@@ -173,9 +175,7 @@ def _revealed(text: str, found: frozenset[int], plus: bool) -> str:
     """What the text says once its escapes are decoded and its hidden characters folded."""
     if ESCAPES in found:
         text = _unescaped(text, plus)
-    if not text.isascii():
-        text = ascii_digits(_HIDDEN.sub(_unhidden, text))
-    return text
+    return text if text.isascii() else _fold(text, True)
 
 
 # ------------------------------------------------------------------------------------------ the pass
