@@ -117,7 +117,7 @@ CTX = RequestContext(NOW, "POST", "/", "", "text/plain", None, "", "198.51.100.1
 
 
 def test_rows_match_the_schema_files_exactly():
-    settings = Settings(_env_file=None)
+    settings = Settings()
     row = event_row(LoyJoyEvent(event="open"), {"event": "open"}, CTX, settings, Scrubber(None))
     assert list(row) == schema.tables()["events"].field_names
     rejected = rejected_row(

@@ -1,22 +1,43 @@
 """The collector's whole configuration, read once from the environment.
 
 The variable names are a contract with Terraform (`infra/`) and the dev command: change one here and there.
+Each field is read from the variable of its name in capitals (`BQ_DATASET`), or from the first of its
+`validation_alias` names that is set, in any case; values given to `Settings(...)` win over the environment.
+pydantic validates and converts them; pydantic-settings, which did the same, cost a cold start tens of
+milliseconds to import.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-CommaList = Annotated[tuple[str, ...], NoDecode]
+CommaList = tuple[str, ...]  # written `a,b,c` in the environment
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+def _from_environment(fields: dict[str, Any]) -> dict[str, str]:
+    """Each field's value as the environment writes it: under its name or its first alias that is set."""
+    environment = {name.lower(): value for name, value in os.environ.items()}
+    found: dict[str, str] = {}
+    for field_name, info in fields.items():
+        alias = info.validation_alias
+        names = alias.choices if isinstance(alias, AliasChoices) else [alias or field_name]
+        for name in names:
+            if isinstance(name, str) and name.lower() in environment:
+                found[field_name] = environment[name.lower()]
+                break
+    return found
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**(_from_environment(type(self).model_fields) | values))
 
     bq_project: str | None = Field(
         default=None,
