@@ -86,6 +86,19 @@ class LocalBigQuery:
     def events(self, where: str = "TRUE", **params: Any) -> list[dict[str, Any]]:
         return self.query(f"SELECT * FROM `{self.table('events')}` WHERE {where} ORDER BY event_ts", **params)
 
+    def events_once(self, where: str = "TRUE", **params: Any) -> list[dict[str, Any]]:
+        """The events as `events_clean` counts them: one row per event_id. A call that timed out on the
+        collector's side may have been stored all the same; its retry carries the same insertId (which BigQuery
+        dedupes, best effort) and event_id (which events_clean dedupes), but the local BigQuery keeps both copies.
+        An event stored under two event ids still shows twice."""
+        seen: set[str] = set()
+        once = []
+        for row in self.events(where, **params):
+            if row["event_id"] not in seen:
+                seen.add(row["event_id"])
+                once.append(row)
+        return once
+
     def rejected(self, where: str = "TRUE", **params: Any) -> list[dict[str, Any]]:
         return self.query(f"SELECT * FROM `{self.table('events_rejected')}` WHERE {where}", **params)
 

@@ -74,6 +74,7 @@ class FaultyBigQuery:
             self._fail_status: int | None = None
             self._fail_times: int | None = None
             self._delay = 0.0
+            self._delay_times: int | None = None
             self._refuse: Callable[[dict[str, Any]], str | None] | None = None
             self._stop_others = False
             self._poison: tuple[bytes, int, str] | None = None
@@ -93,9 +94,10 @@ class FaultyBigQuery:
         with self._lock:
             self._reset_rate = rate
 
-    def delay(self, seconds: float) -> None:
+    def delay(self, seconds: float, times: int | None = None) -> None:
+        """Hold the next `times` insertAll calls (all, if None) this long before passing them on."""
         with self._lock:
-            self._delay = seconds
+            self._delay, self._delay_times = seconds, times
 
     def refuse_rows(self, predicate: Callable[[dict[str, Any]], str | None], stop_others: bool = False) -> None:
         """Refuse rows for which `predicate` returns a message. With `stop_others`, behave like insertAll
@@ -186,6 +188,10 @@ class FaultyBigQuery:
         with self._lock:
             self.insert_calls.append(document)
             delay, status = self._delay, self._fail_status
+            if delay and self._delay_times is not None:
+                self._delay_times -= 1
+                if self._delay_times <= 0:
+                    self._delay = 0.0
             if status is not None and self._fail_times is not None:
                 self._fail_times -= 1
                 if self._fail_times <= 0:

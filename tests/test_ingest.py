@@ -448,6 +448,25 @@ def test_bigquery_timeout_answers_503(faulty_collector, fault_injector, local_bi
     assert answer.headers["Retry-After"] == "7"
 
 
+def test_a_call_stored_after_it_timed_out_is_sent_again_as_the_same_event(
+    faulty_collector, fault_injector, local_bigquery, tag
+):
+    """The collector cannot know whether a call that timed out was stored: it sends it again with the same
+    insertId (BigQuery's best-effort dedup) and event_id (events_clean's), never as a new event."""
+    import time
+
+    fault_injector.delay(1.0, times=1)  # longer than BQ_TIMEOUT_SECONDS=0.5; stored all the same, later
+    answer = faulty_collector.post({"event": "open", "bot_id": tag})
+    assert answer.status_code == 200, answer.text
+    [result] = answer.json()["results"]
+    waited = time.monotonic() + 10
+    while len(rows := local_bigquery.events("bot_id = @tag", tag=tag)) < 2 and time.monotonic() < waited:
+        time.sleep(0.2)
+    assert [row["event_id"] for row in rows] == [result["event_id"]] * 2
+    sent = [row["insertId"] for call in fault_injector.insert_calls for row in call["rows"]]
+    assert sent == [result["event_id"]] * 2
+
+
 @pytest.fixture(scope="module")
 def hasty_collector(fault_injector: FaultyBigQuery) -> Iterator[Collector]:
     """Behind the fault injector with a retry deadline of a few attempts: a flaky network often outlasts it."""
@@ -604,7 +623,7 @@ def test_concurrent_requests_each_get_their_own_results(faulty_collector, fault_
     calls = len(fault_injector.insert_calls)
     fault_injector.reset()
     assert calls < 20  # without group commit: 24 (12 requests x events + their refusal)
-    rows = local_bigquery.events("bot_id = @tag", tag=tag)
+    rows = local_bigquery.events_once("bot_id = @tag", tag=tag)  # a call that timed out but stored: a copy
     assert len(rows) == 12 * 7 and not [r for r in rows if r["label"].endswith("-7")]
 
 
