@@ -1,4 +1,4 @@
-"""insertAll over a pooled urllib3 connection, with orjson: the one BigQuery call on the request path.
+"""insertAll with orjson, on the event loop (http1.py) or over a pooled urllib3 connection in a thread.
 
 The official client sends insertAll through `requests`, which merges proxy settings from the environment on
 every call (a scan of `os.environ`), builds a `PreparedRequest`, encodes with the standard `json` module and
@@ -6,8 +6,12 @@ wraps the answer in several layers: about a millisecond of CPU a call here, more
 an event. This module sends the same REST call (`tabledata.insertAll`: `rows[].json`, `rows[].insertId`,
 `skipInvalidRows`) on a connection pool built once per process, and keeps from Google's libraries what earns
 its place: credentials and their refresh (google-auth), the mapping of HTTP answers to exception types and
-the retry policy (google-api-core). Network failures surface as urllib3's exceptions (`NETWORK_ERRORS`),
-which the sink retries and finally answers 503.
+the retry policy (google-api-core). Network failures surface as urllib3's exceptions or as OSError
+(`NETWORK_ERRORS`), which the sink retries and finally answers 503.
+
+A request's call through group commit is first made on the event loop (`call_async`, http1.py): no worker
+thread, no urllib3. What it cannot settle at once (a network failure, 429, 500, 502-504) is retried from a worker
+thread over urllib3 (`__call__`), as are isolation, the refusal counts' flusher and the operator's commands.
 
 The operator's commands (bootstrap, refresh, erase, replay) keep the official client: they run jobs and
 queries, where its convenience matters and a millisecond does not.
@@ -15,6 +19,7 @@ queries, where its convenience matters and a millisecond does not.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +28,7 @@ import orjson
 import urllib3
 
 from . import __version__
+from .http1 import Http1
 
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 DEFAULT_ENDPOINT = "https://bigquery.googleapis.com"
@@ -53,28 +59,34 @@ class InsertAll:
         )
         self._refresh = threading.Lock()
         self._agent = f"loyjoy-collector/{__version__} (urllib3 insertAll)"
+        self._loop_client = Http1(self._base, timeout, pool_size)
+        self._loop_agent = f"loyjoy-collector/{__version__} (insertAll)"
+
+    def path(self, dataset: str, table: str) -> str:
+        parts = (quote(self.project or "", safe=""), quote(dataset, safe=""), quote(table, safe=""))
+        return f"/bigquery/v2/projects/{parts[0]}/datasets/{parts[1]}/tables/{parts[2]}/insertAll"
 
     def url(self, dataset: str, table: str) -> str:
-        parts = (quote(self.project or "", safe=""), quote(dataset, safe=""), quote(table, safe=""))
-        return f"{self._base}/bigquery/v2/projects/{parts[0]}/datasets/{parts[1]}/tables/{parts[2]}/insertAll"
+        return self._base + self.path(dataset, table)
 
     def __call__(self, url: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[dict[str, Any]]:
         """The answer's `insertErrors` (per-row refusals); raises google.api_core's exception for an HTTP error
         and urllib3's (NETWORK_ERRORS) when the network fails."""
-        body = orjson.dumps(
-            {
-                "rows": [{"insertId": row_id, "json": row} for row, row_id in zip(rows, row_ids, strict=True)],
-                "skipInvalidRows": True,
-            }
-        )
         headers = {"Content-Type": "application/json", "User-Agent": self._agent}
         if self._credentials is not None:
             self._authorize(headers)
-        response = self._pool.request("POST", url, body=body, headers=headers)
-        if response.status >= 400:
-            raise _http_error(response.status, response.data)
-        answer = orjson.loads(response.data) if response.data else {}
-        return list(answer.get("insertErrors") or [])
+        response = self._pool.request("POST", url, body=_body(rows, row_ids), headers=headers)
+        return _insert_errors(response.status, response.data)
+
+    async def call_async(self, path: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[dict[str, Any]]:
+        """`__call__` on the event loop: the same answers and exceptions (OSError when the network fails)."""
+        headers = {"Content-Type": "application/json", "User-Agent": self._loop_agent}
+        if self._credentials is not None:
+            if not self._credentials.valid:  # a refresh is a blocking HTTP call: in a thread, about once an hour
+                await asyncio.get_running_loop().run_in_executor(None, self._authorize, {})
+            self._credentials.apply(headers)
+        status, data = await self._loop_client.post(path, _body(rows, row_ids), headers)
+        return _insert_errors(status, data)
 
     def _authorize(self, headers: dict[str, str]) -> None:
         credentials = self._credentials
@@ -85,6 +97,22 @@ class InsertAll:
 
                     credentials.refresh(Request(self._pool))
         credentials.apply(headers)
+
+
+def _body(rows: list[dict[str, Any]], row_ids: list[str]) -> bytes:
+    return orjson.dumps(
+        {
+            "rows": [{"insertId": row_id, "json": row} for row, row_id in zip(rows, row_ids, strict=True)],
+            "skipInvalidRows": True,
+        }
+    )
+
+
+def _insert_errors(status: int, data: bytes) -> list[dict[str, Any]]:
+    if status >= 400:
+        raise _http_error(status, data)
+    answer = orjson.loads(data) if data else {}
+    return list(answer.get("insertErrors") or [])
 
 
 def _http_error(status: int, data: bytes) -> Exception:

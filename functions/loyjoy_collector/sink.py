@@ -4,6 +4,10 @@ insertAll answers 200 even when it refused rows (per-row `insertErrors`), so eve
 row. Transient failures are retried with bounded backoff inside a deadline that fits a request; past it
 the caller answers 503 and the sender retries: an event is never acknowledged unless BigQuery took it.
 
+A call shared through group commit is made on the event loop first (`InsertAll.call_async`); only what that
+cannot settle at once (the network failed, 429, 500, 502-504) goes to a worker thread, whose retry policy sends
+it again within the deadline (the first attempt's own timeout comes before it).
+
 One bad row must not cost its neighbours their place, and with group commit its neighbours are other
 senders' events. BigQuery sometimes refuses a bad row as a whole request (400), and a local BigQuery fails the
 whole call (500) on some values; either way the call is split in halves until the rows that fail on their own
@@ -67,6 +71,7 @@ class BigQuerySink:
         self._lock = threading.Lock()
         self._retry: Any = None
         self._network_retry: Any = None  # without 500: isolation sends a failing part once, not until the deadline
+        self._retried: tuple[type[BaseException], ...] = ()  # what the retry policy sends again
         self._group = GroupCommit() if settings.bq_group_commit else None
         self._last_stored = float("-inf")  # when a call last went through: evidence that BigQuery is up
         self._threads: anyio.CapacityLimiter | None = None  # for the calls, made on the event loop's first write
@@ -110,10 +115,11 @@ class BigQuerySink:
         if self._insert_all is None:
             with self._lock:
                 if self._insert_all is None:
-                    self._insert_all, self._retry, self._network_retry = self._build_write_path()
+                    transport, self._retry, self._network_retry, self._retried = self._build_write_path()
+                    self._insert_all = transport
         return self._insert_all
 
-    def _build_write_path(self) -> tuple[InsertAll, Any, Any]:
+    def _build_write_path(self) -> tuple[InsertAll, Any, Any, tuple[type[BaseException], ...]]:
         from google.api_core import exceptions, retry
 
         settings = self._settings
@@ -125,14 +131,15 @@ class BigQuerySink:
             exceptions.GatewayTimeout,
             *NETWORK_ERRORS,  # resets (also in the middle of the answer), refused connections, timeouts
         )
+        retried = (exceptions.InternalServerError, *network)
         policy = retry.Retry(
-            predicate=retry.if_exception_type(exceptions.InternalServerError, *network),
+            predicate=retry.if_exception_type(*retried),
             initial=0.1,
             maximum=2.0,
             multiplier=2.0,
             timeout=settings.bq_retry_deadline_seconds,
         )
-        return transport, policy, policy.with_predicate(retry.if_exception_type(*network))
+        return transport, policy, policy.with_predicate(retry.if_exception_type(*network)), retried
 
     def insert(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
         """Stream `rows` from a thread of its own (the refusal counts' flusher, the operator's commands): one
@@ -157,6 +164,9 @@ class BigQuerySink:
             return await alone(rows, row_ids)
 
         async def shared(batch: list[dict[str, Any]], ids: list[str]) -> list[RowError]:
+            settled = await self._call_on_loop(table, batch, ids)
+            if settled is not None:
+                return settled
             return await self._in_thread(self._call, table, batch, ids, self._retry)
 
         return await self._group.insert(table, rows, row_ids, shared, alone, split_on=(CallRefused, CallFailed))
@@ -174,6 +184,23 @@ class BigQuerySink:
         deadline = time.monotonic() + self._settings.bq_retry_deadline_seconds
         return self._isolate(table, rows, row_ids, cause, began, deadline)
 
+    async def _call_on_loop(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError] | None:
+        """One attempt on the event loop: the row errors, or what `_call` raises for an answer no retry changes
+        (400, 413, 401, 403, 404); None when the retry policy would send it again."""
+        from google.api_core import exceptions
+
+        send = self.insert_all
+        try:
+            errors = await send.call_async(send.path(self.dataset, table), rows, row_ids)
+        except self._retried:
+            return None
+        except exceptions.GoogleAPICallError as exc:
+            raise _verdict(exc) from exc
+        except Exception:  # anything else: the thread's attempt decides (and says) what it is
+            return None
+        self._last_stored = time.monotonic()
+        return _row_errors(errors)
+
     def _call(self, table: str, rows: list[dict[str, Any]], row_ids: list[str], retry: Any) -> list[RowError]:
         from google.api_core import exceptions
 
@@ -185,12 +212,7 @@ class BigQuerySink:
                 raise CallFailed(f"BigQuery kept failing: {exc.cause.message}") from exc
             raise StorageUnavailable(f"BigQuery kept failing: {exc.cause or exc}") from exc
         except exceptions.GoogleAPICallError as exc:
-            if exc.code in (400, 413):
-                raise CallRefused(f"BigQuery refused the insert: {exc.message}") from exc
-            if exc.code == 500:
-                raise CallFailed(f"BigQuery failed: {exc.message}") from exc
-            # 401, 403, 404 (no table, no permission): a deployment problem; 429, 502-504: transient.
-            raise StorageUnavailable(f"BigQuery failed: {exc.message}") from exc
+            raise _verdict(exc) from exc
         except Exception as exc:  # timeouts and connection errors surface as several types
             raise StorageUnavailable(f"BigQuery unreachable: {type(exc).__name__}: {exc}") from exc
         self._last_stored = time.monotonic()
@@ -303,6 +325,17 @@ def _until_stored(rows: list[dict[str, Any]], id_field: str) -> Generator[Batch,
             return refused
         pending = stopped
     raise StorageUnavailable("BigQuery kept stopping valid rows")
+
+
+def _verdict(exc: Any) -> Exception:
+    """What an HTTP error of a whole call says (a google.api_core GoogleAPICallError, not retried or past its
+    retries): a refusal for what was in the call, BigQuery's failure, or an outage."""
+    if exc.code in (400, 413):
+        return CallRefused(f"BigQuery refused the insert: {exc.message}")
+    if exc.code == 500:
+        return CallFailed(f"BigQuery failed: {exc.message}")
+    # 401, 403, 404 (no table, no permission): a deployment problem; 429, 502-504: transient.
+    return StorageUnavailable(f"BigQuery failed: {exc.message}")
 
 
 def _row_errors(errors: list[dict[str, Any]]) -> list[RowError]:
