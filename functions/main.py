@@ -6,7 +6,7 @@ gunicorn's arbiter, on one event loop per instance, here and in the deployment a
 
 import logging
 
-from loyjoy_collector import enrich, server_limits
+from loyjoy_collector import asgi, enrich, server_limits
 from loyjoy_collector.handler import collect
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -14,6 +14,8 @@ logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(messag
 # Imported by functions-framework before it starts gunicorn: its uvicorn worker gets a deadline and a size limit
 # for each request's head (HEADER_TIMEOUT_SECONDS, MAX_BODY_BYTES); the body's deadline is collect's own.
 server_limits.install()
+# ... and serves each HTTP request through the bare ASGI path (asgi.py), not functions-framework's Starlette app.
+asgi.install()
 
 # Built here, in the process that forks the worker, rather than on the worker's first request: the worker
 # inherits them ready (nothing in them is a thread or a connection), and no request waits on the event loop

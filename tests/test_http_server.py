@@ -110,3 +110,56 @@ def test_broken_requests_get_the_collectors_json_and_nothing_is_stored(
     assert local_bigquery.events("bot_id = @tag", tag=tag) == []
     # The server still answers, at once.
     assert statuses(exchange(collector, b"GET /healthy HTTP/1.1\r\nHost: c\r\nConnection: close\r\n\r\n")) == [200]
+
+
+def test_the_frameworks_own_paths_answer_404_and_record_nothing(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str
+) -> None:
+    """The bare ASGI path (asgi.py) keeps functions-framework's routes for /robots.txt and /favicon.ico: a
+    browser's look at the collector's host leaves no refusal behind; any other unknown path is recorded."""
+    import requests
+
+    for path in ("/robots.txt", "/favicon.ico"):
+        answer = requests.get(f"{collector.url}{path}?{tag}", timeout=10)
+        assert (answer.status_code, answer.text, answer.headers["Content-Type"]) == (
+            404,
+            "Not Found",
+            "text/plain; charset=utf-8",
+        )
+    unknown = requests.get(f"{collector.url}/nothing-here?{tag}", timeout=10)
+    assert (unknown.status_code, unknown.json()["error"]["reason"]) == (404, "unknown_path")
+    recorded = local_bigquery.rejected("query = @tag", tag=tag)
+    assert [row["path"] for row in recorded] == ["/nothing-here"]
+
+
+def test_functions_frameworks_own_app_answers_as_the_bare_path_does(
+    collector: Collector, local_bigquery: LocalBigQuery, tag: str
+) -> None:
+    """With LOG_EXECUTION_ID set, functions-framework's Starlette app serves `collect` (it adds the execution ids
+    to log lines in its own wrappers): the same answers, byte for byte but for the ids they carry."""
+    import requests
+
+    from .conftest import start_collector, stop
+
+    framework = start_collector(local_bigquery.url, "framework-collector", LOG_EXECUTION_ID="true")
+    try:
+        for server in (collector, framework):
+            answers = [
+                server.post({"event": "open", "bot_id": tag, "detail": {"label": server.log.stem}}),
+                server.post({"event": 5, "bot_id": tag}),
+                requests.options(f"{server.url}/", headers={"Origin": ORIGIN}, timeout=10),
+                requests.get(f"{server.url}/healthy", timeout=10),
+                requests.get(f"{server.url}/loyjoy-collector.js", timeout=10),
+            ]
+            shapes = [
+                (a.status_code, a.headers.get("Content-Type"), a.headers.get("Content-Length"), sorted(a.headers))
+                for a in answers
+            ]
+            if server is collector:
+                expected = shapes
+            else:
+                assert shapes == expected
+        labels = sorted(row["label"] for row in local_bigquery.events("bot_id = @tag", tag=tag))
+        assert labels == ["collector", "framework-collector"]
+    finally:
+        stop(framework.process)

@@ -8,7 +8,7 @@ than a reset connection.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .answers import RequestRefused
@@ -51,19 +51,26 @@ def refused_bytes(status: int, reason: str, detail: str, data: bytes) -> Request
     return RequestRefused(status, reason, detail, data.decode("utf-8", "replace"), raw_bytes=len(data))
 
 
-async def receive(chunks: AsyncIterator[bytes], limit: int) -> tuple[bytes, int]:
-    """The body's first `limit + 1` bytes and how many arrived in all. Past the limit the rest is read and
-    discarded (up to Cloud Run's own limit), so that the sender sees the 413 rather than a reset connection;
-    memory stays bounded by the limit whatever was sent."""
+class Disconnected(Exception):
+    """The sender closed its connection before its body was complete: nothing to answer."""
+
+
+async def receive_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> tuple[bytes, int]:
+    """The body's first `limit + 1` bytes, from the ASGI server's messages, and how many arrived in all. Past the
+    limit the rest is read and discarded (up to Cloud Run's own limit), so that the sender sees the 413 rather
+    than a reset connection; memory stays bounded by the limit whatever was sent."""
     kept = bytearray()
     total = 0
-    async for chunk in chunks:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise Disconnected
+        chunk = message.get("body", b"")
         total += len(chunk)
         if len(kept) <= limit:
             kept += chunk[: limit + 1 - len(kept)]
-        if total >= DRAIN_LIMIT:
-            break
-    return bytes(kept), total
+        if total >= DRAIN_LIMIT or not message.get("more_body", False):
+            return bytes(kept), total
 
 
 def _no_constants(name: str) -> None:

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import functions_framework.aio
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from . import logs, offload
 from .answers import RateLimited, RequestRefused, answer, error_body
-from .body import receive
+from .body import Disconnected, receive_body
 from .cors import cors_headers, origin_allowed, preflight_headers
 from .exchange import Incoming, Reply, joined_headers
 from .floods import retry_after
@@ -42,37 +43,46 @@ log = logs.log
 
 @functions_framework.aio.http
 async def collect(request: Request) -> Response:
-    """Cloud Functions entry point (`--target collect`), on functions-framework's ASGI mode.
+    """Cloud Functions entry point (`--target collect`), as functions-framework's Starlette app calls it.
+
+    Under functions-framework's own server (gunicorn and uvicorn, here and in the deployment) the same requests
+    take the bare ASGI path instead (`asgi.py`), without Starlette's layers; both end in `exchange`.
+    """
+    try:
+        reply = await exchange(request.scope, request.receive)
+    except Disconnected:
+        raise ClientDisconnect from None
+    return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type)
+
+
+async def exchange(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]]) -> Reply:
+    """One request, from its ASGI scope and messages to its answer.
 
     Everything runs on the event loop: the body is read within its deadline (a slow sender holds nothing but
     its socket), validation and the gate run once per event, and a request then awaits BigQuery's answer for
-    its rows while group commit gathers the rows of concurrent requests into one insertAll call (the call
-    itself in a worker thread: sink.py). No request holds a thread while it waits.
+    its rows while group commit gathers the rows of concurrent requests into one insertAll call. No request
+    holds a thread while it waits. Raises Disconnected when the sender left before its body was complete.
     """
-    rt = runtime()
-    settings = rt.settings
+    settings = runtime().settings
     try:
         async with asyncio.timeout(settings.body_timeout_seconds):
-            body, size = await receive(request.stream(), settings.max_body_bytes)
+            body, size = await receive_body(receive, settings.max_body_bytes)
     except TimeoutError:
         slow_sender("body", settings.body_timeout_seconds, 408)
         detail = "request not received in time; nothing was stored"
         timed_out = {"status": "error", "error": {"reason": "request_timeout", "detail": detail}}
-        return respond(answer(408, timed_out, {"Connection": "close"}))
+        return answer(408, timed_out, {"Connection": "close"})
+    client = scope.get("client")
     incoming = Incoming(
-        method=request.method,
-        path=request.url.path,
-        query=request.scope.get("query_string", b""),
-        headers=joined_headers(request.scope["headers"]),
+        method=scope["method"],
+        path=scope["path"],
+        query=scope.get("query_string", b""),
+        headers=joined_headers(scope["headers"]),
         body=body,
         body_bytes=size,
-        remote_addr=request.client.host if request.client else None,
+        remote_addr=client[0] if client else None,
     )
-    return respond(await handle(incoming))
-
-
-def respond(reply: Reply) -> Response:
-    return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type)
+    return await handle(incoming)
 
 
 async def handle(request: Incoming) -> Reply:
