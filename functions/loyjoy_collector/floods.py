@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import __version__
+from .ids import fresh_id
 from .rows import rfc3339
 
 MAX_KEYS = 50_000  # buckets kept per limit; the least recently seen go first
@@ -124,7 +124,7 @@ class RefusalBudget:
 
     def _add(self, minute: int, reason: str, refusals: int, status: int, protocol: str | None, path: str | None) -> str:
         """Count refusals under their reason's row of `minute` (the lock held); that row's id."""
-        count = self._counts.setdefault((minute, reason), _Count(str(uuid.uuid4())))
+        count = self._counts.setdefault((minute, reason), _Count(fresh_id()))
         count.count += refusals
         count.protocol, count.status, count.path = protocol, status, path
         return count.rejected_id

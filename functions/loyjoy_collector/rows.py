@@ -7,7 +7,6 @@ float epochs unreliably.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -16,6 +15,7 @@ from typing import Any
 from . import __version__
 from .catalog import normalise
 from .enrich import page_parts, parse_user_agent, reconcile_clock
+from .ids import fresh_id
 from .privacy.gate import Gate
 from .privacy.ip import truncate_ip
 from .privacy.keys import Scrubber
@@ -154,7 +154,7 @@ def event_row(
     }
     sealed = (gate or Gate(scrubber)).seal(EVENTS, row, tally)
     if sealed["event_id"] is None:
-        sealed["event_id"] = str(uuid.uuid4())
+        sealed["event_id"] = fresh_id()
     return sealed
 
 
@@ -178,7 +178,7 @@ def rejected_row(
     tally = Tally()
     kept = payload if isinstance(payload, str) else scrubber.scrub(payload, tally, ctx.replayed)
     row = {
-        "rejected_id": str(uuid.uuid4()),
+        "rejected_id": fresh_id(),
         "received_at": rfc3339(ctx.received_at),
         "reason": reason,
         "reason_detail": detail,

@@ -21,11 +21,14 @@ from __future__ import annotations
 import json
 import math
 import re
-import uuid
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import orjson
+
 from .. import measures
+from ..ids import fresh_id
 from ..schema import tables
 from .keys import CONTAINER_KEYS, Scrubber
 from .languages import language_tags
@@ -94,8 +97,11 @@ class Gate:
         return self.text(str(value), tally)
 
     def json_text(self, value: Any, tally: Tally) -> str:
-        clean = self._json(value, tally)
-        return json.dumps(None if clean is _DROP else clean, ensure_ascii=False, separators=(",", ":"))
+        clean = None if (walked := self._json(value, tally)) is _DROP else walked
+        try:
+            return orjson.dumps(clean).decode()
+        except TypeError:  # a lone surrogate left in a key or a number past 64 bits: the standard encoder
+            return json.dumps(clean, ensure_ascii=False, separators=(",", ":"))
 
     def _cell(self, column: dict[str, Any], value: Any, tally: Tally) -> Any:
         name, kind = column["name"], column["type"]
@@ -157,19 +163,23 @@ class Gate:
             return clean
         pseudonym = self._scrubber.pseudonym(value)
         if pseudonym is None and required:
-            return str(uuid.uuid4())
+            return fresh_id()
         return pseudonym
 
     def seal(self, table: str, row: dict[str, Any], tally: Tally) -> dict[str, Any]:
         """The row as BigQuery will get it: exactly the schema's columns, every value made safe.
         `quality_flags`, where the table has it, gains what the gate and the key scrubber removed."""
-        sealed: dict[str, Any] = {}
-        allowed, urls = self._allowed, self._scrubber.url_params
-        for column, name, way, limit in _plan(table):
-            value = row.get(name)
+        plan = _plan(table)
+        sealed = dict(plan.empty)  # every column, None (a repeated one: empty) unless the row has a value for it
+        allowed, urls, ways = self._allowed, self._scrubber.url_params, plan.ways
+        for name, value in row.items():
             if value is None:
-                sealed[name] = [] if way is _FLAGS else None
-            elif way is _TEXT and value.__class__ is str:
+                continue
+            step = ways.get(name)
+            if step is None:
+                continue  # not a column of this table
+            column, way, limit = step
+            if way is _TEXT and value.__class__ is str:
                 clean = scrub_text(value, tally, allowed, False, urls)
                 if len(clean) > limit:
                     tally.truncated.append(name)
@@ -177,11 +187,9 @@ class Gate:
                 sealed[name] = clean
             elif way is _AS_IS:
                 sealed[name] = value
-            elif way is _FLAGS:
-                sealed[name] = []  # filled last, with what the other columns lost
             elif way is _REPEATED:
                 sealed[name] = [self._cell(column, item, tally) for item in value if item is not None]
-            else:
+            elif way is not _FLAGS:  # flags are filled last, with what the other columns lost
                 sealed[name] = self._cell(column, value, tally)
         if "quality_flags" in row:
             flags = [self.text(flag, tally) for flag in row["quality_flags"]]
@@ -195,9 +203,15 @@ _TEXT, _AS_IS, _FLAGS, _REPEATED, _CELL = "text", "as is", "flags", "repeated", 
 _SPECIAL_STRINGS = ID_COLUMNS | OWN_COLUMNS | URL_COLUMNS | EVENT_NAME_COLUMNS | STRICT_TEXT | {"language", "utm_term"}
 
 
+@dataclass(frozen=True)
+class _Plan:
+    ways: dict[str, tuple[dict[str, Any], str, int]]  # column name -> (its schema, how, its length limit)
+    empty: dict[str, Any]  # the sealed row before any value: every column, in the schema's order
+
+
 @cache
-def _plan(table: str) -> tuple[tuple[dict[str, Any], str, str, int], ...]:
-    plan = []
+def _plan(table: str) -> _Plan:
+    ways: dict[str, tuple[dict[str, Any], str, int]] = {}
     for column in tables()[table].fields:
         name, kind = column["name"], column["type"]
         if name == "quality_flags":
@@ -210,8 +224,9 @@ def _plan(table: str) -> tuple[tuple[dict[str, Any], str, str, int], ...]:
             way = _AS_IS  # the collector's own: rfc3339 strings, booleans it decided
         else:
             way = _CELL
-        plan.append((column, name, way, int(column.get("maxLength") or DETAIL_LIMIT)))
-    return tuple(plan)
+        ways[name] = (column, way, int(column.get("maxLength") or DETAIL_LIMIT))
+    empty = {name: [] if way is _FLAGS else None for name, (_, way, _) in ways.items()}
+    return _Plan(ways, empty)
 
 
 def flags_of(tally: Tally) -> list[str]:

@@ -16,12 +16,12 @@ PSEUDONYM_HEX = 32
 
 def email_hash(key: bytes, email: str) -> str:
     """Case and surrounding spaces do not make another person."""
-    return hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key, email.strip().lower().encode(), "sha256").hex()
 
 
 def pseudonym(key: bytes, value: str) -> str:
     """The same value gives the same pseudonym, so counts and joins still work while the value is gone."""
-    return PSEUDONYM_PREFIX + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
+    return PSEUDONYM_PREFIX + hmac.digest(key, value.encode(), "sha256").hex()[:PSEUDONYM_HEX]
 
 
 def email_pseudonyms(key: bytes, email: str) -> list[str]:

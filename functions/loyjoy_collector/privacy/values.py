@@ -266,6 +266,7 @@ def _scrub(text: str, tally: Tally, allowed: frozenset[str], strict: bool, urls:
     return first
 
 
+@lru_cache(maxsize=4096)  # a site's events carry few names: each is read once
 def personal_event_name(name: str) -> bool:
     """An event name (snake_case, maybe a chat flow's own) that carries a phone number, an address or another
     value the detectors know (`tel_01705551234`, `mail_jane_example_com`): its words are read as text."""
