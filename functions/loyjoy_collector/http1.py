@@ -57,7 +57,7 @@ class Http1:
         self._tls = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port or (443 if self._tls else 80)
-        self._authority = parts.netloc.rpartition("@")[2].encode("idna")
+        self._authority = parts.netloc.rpartition("@")[2]
         self._timeout = timeout
         self._pool_size = pool_size
         self._idle: deque[_Connection] = deque()
@@ -66,7 +66,7 @@ class Http1:
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         """The answer's status and body; raises OSError when the network or the answer fails."""
-        head = [f"POST {path} HTTP/1.1", f"Host: {self._authority.decode()}", f"Content-Length: {len(body)}"]
+        head = [f"POST {path} HTTP/1.1", f"Host: {self._authority}", f"Content-Length: {len(body)}"]
         head += [f"{name}: {value}" for name, value in headers.items()]
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         for fresh in (False, True):

@@ -7,7 +7,7 @@ an event. This module sends the same REST call (`tabledata.insertAll`: `rows[].j
 `skipInvalidRows`) on a connection pool built once per process, and keeps from Google's libraries what earns
 its place: credentials and their refresh (google-auth), the mapping of HTTP answers to exception types and
 the retry policy (google-api-core). Network failures surface as urllib3's exceptions or as OSError
-(`NETWORK_ERRORS`), which the sink retries and finally answers 503.
+(`network_errors()`), which the sink retries and finally answers 503.
 
 A request's call through group commit is first made on the event loop (`call_async`, http1.py): no worker
 thread, no urllib3. What it cannot settle at once (a network failure, 429, 500, 502-504) is retried from a worker
@@ -25,15 +25,23 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-import urllib3
 
 from . import __version__
 from .http1 import Http1
 
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 DEFAULT_ENDPOINT = "https://bigquery.googleapis.com"
-# Everything a broken connection, a reset or a timeout raises: no verdict on any row, only on the network.
-NETWORK_ERRORS: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, OSError)
+# What BigQuery answers when another try may go through: sent again within the retry deadline.
+RETRIED_STATUSES = (429, 500, 502, 503, 504)
+
+
+class InsertFailed(Exception):
+    """A whole call answered with an HTTP error, on the event loop (a thread's call raises google-api-core's
+    exception for it instead, which its retry policy reads)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status, self.message = status, message
 
 
 class InsertAll:
@@ -50,13 +58,9 @@ class InsertAll:
             self.project = project or found
         if not self.project:
             raise ValueError("no project: set BQ_PROJECT")
-        self._pool = urllib3.PoolManager(
-            num_pools=2,
-            maxsize=pool_size,
-            block=False,
-            retries=False,  # the caller's retry policy decides, inside its deadline
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-        )
+        self._timeout, self._pool_size = timeout, pool_size
+        self._urllib3_pool: Any = None
+        self._pool_lock = threading.Lock()
         self._refresh = threading.Lock()
         self._agent = f"loyjoy-collector/{__version__} (urllib3 insertAll)"
         self._loop_client = Http1(self._base, timeout, pool_size)
@@ -71,22 +75,42 @@ class InsertAll:
 
     def __call__(self, url: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[dict[str, Any]]:
         """The answer's `insertErrors` (per-row refusals); raises google.api_core's exception for an HTTP error
-        and urllib3's (NETWORK_ERRORS) when the network fails."""
+        and urllib3's (`network_errors()`) when the network fails."""
         headers = {"Content-Type": "application/json", "User-Agent": self._agent}
         if self._credentials is not None:
             self._authorize(headers)
-        response = self._pool.request("POST", url, body=_body(rows, row_ids), headers=headers)
+        response = self._pool().request("POST", url, body=_body(rows, row_ids), headers=headers)
         return _insert_errors(response.status, response.data)
 
     async def call_async(self, path: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[dict[str, Any]]:
-        """`__call__` on the event loop: the same answers and exceptions (OSError when the network fails)."""
+        """`__call__` on the event loop: the same answers; InsertFailed for an HTTP error, OSError when the network
+        fails."""
         headers = {"Content-Type": "application/json", "User-Agent": self._loop_agent}
         if self._credentials is not None:
             if not self._credentials.valid:  # a refresh is a blocking HTTP call: in a thread, about once an hour
                 await asyncio.get_running_loop().run_in_executor(None, self._authorize, {})
             self._credentials.apply(headers)
         status, data = await self._loop_client.post(path, _body(rows, row_ids), headers)
+        if status >= 400:
+            raise InsertFailed(status, _error_message(status, data)[0])
         return _insert_errors(status, data)
+
+    def _pool(self) -> Any:
+        """urllib3's pool, made on the first call from a thread (a retry, isolation, the operator's commands): the
+        event loop's calls need neither it nor its import."""
+        if self._urllib3_pool is None:
+            with self._pool_lock:
+                if self._urllib3_pool is None:
+                    import urllib3
+
+                    self._urllib3_pool = urllib3.PoolManager(
+                        num_pools=2,
+                        maxsize=self._pool_size,
+                        block=False,
+                        retries=False,  # the caller's retry policy decides, inside its deadline
+                        timeout=urllib3.Timeout(connect=self._timeout, read=self._timeout),
+                    )
+        return self._urllib3_pool
 
     def _authorize(self, headers: dict[str, str]) -> None:
         credentials = self._credentials
@@ -95,8 +119,16 @@ class InsertAll:
                 if not credentials.valid:
                     from google.auth.transport.urllib3 import Request
 
-                    credentials.refresh(Request(self._pool))
+                    credentials.refresh(Request(self._pool()))
         credentials.apply(headers)
+
+
+def network_errors() -> tuple[type[BaseException], ...]:
+    """Everything a broken connection, a reset or a timeout raises, from a thread's call (urllib3) or the event
+    loop's (OSError): no verdict on any row, only on the network."""
+    import urllib3
+
+    return (urllib3.exceptions.HTTPError, OSError)
 
 
 def _body(rows: list[dict[str, Any]], row_ids: list[str]) -> bytes:
@@ -120,6 +152,12 @@ def _http_error(status: int, data: bytes) -> Exception:
     failed, unavailable) are the official client's."""
     from google.api_core import exceptions
 
+    message, errors = _error_message(status, data)
+    return exceptions.from_http_status(status, message, errors=errors)
+
+
+def _error_message(status: int, data: bytes) -> tuple[str, list[Any]]:
+    """BigQuery's message and `errors` from an error answer (google.rpc's shape), or the answer's start."""
     message, errors = f"HTTP {status}", []
     try:
         error = orjson.loads(data).get("error") or {}
@@ -127,4 +165,4 @@ def _http_error(status: int, data: bytes) -> Exception:
         errors = list(error.get("errors") or [])
     except (orjson.JSONDecodeError, AttributeError):
         message = data[:200].decode("utf-8", "replace") or message
-    return exceptions.from_http_status(status, message, errors=errors)
+    return message, errors

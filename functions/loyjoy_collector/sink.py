@@ -21,6 +21,7 @@ event is never refused for good because the network between us and BigQuery was 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .group_commit import GroupCommit
-from .insert_all import NETWORK_ERRORS, InsertAll
+from .insert_all import RETRIED_STATUSES, InsertAll, InsertFailed, network_errors
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -69,9 +70,7 @@ class BigQuerySink:
         self._client: Client | None = None
         self._insert_all: InsertAll | None = None
         self._lock = threading.Lock()
-        self._retry: Any = None
-        self._network_retry: Any = None  # without 500: isolation sends a failing part once, not until the deadline
-        self._retried: tuple[type[BaseException], ...] = ()  # what the retry policy sends again
+        self._policies: tuple[Any, Any] | None = None  # the retry policies, built when first needed
         self._group = GroupCommit() if settings.bq_group_commit else None
         self._last_stored = float("-inf")  # when a call last went through: evidence that BigQuery is up
         self._threads: anyio.CapacityLimiter | None = None  # for the calls, made on the event loop's first write
@@ -115,38 +114,45 @@ class BigQuerySink:
         if self._insert_all is None:
             with self._lock:
                 if self._insert_all is None:
-                    transport, self._retry, self._network_retry, self._retried = self._build_write_path()
-                    self._insert_all = transport
+                    settings = self._settings
+                    endpoint, project = settings.bigquery_api_endpoint, settings.project
+                    self._insert_all = InsertAll(endpoint, project, settings.bq_timeout_seconds)
         return self._insert_all
 
-    def _build_write_path(self) -> tuple[InsertAll, Any, Any, tuple[type[BaseException], ...]]:
-        from google.api_core import exceptions, retry
+    @property
+    def _retry(self) -> Any:
+        """The retry policy of a call from a thread (google-api-core's): imported and built on the first call that
+        needs it, off the first request's way (its import takes a cold start a tenth of a second)."""
+        return self._retry_policies()[0]
 
-        settings = self._settings
-        transport = InsertAll(settings.bigquery_api_endpoint, settings.project, settings.bq_timeout_seconds)
-        network = (
-            exceptions.TooManyRequests,
-            exceptions.BadGateway,
-            exceptions.ServiceUnavailable,
-            exceptions.GatewayTimeout,
-            *NETWORK_ERRORS,  # resets (also in the middle of the answer), refused connections, timeouts
-        )
-        retried = (exceptions.InternalServerError, *network)
-        policy = retry.Retry(
-            predicate=retry.if_exception_type(*retried),
-            initial=0.1,
-            maximum=2.0,
-            multiplier=2.0,
-            timeout=settings.bq_retry_deadline_seconds,
-        )
-        return transport, policy, policy.with_predicate(retry.if_exception_type(*network)), retried
+    @property
+    def _network_retry(self) -> Any:
+        """The same without 500: isolation sends a failing part once, not until the deadline."""
+        return self._retry_policies()[1]
+
+    def _retry_policies(self) -> tuple[Any, Any]:
+        if self._policies is None:
+            from google.api_core import exceptions, retry
+
+            network = (
+                *(exceptions.from_http_status(status, "").__class__ for status in RETRIED_STATUSES if status != 500),
+                *network_errors(),  # resets (also in the middle of the answer), refused connections, timeouts
+            )
+            policy = retry.Retry(
+                predicate=retry.if_exception_type(exceptions.InternalServerError, *network),
+                initial=0.1,
+                maximum=2.0,
+                multiplier=2.0,
+                timeout=self._settings.bq_retry_deadline_seconds,
+            )
+            self._policies = (policy, policy.with_predicate(retry.if_exception_type(*network)))
+        return self._policies
 
     def insert(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
         """Stream `rows` from a thread of its own (the refusal counts' flusher, the operator's commands): one
         call, isolated if need be. Returns the rows BigQuery refused; raises StorageUnavailable."""
         if not rows:
             return []
-        self.insert_all  # noqa: B018 (builds the write path and its retry policies on first use)
         return self._insert_now(table, rows, row_ids, time.monotonic())
 
     async def insert_async(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
@@ -154,7 +160,8 @@ class BigQuerySink:
         itself in a worker thread. Returns the rows BigQuery refused; raises StorageUnavailable."""
         if not rows:
             return []
-        self.insert_all  # noqa: B018
+        if self._insert_all is None:  # the real BigQuery's credentials are found over the network: not on the loop
+            await asyncio.get_running_loop().run_in_executor(None, lambda: self.insert_all)
         began = time.monotonic()
 
         async def alone(batch: list[dict[str, Any]], ids: list[str]) -> list[RowError]:  # isolated if need be
@@ -187,16 +194,14 @@ class BigQuerySink:
     async def _call_on_loop(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError] | None:
         """One attempt on the event loop: the row errors, or what `_call` raises for an answer no retry changes
         (400, 413, 401, 403, 404); None when the retry policy would send it again."""
-        from google.api_core import exceptions
-
         send = self.insert_all
         try:
             errors = await send.call_async(send.path(self.dataset, table), rows, row_ids)
-        except self._retried:
-            return None
-        except exceptions.GoogleAPICallError as exc:
-            raise _verdict(exc) from exc
-        except Exception:  # anything else: the thread's attempt decides (and says) what it is
+        except InsertFailed as exc:
+            if exc.status in RETRIED_STATUSES:
+                return None
+            raise _verdict(exc.status, exc.message) from exc
+        except Exception:  # the network, and anything else: the thread's attempt decides (and says) what it is
             return None
         self._last_stored = time.monotonic()
         return _row_errors(errors)
@@ -212,7 +217,7 @@ class BigQuerySink:
                 raise CallFailed(f"BigQuery kept failing: {exc.cause.message}") from exc
             raise StorageUnavailable(f"BigQuery kept failing: {exc.cause or exc}") from exc
         except exceptions.GoogleAPICallError as exc:
-            raise _verdict(exc) from exc
+            raise _verdict(exc.code, exc.message) from exc
         except Exception as exc:  # timeouts and connection errors surface as several types
             raise StorageUnavailable(f"BigQuery unreachable: {type(exc).__name__}: {exc}") from exc
         self._last_stored = time.monotonic()
@@ -327,15 +332,15 @@ def _until_stored(rows: list[dict[str, Any]], id_field: str) -> Generator[Batch,
     raise StorageUnavailable("BigQuery kept stopping valid rows")
 
 
-def _verdict(exc: Any) -> Exception:
-    """What an HTTP error of a whole call says (a google.api_core GoogleAPICallError, not retried or past its
-    retries): a refusal for what was in the call, BigQuery's failure, or an outage."""
-    if exc.code in (400, 413):
-        return CallRefused(f"BigQuery refused the insert: {exc.message}")
-    if exc.code == 500:
-        return CallFailed(f"BigQuery failed: {exc.message}")
+def _verdict(status: int | None, message: str) -> Exception:
+    """What an HTTP error of a whole call says (not retried, or past its retries): a refusal for what was in the
+    call, BigQuery's failure, or an outage."""
+    if status in (400, 413):
+        return CallRefused(f"BigQuery refused the insert: {message}")
+    if status == 500:
+        return CallFailed(f"BigQuery failed: {message}")
     # 401, 403, 404 (no table, no permission): a deployment problem; 429, 502-504: transient.
-    return StorageUnavailable(f"BigQuery failed: {exc.message}")
+    return StorageUnavailable(f"BigQuery failed: {message}")
 
 
 def _row_errors(errors: list[dict[str, Any]]) -> list[RowError]:
