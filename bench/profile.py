@@ -1,13 +1,17 @@
 """Where the collector's CPU goes per event: py-spy samples the running function under one of scripts/bench's loads.
 
 The function runs as in the benchmark (functions-framework, a null insertAll endpoint, wrk sending distinct
-requests); py-spy samples its processes for the length of the load. Printed: the share of samples under each
+requests); py-spy samples its processes for the length of the load: every thread that runs, in Python or in a
+system call (a socket's send), as /proc counts CPU. Printed: the share of samples under each
 of the request path's steps (inclusive: a step's callees count for it), and the functions where the samples
 end (self time). A share of the samples is a share of the CPU the function used, so the steps' shares times
 the CPU per event that scripts/bench prints is their cost per event.
 
     .venv/bin/python bench/profile.py            # the one-event load; `ten` or `mixed` for the others
     BENCH_BEFORE=<a checkout's root> .venv/bin/python bench/profile.py   # that checkout's code instead
+
+py-spy is pinned in constraints.txt but no dependency of the project (CI never profiles):
+`.venv/bin/python -m pip install -c constraints.txt py-spy` once.
 """
 
 from __future__ import annotations
@@ -44,10 +48,10 @@ STEPS = (
     ("row building (rows.event_row, less the gate)", ("event_row",)),
     ("user agent and bots", ("parse_user_agent", "classify")),
     ("body: JSON parse and batch split", ("parse_json", "split_batch", "read_text")),
-    ("insertAll: group commit, JSON, HTTP", ("insert_until_stored", "insert_all", "_post", "group_commit")),
+    ("insertAll: group commit, JSON, HTTP", ("insert_until_stored", "insert_all", "http1.py", "group_commit")),
     ("logging", ("emit (", "logs.py")),
     ("ASGI server and framework (uvicorn, starlette, ff)", ("uvicorn/protocols", "starlette/", "functions_framework/")),
-    ("handler: routing, context, answer", ("handler.py", "answers.py", "exchange.py", "cors.py")),
+    ("handler: routing, context, answer", ("handler.py", "answers.py", "exchange.py", "cors.py", "asgi.py")),
     ("ingest and storing, less the above", ("ingest.py", "sink.py", "floods.py")),
 )
 
@@ -62,6 +66,10 @@ def steps_of(stack: list[str]) -> str:
 
 
 def main() -> int:
+    spy_path = Path(sys.executable).parent / "py-spy"
+    if not spy_path.exists():
+        print("py-spy is not installed: .venv/bin/python -m pip install -c constraints.txt py-spy", file=sys.stderr)
+        return 2
     load = sys.argv[1] if len(sys.argv) > 1 else "one"
     before = os.environ.get("BENCH_BEFORE")
     source, extra = SOURCE, {}
@@ -80,7 +88,7 @@ def main() -> int:
         first_answer(url + "/", json.dumps(bench_event("warm")).encode(), 200)
         spy = subprocess.Popen(
             [
-                str(Path(sys.executable).parent / "py-spy"),
+                str(spy_path),
                 "record",
                 "--pid",
                 str(process.pid),
@@ -93,8 +101,7 @@ def main() -> int:
                 str(raw),
                 "--duration",
                 str(SECONDS),
-                "--nonblocking",
-                "--gil",  # only what holds the interpreter: the CPU the request path spends in Python
+                "--nonblocking",  # every running thread, in Python or in a system call (a send): what /proc counts
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -115,8 +122,8 @@ def main() -> int:
             continue  # a frame's name with a line break in it: the rest of that stack is on the next line
         count = int(count_text)
         stack = stack_text.split(";")
-        if not any("collect" in frame or "uvicorn" in frame for frame in stack):
-            continue  # the arbiter's loop, idle threads
+        if not any("collect" in frame or "uvicorn" in frame or "threading.py" in frame for frame in stack):
+            continue  # the arbiter's loop
         total += count
         by_step[steps_of(stack)] += count
         by_leaf[stack[-1]] += count
