@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
@@ -90,21 +92,36 @@ def parse_user_agent(user_agent: str, server_side: bool = False) -> Device:
 class PageParts:
     hostname: str | None
     path: str | None
-    utm: dict[str, str]
+    utm: Mapping[str, str]  # read-only: one PageParts serves every event from the same page
     gclid: str | None
 
 
+NO_PAGE = PageParts(None, None, MappingProxyType({}), None)
+CACHED_URL = 2048  # longer page addresses are parsed each time: the cache holds at most ~2 MB of them
+
+
 def page_parts(url: str | None) -> PageParts:
+    """The page's host, path, campaign parameters and click id. The events of a visit, and of one batch, mostly
+    come from the same few pages: parsed once each."""
     if not url:
-        return PageParts(None, None, {}, None)
+        return NO_PAGE
+    return _cached_page_parts(url) if len(url) <= CACHED_URL else _page_parts(url)
+
+
+@lru_cache(maxsize=1024)
+def _cached_page_parts(url: str) -> PageParts:
+    return _page_parts(url)
+
+
+def _page_parts(url: str) -> PageParts:
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
     except ValueError:
-        return PageParts(None, None, {}, None)
+        return NO_PAGE
     found = _wanted_parameters(parts.query)
     utm = {key: found[key] for key in UTM_KEYS if key in found}
-    return PageParts(hostname, parts.path or None, utm, found.get("gclid"))
+    return PageParts(hostname, parts.path or None, MappingProxyType(utm), found.get("gclid"))
 
 
 def _wanted_parameters(query: str) -> dict[str, str]:

@@ -182,6 +182,8 @@ async def keep_rejected(rt: Runtime, rows: list[dict[str, Any]]) -> None:
     """Store refusals. A kept payload BigQuery will not take is dropped from its row, so that the refusal
     itself (reason, ids, sizes) is still on record under the rejected_id the sender was given. A refusal that
     cannot be recorded at all is an outage: nothing is answered as final that is not on record."""
+    if not rows:
+        return
     rows = rt.budget.admit(rows)  # past the instance's budget, refusals are counted instead
     for error in await rt.sink.insert_until_stored_async(REJECTED, rows, "rejected_id"):
         row = rows[error.index]
