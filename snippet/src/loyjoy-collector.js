@@ -227,6 +227,9 @@
     var before = state.consent;
     state.consent = readConsent();
     if (state.consent === true && before !== true) {
+      // What pages left before this script reached them held (docs/install.md): reported by the next event.
+      merge(state.dropped, read(persistent(), 'lost'));
+      write(persistent(), 'lost', null);
       queue.adopt();
       queue.persist();
     } else if (state.consent === false && before !== false) {
@@ -429,8 +432,6 @@
       var key = store.key(i);
       if (key && key.indexOf(queues) === 0 && key !== queues + state.tab) keys.push(key);
     }
-    merge(state.dropped, read(store, 'lost')); // what pages left before this script reached them held (docs)
-    store.removeItem(PREFIX + 'lost');
     for (var m = 0; m < queue.events.length; m++) known[queue.events[m].event_id] = true;
     for (var k = 0; k < keys.length; k++) {
       var saved = read(store, keys[k].slice(PREFIX.length));

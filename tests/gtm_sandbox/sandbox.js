@@ -515,7 +515,8 @@
       'localStorage', 'sessionStorage', 'fetch', 'XMLHttpRequest', 'setTimeout', 'setInterval', 'Function'];
     var params = ['require', 'data'].concat(shadowed);
     /* eslint-disable-next-line no-new-func */
-    return new Function(params.join(','), '"use strict";\n' + code);
+    // An inner function of its own: the code may declare a shadowed name (`const localStorage = require(…)`).
+    return new Function(params.join(','), '"use strict";\nreturn (function () {\n' + code + '\n})();');
   }
 
   /**
