@@ -152,7 +152,8 @@ class Shop:
         parts = []
         if spec.get("stub"):
             parts.append(f"<script>{built_stub(spec['front'] + '/loyjoy-collector.js', spec['stub'])}</script>")
-        parts.append('<script src="/gtm/sandbox.js"></script>')
+        # Inline, as GTM's runtime is part of gtm.js, which a GTM page has loaded before any tag fires.
+        parts.append(f"<script>{SANDBOX_JS.read_text()}</script>")
         parts.append(
             f"""<script>(function (run) {{
   window.gtmLogs = [];
