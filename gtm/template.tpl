@@ -22,7 +22,7 @@ ___INFO___
     "id": "brand_dummy",
     "displayName": "LoyJoy → BigQuery collector"
   },
-  "description": "Boots the LoyJoy chat and sends its events to your own LoyJoy → BigQuery collector, after Consent Mode or a consent variable allows it. The chat boots even if the collector is down.",
+  "description": "Boots the LoyJoy chat at once and sends its events to your own LoyJoy → BigQuery collector once Consent Mode or a variable allows it. The chat never waits for the collector.",
   "containerContexts": [
     "WEB"
   ]
@@ -1522,8 +1522,18 @@ setup: |-
 
 ___NOTES___
 
-The snippet itself (queue, retries, privacy) is documented in the repository's README (section "Google Tag Manager").
-Permissions: injects only https://<host>/loyjoy-collector.js (or one path below: <host>/<prefix>/loyjoy-collector.js);
-calls LoyJoyCollector.boot, LoyJoyCollector.consent and LoyJoy (the chat-only fallback); reads LoyJoyCollector.version;
-reads the analytics_storage consent; logs in preview mode only; keeps one flag in templateStorage (booted once per page).
+Boots the LoyJoy chat itself (loading LoyJoy's loader, https://stable.loyjoy.com/widget.js by default, unless
+switched off) the moment window.LoyJoy exists, once per page, and signals GTM within 1.5 s whatever LoyJoy's CDN
+or the collector do. Every chat event makes LoyJoy's classic dataLayer push and goes into the page's queue
+(window.LoyJoyCollector.stub: the same queue the inline stub fills, documented in docs/install.md, "The queue
+contract"); the collector's script loads after the page's load event, in the background, with retries and
+backoff, and takes the queue over when it arrives. Nothing is sent or stored before Consent Mode or the consent
+variable allows it.
+Permissions: injects https://<host>/loyjoy-collector.js (or one path below) and LoyJoy's loader from
+https://*.loyjoy.com/; creates and feeds the queue (LoyJoyCollector, LoyJoyCollector.stub.q.length/.push/.d),
+reads LoyJoyCollector.version, calls LoyJoyCollector.consent and LoyJoy; pushes to dataLayer; uses the page's
+setTimeout (backoff, the 1.5 s signal), addEventListener (script and page load, pagehide/pageshow) and
+document.readyState; reads analytics_storage; keeps one count in localStorage (ljc:lost: what a page left before
+the script arrived held, where storage is allowed); logs in preview mode only; shares flags between firings in
+templateStorage.
 These tests run offline in the repository's harness (tests/test_gtm_template.py) as well as in GTM.
