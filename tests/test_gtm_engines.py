@@ -195,3 +195,23 @@ def test_it_never_boots_twice_and_boots_from_the_pages_own_loader_before_or_afte
             time.sleep(0.3)
             assert page.js("return LoyJoy.standin.boots()") == 1, name
             assert page.js(LOYJOY_PUSHES) == ["load", "show", "open"], name  # one listener, one push each
+
+
+def test_past_the_queues_bound_the_events_are_counted_and_reported_by_the_script(
+    browser: Any, front: Front, shop: Shop, local_bigquery: LocalBigQuery, tag: str
+) -> None:
+    """In Chromium only: 500 events held, 5 more counted; the script reports the 5 with the first event it sends
+    (the 500 then arrive at the pace the collector's per-client flood limit allows)."""
+    front.stop()
+    with page_of(Chromium(browser)) as page:
+        page.goto(shop.tag(front, data={"bot": tag, "consent": "none"}))
+        boot_ms(page)
+        page.wait(FAILED_TRIES)
+        page.js("for (var i = 0; i < 503; i++) LoyJoy.standin.chat.click('link-' + i)")  # + load, show: 505
+        assert page.js("return [LoyJoyCollector.stub.q.length, LoyJoyCollector.stub.d]") == [500, 5]
+        front.start()
+        page.wait(ADOPTED, timeout=45)
+        reported = lambda: local_bigquery.events("bot_id = @tag AND dropped_overflow IS NOT NULL", tag=tag)  # noqa: E731
+        wait_for(reported)
+    [report] = reported()
+    assert (report["event_name"], report["dropped_overflow"]) == ("load", 5)  # the oldest held event carries it
