@@ -178,6 +178,23 @@ def test_a_page_left_before_the_collector_arrived_is_counted_on_the_next(
     assert sum(r["dropped_quota"] or 0 for r in rows) == len(CHAT_EVENTS)
 
 
+def test_a_collector_failing_only_on_events_delivers_them_from_the_next_page(
+    engine: Engine, front: Front, shop: Shop, local_bigquery: LocalBigQuery, tag: str
+) -> None:
+    """The script arrived, the events are refused (BigQuery down behind it): its localStorage queue carries them
+    to the visitor's next page, which sends them once the collector is back."""
+    front.mode = "post500"
+    data = {"bot": tag, "consent": "none", "maxBackoff": "1000"}
+    with page_of(engine) as page:
+        page.goto(shop.tag(front, data=data, chat=True))
+        page.wait(ADOPTED)
+        page.wait("return window.chatMade")
+        wait_for(lambda: "POST / 500" in front.seen)
+        front.mode = "up"
+        page.goto(shop.tag(front, data=data))  # the next page of the same tab
+        exactly_once(local_bigquery, tag, [*CHAT_EVENTS, "load", "show"])
+
+
 def test_it_never_boots_twice_and_boots_from_the_pages_own_loader_before_or_after_it(
     engine: Engine, front: Front, shop: Shop, tag: str
 ) -> None:
