@@ -22,29 +22,36 @@ locals {
     })), ";")
   }
   # Each model's header (partition by, cluster by, replaces), as ops/refresh.py reads it: the steps of
-  # models/upsert/ filled in per model, for refresh.sql's ${build.<table>}, ${clear.<table>}, ${fill.<table>}
-  # and ${upsert.<table>} (the three).
+  # models/upsert/ filled in per model, for refresh.sql's ${build.<table>}, ${clear.<table>}, ${fill.<table>},
+  # ${failed.<table>} (what a failed step records), ${steps.<table>} (the three) and ${upsert.<table>} (the
+  # three in a block of their own, upsert/guard.sql, whose failure leaves the other tables to be built).
   upsert_steps = ["build", "clear", "fill"]
   model_upsert = {
     for name, sql in local.model_sql : name => merge(
       { for found in regexall("(?m)^-- (partition by|cluster by|replaces): (.+)$", sql) : replace(found[0], " ", "_") => trimspace(found[1]) },
-      { project = var.project_id, dataset = var.dataset_id, table = name, sql = sql },
+      { project = var.project_id, dataset = var.dataset_id, table = name, sql = sql, error_message = "@@error.message" },
     )
   }
   upsert = {
-    for step in local.upsert_steps : step => {
+    for step in concat(local.upsert_steps, ["failed"]) : step => {
       for name, values in local.model_upsert : name => trimspace(templatefile("${local.models_dir}/upsert/${step}.sql", values))
     }
   }
+  upsert_steps_joined = { for name in local.model_names : name => join("\n", [for step in local.upsert_steps : local.upsert[step][name]]) }
   # What the Looker Studio link opens (outputs.tf), every one day-partitioned.
   looker_studio_tables = concat(
     ["funnel_daily", "sessions", "daily_counts", "opt_ins", "delivery_health"],
     var.loyjoy_export_dataset == "" ? [] : ["loyjoy_reconciliation"],
   )
   refresh_script = templatefile("${local.models_dir}/refresh.sql", merge(local.upsert, {
-    upsert           = { for name in local.model_names : name => join("\n", [for step in local.upsert_steps : local.upsert[step][name]]) }
+    steps = local.upsert_steps_joined
+    upsert = { for name in local.model_names : name => trimspace(templatefile("${local.models_dir}/upsert/guard.sql", {
+      steps  = local.upsert_steps_joined[name]
+      failed = local.upsert.failed[name]
+    })) }
     project          = var.project_id
     dataset          = var.dataset_id
+    error_message    = "@@error.message"
     recent_days      = 0
     max_age_days     = 31
     lookback_minutes = 60

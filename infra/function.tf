@@ -83,14 +83,16 @@ resource "google_cloudfunctions2_function" "collector" {
       NON_LOYJOY_HITS    = var.non_loyjoy_hits
       # The flood limits; the client's address is the last X-Forwarded-For entry, or the one before the load
       # balancer's own with custom_domain.
-      RATE_LIMIT_ADDRESS_PER_SECOND = tostring(var.flood_limits.address_per_second)
-      RATE_LIMIT_ADDRESS_BURST      = tostring(var.flood_limits.address_burst)
-      RATE_LIMIT_CLIENT_PER_SECOND  = tostring(var.flood_limits.client_per_second)
-      RATE_LIMIT_CLIENT_BURST       = tostring(var.flood_limits.client_burst)
-      REFUSAL_BUDGET_PER_MINUTE     = tostring(var.flood_limits.refusals_a_minute)
-      CLIENT_ADDRESS_HOP            = var.custom_domain == null ? "1" : "2"
-      HEADER_TIMEOUT_SECONDS        = tostring(var.slow_sender_timeouts.headers)
-      BODY_TIMEOUT_SECONDS          = tostring(var.slow_sender_timeouts.body)
+      RATE_LIMIT_ADDRESS_PER_SECOND      = tostring(var.flood_limits.address_per_second)
+      RATE_LIMIT_ADDRESS_BURST           = tostring(var.flood_limits.address_burst)
+      RATE_LIMIT_CLIENT_PER_SECOND       = tostring(var.flood_limits.client_per_second)
+      RATE_LIMIT_CLIENT_BURST            = tostring(var.flood_limits.client_burst)
+      RATE_LIMIT_SGTM_ADDRESS_PER_SECOND = tostring(var.flood_limits.sgtm_address_per_second)
+      RATE_LIMIT_SGTM_ADDRESS_BURST      = tostring(var.flood_limits.sgtm_address_burst)
+      REFUSAL_BUDGET_PER_MINUTE          = tostring(var.flood_limits.refusals_a_minute)
+      CLIENT_ADDRESS_HOP                 = var.custom_domain == null ? "1" : "2"
+      HEADER_TIMEOUT_SECONDS             = tostring(var.slow_sender_timeouts.headers)
+      BODY_TIMEOUT_SECONDS               = tostring(var.slow_sender_timeouts.body)
       # Requests that may store are worked on in THREADS threads: as many as Cloud Run sends an instance.
       THREADS = tostring(var.concurrency)
     }

@@ -265,3 +265,36 @@ resource "google_monitoring_alert_policy" "delivery_gaps" {
     auto_close = "86400s"
   }
 }
+
+# A failing refresh: analyst tables that stop being up to date. The refresh runs each table's step alone: a step
+# that fails is recorded in refresh_manifest (`failures`, and its days in `pending_days`, which the next run
+# rebuilds), the other tables are built, and the run then fails with ERROR(), naming the failed tables only (an
+# error message may quote a row's text). A run that fails before its steps (a revoked role) fails the same way.
+# Either failure is an error line of the scheduled query's transfer run, which this policy matches.
+resource "google_monitoring_alert_policy" "refresh_failed" {
+  for_each = local.monitoring
+
+  project               = var.project_id
+  display_name          = "LoyJoy collector: analyst refresh failed"
+  combiner              = "OR"
+  notification_channels = local.channels
+
+  conditions {
+    display_name = "A run of the scheduled refresh of the analyst tables failed"
+    condition_matched_log {
+      filter = "resource.type=\"bigquery_dts_config\" AND resource.labels.config_id=\"${element(split("/", google_bigquery_data_transfer_config.refresh.name), 5)}\" AND severity>=ERROR"
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "The scheduled refresh of the analyst tables failed. The log line names the tables whose step failed (the others are up to date); `SELECT run_at, failures, pending_days FROM <dataset>.refresh_manifest ORDER BY run_at DESC LIMIT 5` has each error whole. The next run retries the failed days by itself; once the cause is fixed (a changed table, a revoked role, a quota), `loyjoy-collector refresh --cloud` runs one at once (docs/analytics.md, \"Refresh\")."
+  }
+
+  alert_strategy {
+    notification_rate_limit {
+      period = "3600s"
+    }
+    auto_close = "86400s"
+  }
+}

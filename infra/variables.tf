@@ -370,19 +370,23 @@ variable "url_allowed_params" {
 }
 
 variable "flood_limits" {
-  description = "Per-instance limits a flood meets, so that the cost of a public endpoint stays bounded: requests a second and at once per client address on POST / and per client_id on every protocol (answered 429 with Retry-After), and refusals stored whole a minute (past it they are counted, one row per reason and minute)."
+  description = "Per-instance limits a flood meets, so that the cost of a public endpoint stays bounded: events a second and at once per client address on POST /, per address on the server-side GTM routes (/data, /g/collect: far higher, since a container sends every visitor's events from few addresses) and per client_id on every protocol (answered 429 with Retry-After), and refusals stored whole a minute (past it they are counted, one row per reason and minute)."
   type = object({
-    address_per_second = optional(number, 50)
-    address_burst      = optional(number, 500)
-    client_per_second  = optional(number, 5)
-    client_burst       = optional(number, 60)
-    refusals_a_minute  = optional(number, 600)
+    address_per_second      = optional(number, 50)
+    address_burst           = optional(number, 500)
+    sgtm_address_per_second = optional(number, 500)
+    sgtm_address_burst      = optional(number, 5000)
+    client_per_second       = optional(number, 5)
+    client_burst            = optional(number, 60)
+    refusals_a_minute       = optional(number, 600)
   })
   default  = {}
   nullable = false
 
   validation {
     condition = (var.flood_limits.address_per_second > 0 && var.flood_limits.client_per_second > 0 &&
+      var.flood_limits.sgtm_address_per_second > 0 && var.flood_limits.sgtm_address_burst >= 1 &&
+      floor(var.flood_limits.sgtm_address_burst) == var.flood_limits.sgtm_address_burst &&
       var.flood_limits.address_burst >= 1 && var.flood_limits.client_burst >= 1 &&
       var.flood_limits.refusals_a_minute >= 1 && floor(var.flood_limits.address_burst) == var.flood_limits.address_burst &&
       floor(var.flood_limits.client_burst) == var.flood_limits.client_burst &&

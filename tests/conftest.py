@@ -29,7 +29,7 @@ PROJECT = "loyjoy-local"
 DATASET = "loyjoy"
 ORIGIN = "https://shop.example.com"
 HASH_KEY = "test-hash-key"
-LOGS = Path(os.environ.get("TEST_LOG_DIR", "/tmp/loyjoy-collector-tests"))
+LOGS = Path(os.environ.get("TEST_LOG_DIR", Path(__file__).resolve().parents[1] / ".local" / "test-logs"))
 # What the tests' senders and browser say they are: a visitor's Chrome. Left as they are (python-requests,
 # HeadlessChrome), every stored test event would be a bot (`is_bot`) and out of the analyst tables.
 VISITOR_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
@@ -145,6 +145,8 @@ def start_collector(bigquery_url: str, name: str, port: int | None = None, **ext
         RATE_LIMIT_CLIENT_PER_SECOND="1e9",
         RATE_LIMIT_ADDRESS_BURST="1000000000",
         RATE_LIMIT_CLIENT_BURST="1000000000",
+        RATE_LIMIT_SGTM_ADDRESS_PER_SECOND="1e9",
+        RATE_LIMIT_SGTM_ADDRESS_BURST="1000000000",
         REFUSAL_BUDGET_PER_MINUTE="1000000000",
     )
     env.update(extra_env)

@@ -73,6 +73,8 @@ def strict_collector(local_bigquery: LocalBigQuery) -> Iterator[Collector]:
         RATE_LIMIT_CLIENT_BURST="5",
         RATE_LIMIT_ADDRESS_PER_SECOND="0.01",  # no refill while a test sends: the burst is all there is
         RATE_LIMIT_ADDRESS_BURST="20",
+        RATE_LIMIT_SGTM_ADDRESS_PER_SECOND="0.01",
+        RATE_LIMIT_SGTM_ADDRESS_BURST="40",
         REFUSAL_BUDGET_PER_MINUTE="3",
     )
     try:
@@ -152,6 +154,35 @@ def test_an_address_pays_per_event_so_a_batch_is_no_way_around_its_rate(strict_c
     answer = post(strict_collector, batch, "203.0.113.50")
     assert answer.status_code == 429 and int(answer.headers["Retry-After"]) >= 1
     assert post(strict_collector, batch | {"events": batch["events"][:3]}, "203.0.113.51").status_code == 200
+
+
+def test_the_sgtm_routes_have_a_per_address_limit_of_their_own(strict_collector, local_bigquery, tag):
+    """A flood of GA4 hits or Data Tag events from one address, each with a new client id, meets the sGTM routes'
+    address limit (their own buckets, far above a browser's); other addresses and the snippet's route go on."""
+
+    def ga4(address: str, count: int = 1) -> int:
+        hits = "\n".join(
+            f"en=loyjoy&ep.gaEventCategory=loyjoy&ep.gaEventLabel=open&ep.bot_id={tag}&cid={uuid.uuid4().int % 10**9}.1"
+            for _ in range(count)
+        )
+        headers = {"Origin": ORIGIN, "X-Forwarded-For": address, "Content-Type": "text/plain"}
+        return requests.post(
+            strict_collector.url + "/g/collect?v=2", data=hits, headers=headers, timeout=30
+        ).status_code
+
+    def data(address: str) -> int:
+        body = {"event_name": "loyjoy", "gaEventCategory": "loyjoy", "gaEventLabel": "open", "bot_id": tag}
+        headers = {"Origin": ORIGIN, "X-Forwarded-For": address}
+        body["client_id"] = uuid.uuid4().hex
+        return requests.post(strict_collector.url + "/data", json=body, headers=headers, timeout=30).status_code
+
+    assert [ga4("203.0.113.70") for _ in range(30)] == [204] * 30  # more than a browser's burst (20)
+    assert [data("203.0.113.70") for _ in range(10)] == [200] * 10
+    assert ga4("203.0.113.70") == 429 and data("203.0.113.70") == 429
+    assert ga4("203.0.113.71", count=41) == 429  # a batch pays per event
+    assert ga4("203.0.113.72") == 204
+    assert post(strict_collector, {"event": "open", "bot_id": tag, "client_id": tag}, "203.0.113.70").status_code == 200
+    assert len(local_bigquery.events("bot_id = @tag", tag=tag)) == 42
 
 
 def test_a_reason_met_once_past_the_share_stays_whole():

@@ -115,12 +115,12 @@ def test_values_bigquery_cannot_hold_are_refused_or_dropped_never_sent(collector
     refused = collector.post({"event": "open", "bot_id": tag, "ga_session_id": 100000000000000000000})
     assert refused.status_code == 400 and refused.json()["error"]["reason"] == "invalid_field"
     assert "ga_session_id" in refused.json()["error"]["detail"]
-    body = json.dumps({"event": "open", "bot_id": tag, "detail": {"label": "lone SUR surrogate\u0007", "count": -3}})
-    body = body.replace("SUR", "\\ud800").replace('"count"', '"value": 100000000000000000000, "score": 1e400, "count"')
+    body = json.dumps({"event": "open", "bot_id": tag, "detail": {"label": "lone SUR surrogate\u0007", "score": -3}})
+    body = body.replace("SUR", "\\ud800").replace('"score"', '"value": 100000000000000000000, "nps": 1e400, "score"')
     stored = collector.post(body.encode())
     assert stored.status_code == 200, stored.text
     [row] = local_bigquery.events("bot_id = @tag", tag=tag)
-    assert row["detail"] == {"label": "lone \ufffd surrogate", "count": -3}
+    assert row["detail"] == {"label": "lone \ufffd surrogate", "score": -3}
     assert "out_of_range_dropped=2" in row["quality_flags"]
     assert local_bigquery.rejected("rejected_id = @id", id=refused.json()["rejected_id"])
 

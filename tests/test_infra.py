@@ -589,7 +589,14 @@ def test_alerts_count_what_the_code_logs(infra, console):
     for [event] in events.values():
         assert event in logged, f"the code never logs event {event!r} (logs.emit(level, message, event, ...))"
     names = {n for k, t, n, b in objects(infra) if t == "google_monitoring_alert_policy"}
-    assert names == {"storage_unavailable", "refusal_ratio", "server_errors", "silence", "delivery_gaps"}
+    assert names == {
+        "storage_unavailable",
+        "refusal_ratio",
+        "server_errors",
+        "silence",
+        "delivery_gaps",
+        "refresh_failed",
+    }
     policies = {n: planned(console, infra, "google_monitoring_alert_policy", n, silence_minutes=90) for n in names}
     assert all(set(policy) == {"on"} for policy in policies.values())  # one of each, with alerts_enabled
     [silence] = policies["silence"]["on"]["conditions"]
@@ -606,6 +613,19 @@ def test_alerts_count_what_the_code_logs(infra, console):
     assert evaluate(console, "var.silence_minutes", silence_minutes=1410) == 1410
     with pytest.raises(TerraformRefused, match="silence_minutes"):
         evaluate(console, "var.silence_minutes", silence_minutes=1411)
+
+
+def test_a_failed_refresh_alerts_on_the_error_lines_of_the_scheduled_refresh(infra, console):
+    """The refresh fails as a whole when a table's step failed (tests/test_refresh.py): the policy matches the error
+    lines of that transfer config's runs, and of no other, with the rate limit a log-match condition needs."""
+    [policy] = planned(console, infra, "google_monitoring_alert_policy", "refresh_failed").values()
+    [condition] = policy["conditions"][0]["condition_matched_log"]
+    assert condition["filter"] == (
+        'resource.type="bigquery_dts_config" AND '
+        'resource.labels.config_id="<google_bigquery_data_transfer_config.refresh.name>" AND severity>=ERROR'
+    )
+    [strategy] = policy["alert_strategy"]
+    assert strategy["notification_rate_limit"][0]["period"] == "3600s"
 
 
 def test_the_security_policy_exists_only_with_custom_domain_and_is_attached_to_its_backend(console, infra):

@@ -618,7 +618,7 @@ def test_refused_payloads_can_be_replayed_once_the_cause_is_fixed(
     assert refused.status_code == 400
     fault_injector.reset()
     kept = local_bigquery.rejected("rejected_id = @id", id=refused.json()["rejected_id"])
-    results = replay(kept, collector.url, ORIGIN)
+    results = replay(kept, collector.url, ORIGIN, HASH_KEY.encode())
     assert [r.status for r in results] == [200]
     [row] = local_bigquery.events("bot_id = @tag", tag=tag)
     assert (row["event_name"], row["label"], row["event_id"]) == (

@@ -343,3 +343,68 @@ def test_each_analyst_table_is_partitioned_and_clustered_as_its_models_header_sa
         if name in BUILT and "(" not in header["partition_by"]:
             made = local_bigquery.client.get_table(f"{PROJECT}.{DATASET}.{name}").time_partitioning
             assert (made.type_, made.field) == ("DAY", header["partition_by"]), name
+
+
+def test_a_failing_table_fails_alone_and_its_days_are_retried_by_the_next_run(local_bigquery):
+    """One table's step fails (here daily_counts, replaced by a table of another shape, as a schema drift or a
+    sum that overflows would make it fail): the run still builds every other table, writes its manifest row with
+    the failure and the days to retry, moves its watermark on, and then fails, so that the scheduled query's
+    failure raises the alert. Once the cause is gone, the next run rebuilds those days, though nothing new came."""
+    dataset = "refresh_isolation"
+    environment = local_env(local_bigquery.port, "") | {"BQ_DATASET": dataset}
+    subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"],
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
+    day = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    rows = []
+    for n, name in enumerate(("load", "open", "sign_up")):
+        ts = day + timedelta(minutes=n)
+        raw = {"event": name, "ts": ts.isoformat(), "session_id": "s-iso", "event_id": uuid.uuid4().hex}
+        ctx = RequestContext(ts, "POST", "/", "", "text/plain", None, CHROME, None, None)
+        row = event_row(LoyJoyEvent.model_validate(raw), raw, ctx, Settings(bq_dataset=dataset), Scrubber(b"k"))
+        rows.append(row | {"received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")})
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{dataset}.events", rows) == []
+    counts = f"`{PROJECT}.{dataset}.daily_counts`"
+    local_bigquery.query(f"DROP TABLE {counts}")
+    local_bigquery.query(f"CREATE TABLE {counts} (day DATE, drifted STRING)")  # another shape: its insert fails
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh"],
+            env=environment,
+            capture_output=True,
+            text=True,
+        )
+
+    def manifest() -> dict:
+        return local_bigquery.query(
+            f"SELECT * FROM `{PROJECT}.{dataset}.refresh_manifest` ORDER BY watermark DESC LIMIT 1"
+        )[0]
+
+    before = manifest()["watermark"]
+    failed = run()
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "failed: daily_counts:" in failed.stderr and "retried by the next refresh" in failed.stdout
+    [session] = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{dataset}.sessions`")
+    assert (session["events"], session["outcome"]) == (3, "signed_up")  # built after the failed step
+    [funnel] = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{dataset}.funnel_daily`")
+    assert (funnel["day"], funnel["signed_up"]) == (day.date(), 1)
+    written = manifest()
+    assert written["watermark"] > before  # the watermark moved on
+    assert [f.split(":")[0] for f in written["failures"]] == ["daily_counts"]
+    assert written["pending_days"] == [day.date()] and written["pending_rejected_days"] == []
+
+    local_bigquery.query(f"DROP TABLE {counts}")  # the cause is gone
+    retried = run()
+    assert retried.returncode == 0, retried.stderr[-3000:]
+    assert "rebuilt 1 event days" in retried.stdout  # nothing new arrived: the pending day
+    built = local_bigquery.query(f"SELECT day, event_name, events FROM {counts} ORDER BY event_name")
+    assert [(r["day"], r["event_name"], r["events"]) for r in built] == [
+        (day.date(), "load", 1),
+        (day.date(), "open", 1),
+        (day.date(), "sign_up", 1),
+    ]
+    assert (manifest()["failures"], manifest()["pending_days"]) == ([], [])

@@ -186,7 +186,7 @@ def test_ga4_get_hit_from_the_seed_push(collector, local_bigquery, tag):
     [row] = rows_for(local_bigquery, tag)
     assert (row["event_name"], row["process_name"], row["protocol"]) == ("sign_up", "Newsletter", "ga4")
     ids = (row["ga_client_id"], row["ga_session_id"], row["session_id"])
-    assert ids == ("2024681357.1732000000", 1732440000, "1732440000")
+    assert ids == ("2024681357.1732000000", 1732440000, "2024681357.1732000000.1732440000")
     assert (row["page_title"], row["utm_source"], row["consent_analytics"]) == ("Shop", "ga4", "granted")
     assert row["detail"]["measurement_id"] == "G-TEST123"
 

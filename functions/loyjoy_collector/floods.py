@@ -59,11 +59,14 @@ class TokenBuckets:
 class RateLimits:
     per_address: TokenBuckets
     per_client: TokenBuckets
+    per_sgtm_address: TokenBuckets  # the server-side GTM routes: a container sends every visitor's events
 
-    def wait(self, address: str | None, client_ids: list[str], events: int = 1) -> float:
+    def wait(self, address: str | None, client_ids: list[str], events: int = 1, sgtm: bool = False) -> float:
         """Seconds the sender must wait (0: go on). Every key pays, so a flood of ids from one address is
-        still one address; an address pays per event, so that a batch is no way around its rate."""
-        waits = [self.per_address.take("a:" + address, cost=events)] if address else []
+        still one address; an address pays per event, so that a batch is no way around its rate. The sGTM
+        routes' addresses have buckets of their own, far larger: a container sends from few addresses."""
+        buckets, prefix = (self.per_sgtm_address, "s:") if sgtm else (self.per_address, "a:")
+        waits = [buckets.take(prefix + address, cost=events)] if address else []
         waits += [self.per_client.take("c:" + client) for client in dict.fromkeys(client_ids)]
         return max(waits, default=0.0)
 

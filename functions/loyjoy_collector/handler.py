@@ -33,6 +33,7 @@ from .cors import cors_headers, origin_allowed, preflight_headers
 from .exchange import Incoming, Reply
 from .floods import Flusher, RateLimits, RefusalBudget, TokenBuckets, retry_after
 from .ingest import ingest, keep_rejected
+from .privacy import hashing
 from .privacy.gate import Gate
 from .privacy.keys import Scrubber
 from .privacy.tally import Tally
@@ -76,6 +77,7 @@ def runtime() -> Runtime:
     limits = RateLimits(
         TokenBuckets(settings.rate_limit_address_per_second, settings.rate_limit_address_burst),
         TokenBuckets(settings.rate_limit_client_per_second, settings.rate_limit_client_burst),
+        TokenBuckets(settings.rate_limit_sgtm_address_per_second, settings.rate_limit_sgtm_address_burst),
     )
     sink = BigQuerySink(settings)
     budget = RefusalBudget(settings.refusal_budget_per_minute)
@@ -161,7 +163,7 @@ async def handle(request: Incoming) -> Reply:
     """Origin, route, then the route's own handler; every outcome an answer (never an exception)."""
     rt = runtime()
     logs.set_trace(logs.trace_from(request.header("traceparent"), request.header("X-Cloud-Trace-Context")))
-    ctx = request_context(request, rt.settings.client_address_hop)
+    ctx = request_context(request, rt.settings.client_address_hop, rt.scrubber.hash_key)
     if ctx.origin and not allowed_origin(ctx.origin, rt.settings.allowed_origins):
         logs.emit(
             logging.WARNING,
@@ -188,8 +190,8 @@ async def handle(request: Incoming) -> Reply:
                     f"{ctx.method} is not served here; allowed: {allow}",
                     headers={"Allow": allow},
                 )
-            if route.protocol == "loyjoy":  # a browser's: sGTM containers send every visitor's from few addresses
-                wait = rt.limits.wait(ctx.address, [])  # at the door; each further event of a batch pays later
+            if route.protocol in STORING_PROTOCOLS:  # at the door; each further event of a batch pays later
+                wait = rt.limits.wait(ctx.address, [], sgtm=route.protocol != "loyjoy")
                 if wait:
                     raise RateLimited(wait)
             return await route.handle(request, ctx, rt)
@@ -232,8 +234,9 @@ def route_path(path: str, prefixes: tuple[str, ...]) -> str:
     return path
 
 
-def request_context(request: Incoming, address_hop: int) -> RequestContext:
+def request_context(request: Incoming, address_hop: int, hash_key: bytes | None) -> RequestContext:
     forwarded = request.header("X-Forwarded-For", "") or ""
+    signature = request.header(hashing.REPLAY_HEADER)
     path = request.path.rstrip("/") or "/"
     return RequestContext(
         received_at=datetime.now(UTC),
@@ -246,6 +249,7 @@ def request_context(request: Incoming, address_hop: int) -> RequestContext:
         ip=forwarded.split(",", 1)[0].strip() or request.remote_addr,
         accept_language=request.header("Accept-Language"),
         address=client_address(request, address_hop),
+        replayed=hashing.replay_signed(hash_key, signature, request.query, request.body),
     )
 
 
@@ -360,6 +364,7 @@ async def healthy(request: Incoming, ctx: RequestContext, rt: Runtime) -> Reply:
     return Reply(200, b"ok", "text/plain", {"Cache-Control": "no-store"})
 
 
+STORING_PROTOCOLS = frozenset({"loyjoy", "ga4", "data"})
 ROUTES: dict[str, Route] = {
     "/": Route(("POST",), loyjoy_events, "loyjoy"),
     "/g/collect": Route(("GET", "POST"), ga4_collect, "ga4"),

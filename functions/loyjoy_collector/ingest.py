@@ -126,8 +126,9 @@ async def ingest(events: list[Any], ctx: RequestContext, rt: Runtime, protocol: 
         return Entry(Result(index, True, event_id=row["event_id"]), row, raw | {"event_id": row["event_id"]})
 
     clients = [str(raw["client_id"]) for raw in events[:1000] if isinstance(raw, dict) and raw.get("client_id")]
-    address = ctx.address if protocol == "loyjoy" and len(events) > 1 else None  # its first event paid at the door
-    if (clients or address) and (wait := rt.limits.wait(address, clients, len(events) - 1)):
+    address = ctx.address if len(events) > 1 else None  # its first event paid at the door
+    sgtm = protocol != "loyjoy"
+    if (clients or address) and (wait := rt.limits.wait(address, clients, len(events) - 1, sgtm)):
         raise RateLimited(wait)
     entries = await offload.run(body_bytes or 0, lambda: [admit(index, raw) for index, raw in enumerate(events)])
     storing = [entry for entry in entries if entry.row is not None]

@@ -42,6 +42,7 @@ class RequestContext:
     ip: str | None
     accept_language: str | None
     address: str | None = None  # the client's address as the platform saw it (rate limits), never stored
+    replayed: bool = False  # signed with the key by the operator's replay: may carry the collector's own hashes
 
 
 def _first_language(header: str | None) -> str | None:
@@ -75,7 +76,7 @@ def event_row(
     if event.retry:
         flags.append("resent")  # sent before without a confirming answer: may be a copy (dedup by event_id)
 
-    detail = scrubber.scrub(event.detail, tally) if event.detail is not None else None
+    detail = scrubber.scrub(event.detail, tally, ctx.replayed) if event.detail is not None else None
     email_hash = detail.pop("email_hash", None) if detail else None
     if email_hash is None and detail and isinstance(detail.get("user_data"), dict):
         email_hash = detail["user_data"].get("email_hash")  # sGTM's user-provided data
@@ -169,7 +170,7 @@ def rejected_row(
 ) -> dict[str, Any]:
     """Parsed payloads keep only allowed keys (their replayable form); text payloads are scrubbed as text."""
     tally = Tally()
-    kept = payload if isinstance(payload, str) else scrubber.scrub(payload, tally)
+    kept = payload if isinstance(payload, str) else scrubber.scrub(payload, tally, ctx.replayed)
     row = {
         "rejected_id": str(uuid.uuid4()),
         "received_at": rfc3339(ctx.received_at),

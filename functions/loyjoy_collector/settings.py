@@ -87,6 +87,13 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Requests a second one client_id (GA4: cid) may send, on every protocol."
     )
     rate_limit_client_burst: int = Field(default=60, ge=1, description="...and at once, after a quiet while.")
+    rate_limit_sgtm_address_per_second: float = Field(
+        default=500.0,
+        gt=0,
+        description="Events a second one address may send to the server-side GTM routes (/data, /g/collect): a "
+        "container sends every visitor's events from few addresses, so this is far above a browser's.",
+    )
+    rate_limit_sgtm_address_burst: int = Field(default=5000, ge=1, description="...and at once, after a quiet while.")
     client_address_hop: int = Field(
         default=1,
         ge=1,

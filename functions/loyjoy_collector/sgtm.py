@@ -283,7 +283,8 @@ def ga4_context(hit: dict[str, str]) -> dict[str, Any]:
         if not ascii_digits(hit["sid"]) or len(hit["sid"]) > 19:
             raise ProtocolError("invalid_field", "sid: a GA4 session id is ASCII digits")
         context["ga_session_id"] = int(hit["sid"])
-        context["session_id"] = hit["sid"]
+        if hit.get("cid"):  # a sid is its start second, which anyone can guess and other visitors share
+            context["session_id"] = f"{hit['cid']}.{hit['sid']}"
     consent = _consent(hit)
     if consent:
         context["consent"] = {"analytics_storage": consent}

@@ -9,12 +9,23 @@
 -- three. Running it twice changes nothing; a first run (empty manifest) builds the whole history. Bots are left
 -- out of every table unless ${include_bots} is true (NULL: as the last run did, else false); a run whose choice
 -- differs from the last one's rebuilds the whole history, so that no day keeps the other choice.
+-- Each table's step runs alone (BEGIN ... EXCEPTION): one that fails is recorded in the manifest's `failures`
+-- and leaves the other tables, and the watermark, to go on; its days are the manifest's `pending_days`, which
+-- the next run rebuilds whatever it receives. A run with a failed step writes its manifest row and then fails
+-- as a whole, with ERROR(), so that the scheduled query's failure raises the refresh alert (infra/monitoring.tf).
 DECLARE run_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP();
 DECLARE first_run BOOL DEFAULT (SELECT COUNT(*) = 0 FROM `${project}.${dataset}.refresh_manifest`);
 DECLARE bots_before BOOL DEFAULT (
   SELECT bots_included FROM `${project}.${dataset}.refresh_manifest` ORDER BY watermark DESC LIMIT 1
 );
 DECLARE include_bots BOOL DEFAULT IFNULL(${include_bots}, IFNULL(bots_before, FALSE));
+-- What the last run could not finish: the days of its failed steps.
+DECLARE pending_before ARRAY<DATE> DEFAULT IFNULL((
+  SELECT pending_days FROM `${project}.${dataset}.refresh_manifest` ORDER BY watermark DESC LIMIT 1
+), []);
+DECLARE pending_rejected_before ARRAY<DATE> DEFAULT IFNULL((
+  SELECT pending_rejected_days FROM `${project}.${dataset}.refresh_manifest` ORDER BY watermark DESC LIMIT 1
+), []);
 DECLARE whole BOOL DEFAULT first_run OR ${recent_days} >= 36500 OR bots_before IS NULL OR bots_before != include_bots;
 DECLARE since TIMESTAMP DEFAULT (
   SELECT IFNULL(TIMESTAMP_SUB(MAX(watermark), INTERVAL ${lookback_minutes} MINUTE), TIMESTAMP '2000-01-01 00:00:00+00')
@@ -26,18 +37,26 @@ DECLARE oldest TIMESTAMP DEFAULT IF(
   TIMESTAMP_SUB(run_at, INTERVAL GREATEST(${max_age_days}, ${recent_days}) DAY)
 );
 DECLARE days ARRAY<DATE> DEFAULT (
-  SELECT IFNULL(ARRAY_AGG(DISTINCT DATE(event_ts)), [])
-  FROM `${project}.${dataset}.events`
-  WHERE event_ts >= oldest
-    AND (whole OR received_at > since OR DATE(event_ts) > DATE_SUB(DATE(run_at), INTERVAL ${recent_days} DAY))
+  SELECT IFNULL(ARRAY_AGG(DISTINCT d), []) FROM (
+    SELECT DATE(event_ts) AS d
+    FROM `${project}.${dataset}.events`
+    WHERE event_ts >= oldest
+      AND (whole OR received_at > since OR DATE(event_ts) > DATE_SUB(DATE(run_at), INTERVAL ${recent_days} DAY))
+    UNION ALL
+    SELECT d FROM UNNEST(pending_before) AS d
+  )
 );
 DECLARE first_day DATE DEFAULT (SELECT MIN(d) FROM UNNEST(days) AS d);
 DECLARE last_day DATE DEFAULT (SELECT MAX(d) FROM UNNEST(days) AS d);
 DECLARE rejected_days ARRAY<DATE> DEFAULT (
-  SELECT IFNULL(ARRAY_AGG(DISTINCT DATE(received_at)), [])
-  FROM `${project}.${dataset}.events_rejected`
-  WHERE received_at >= oldest
-    AND (first_run OR received_at > since OR DATE(received_at) > DATE_SUB(DATE(run_at), INTERVAL ${recent_days} DAY))
+  SELECT IFNULL(ARRAY_AGG(DISTINCT d), []) FROM (
+    SELECT DATE(received_at) AS d
+    FROM `${project}.${dataset}.events_rejected`
+    WHERE received_at >= oldest
+      AND (first_run OR received_at > since OR DATE(received_at) > DATE_SUB(DATE(run_at), INTERVAL ${recent_days} DAY))
+    UNION ALL
+    SELECT d FROM UNNEST(pending_rejected_before) AS d
+  )
 );
 DECLARE session_days ARRAY<DATE> DEFAULT [];
 DECLARE clean_columns STRING;
@@ -49,8 +68,10 @@ DECLARE health_first DATE;
 DECLARE health_last DATE;
 DECLARE reconcile BOOL DEFAULT ${reconcile};  -- LoyJoy's own export is configured: loyjoy_reconciliation
 DECLARE reconciled_days ARRAY<DATE> DEFAULT [];
+DECLARE failures ARRAY<STRING> DEFAULT [];  -- `table: error` for each step that failed
 
 -- events_clean: the days of this run, deduplicated.
+BEGIN
 ${build.events_clean}
 ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS is_bot BOOL;  -- built before is_bot
 ALTER TABLE `${project}.${dataset}.events_clean` ADD COLUMN IF NOT EXISTS client_seq INT64;  -- and before these
@@ -69,9 +90,13 @@ EXECUTE IMMEDIATE FORMAT(
   'INSERT INTO `${project}.${dataset}.events_clean` (%s) SELECT %s FROM `${project}.${dataset}.events_clean_this_run`',
   clean_columns, clean_columns
 );
+EXCEPTION WHEN ERROR THEN
+${failed.events_clean}
+END;
 
 -- sessions: every session with an event on those days, whole, wherever it started. A whole run also drops
 -- the sessions no event of events_clean has any more (all bots, when bots were counted before).
+BEGIN
 ${build.sessions}
 SET session_days = (
   SELECT IFNULL(ARRAY_AGG(DISTINCT day), []) FROM (
@@ -84,6 +109,9 @@ SET session_days = (
 );
 ${clear.sessions}
 ${fill.sessions}
+EXCEPTION WHEN ERROR THEN
+${failed.sessions}
+END;
 
 -- daily_counts and opt_ins: the days of this run.
 ${upsert.daily_counts}
@@ -95,6 +123,7 @@ ${upsert.funnel_daily}
 
 -- delivery_health: the days of this run, and the days of the numbers just above each number on them (a late
 -- event that fills a gap takes it off the day of the number above, which may be a later day).
+BEGIN
 SET health_days = (
   SELECT IFNULL(ARRAY_AGG(DISTINCT d), []) FROM (
     SELECT d FROM UNNEST(days) AS d
@@ -121,13 +150,17 @@ SET health_days = (
 );
 SET health_first = (SELECT MIN(d) FROM UNNEST(health_days) AS d);
 SET health_last = (SELECT MAX(d) FROM UNNEST(health_days) AS d);
-${upsert.delivery_health}
+${steps.delivery_health}
+EXCEPTION WHEN ERROR THEN
+${failed.delivery_health}
+END;
 
 -- rejected_by_reason: the days that received refusals.
 ${upsert.rejected_by_reason}
 
 -- loyjoy_reconciliation, with LoyJoy's export: the days of this run and the last three (the export's own delay).
 IF reconcile THEN
+  BEGIN
   SET reconciled_days = (
     SELECT ARRAY_AGG(DISTINCT d) FROM (
       SELECT d FROM UNNEST(days) AS d
@@ -135,11 +168,29 @@ IF reconcile THEN
       SELECT d FROM UNNEST(GENERATE_DATE_ARRAY(DATE_SUB(DATE(run_at), INTERVAL 3 DAY), DATE(run_at))) AS d
     )
   );
-  ${upsert.loyjoy_reconciliation}
+  ${steps.loyjoy_reconciliation}
+  EXCEPTION WHEN ERROR THEN
+  ${failed.loyjoy_reconciliation}
+  END;
 END IF;
 
-INSERT INTO `${project}.${dataset}.refresh_manifest` (run_at, watermark, days, session_days, rejected_days, bots_included)
-VALUES (run_at, run_at, days, session_days, rejected_days, include_bots);
+-- The manifest row, failed steps or not: the watermark moves on, and what failed is pending for the next run.
+INSERT INTO `${project}.${dataset}.refresh_manifest` (
+  run_at, watermark, days, session_days, rejected_days, bots_included, failures, pending_days, pending_rejected_days
+)
+VALUES (
+  run_at, run_at, days, session_days, rejected_days, include_bots, failures,
+  IF(EXISTS(SELECT 1 FROM UNNEST(failures) AS f WHERE NOT STARTS_WITH(f, 'rejected_by_reason:')), days, []),
+  IF(EXISTS(SELECT 1 FROM UNNEST(failures) AS f WHERE STARTS_WITH(f, 'rejected_by_reason:')), rejected_days, [])
+);
+-- Only the names of the failed tables: an error message may quote a row's text (the manifest has them whole).
+IF ARRAY_LENGTH(failures) > 0 THEN
+  SELECT ERROR(FORMAT(
+    'LoyJoy analyst refresh: %d step(s) failed (%s); the other tables are up to date, the failed days are retried by the next run; the errors are in refresh_manifest.failures',
+    ARRAY_LENGTH(failures),
+    (SELECT STRING_AGG(SPLIT(f, ':')[OFFSET(0)], ', ') FROM UNNEST(failures) AS f)
+  ));
+END IF;
 
 SELECT run_at, ARRAY_LENGTH(days) AS days, ARRAY_LENGTH(session_days) AS session_days,
   ARRAY_LENGTH(rejected_days) AS rejected_days, first_day, last_day, include_bots,

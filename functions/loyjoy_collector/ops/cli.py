@@ -216,7 +216,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(json.dumps({"rejected_id": row["rejected_id"], "reason": row["reason"]}))
         print(f"{len(rows)} payloads would be sent to {args.to}")
         return 0
-    results = replay(rows, args.to, args.origin)
+    key = settings.pii_hash_key.get_secret_value().encode() if settings.pii_hash_key else None
+    results = replay(rows, args.to, args.origin, key)
     for result in results:
         print(json.dumps(result.__dict__, ensure_ascii=False))
     stored = sum(1 for r in results if 200 <= r.status < 300)
@@ -274,10 +275,17 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 def cmd_refresh(args: argparse.Namespace) -> int:
     from ..sink import BigQuerySink
-    from .refresh import refresh
+    from .refresh import RefreshFailed, refresh
 
     sink = BigQuerySink(reading_settings(args))
-    ran = refresh(sink, recent_days=args.days, full=args.full, include_bots=args.include_bots)
+    try:
+        ran = refresh(sink, recent_days=args.days, full=args.full, include_bots=args.include_bots)
+    except RefreshFailed as failed:  # the other tables are up to date; the next run retries these days
+        for failure in failed.refreshed.failures:
+            print(f"failed: {failure}", file=sys.stderr)
+        ran = failed.refreshed
+        print(f"{len(ran.failures)} step(s) failed; their {ran.days} event days are retried by the next refresh")
+        return 1
     bots = "bots included" if ran.include_bots else "bots left out"
     if not ran.days and not ran.rejected_days:
         print(f"nothing new since the last refresh ({bots}, {ran.seconds:.1f} s)")

@@ -2,9 +2,11 @@
 
 The same rendered script runs here and, from Terraform, as the BigQuery scheduled query: one source of SQL.
 Each model's header says how its table is partitioned and clustered and which rows a run replaces
-(`-- partition by:`, `-- cluster by:`, `-- replaces:`); the steps of `models/upsert/` (build, clear, fill) are
-written once and filled in per model, as `${build.<table>}` and so on in refresh.sql (`${upsert.<table>}`: all
-three). Terraform (infra/analytics.tf) renders it the same way, step for step.
+(`-- partition by:`, `-- cluster by:`, `-- replaces:`); the steps of `models/upsert/` (build, clear, fill, and
+`failed`, what a step that fails records) are written once and filled in per model, as `${build.<table>}` and so
+on in refresh.sql: `${steps.<table>}` is the three, `${upsert.<table>}` the three in a block of their own whose
+failure `failed` records (`upsert/guard.sql`), so that one table's error leaves the others to be built.
+Terraform (infra/analytics.tf) renders it the same way, step for step.
 The script finds its own window (the manifest's watermark); this only fills in the knobs and reports.
 Bots are left out of the analyst tables unless `include_bots` is true; None keeps what the last run did, so a
 manual run does not undo the choice the scheduled query makes (Terraform's `analytics_include_bots`).
@@ -25,6 +27,12 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 # One file per analyst table, named after it; refresh.sql is the script that builds them all.
 MODELS = tuple(sorted(path.stem for path in MODELS_DIR.glob("*.sql") if path.stem != "refresh"))
 UPSERT_STEPS = ("build", "clear", "fill")  # models/upsert/<step>.sql, in this order
+FAILED_STEP = "failed"  # models/upsert/failed.sql: what the exception handler of a table's block records
+# The caught error's text in an exception handler. bqemulator, the local BigQuery, has no @@error.message: its
+# script interpreter keeps the message in a variable of this name instead (a stand-in for local runs only).
+ERROR_MESSAGE = "@@error.message"
+LOCAL_ERROR_MESSAGE = "__error_message__"
+MARKER = "LoyJoy analyst refresh:"  # how the error a run with failed steps ends with begins
 _PLACEHOLDER = re.compile(r"\$\{([\w.]+)\}")
 # A model's settings, one a line of its header: the same pattern as Terraform's regexall() in analytics.tf.
 _SETTING = re.compile(r"(?m)^-- (partition by|cluster by|replaces): (.+)$")
@@ -60,14 +68,17 @@ def settings(sql: str) -> dict[str, str]:
 
 
 def upserts(models: dict[str, str], values: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """Each step of models/upsert/ per model, and `upsert`: the three, one after the other."""
-    steps = {step: (MODELS_DIR / "upsert" / f"{step}.sql").read_text() for step in UPSERT_STEPS}
-    done: dict[str, dict[str, str]] = {step: {} for step in (*UPSERT_STEPS, "upsert")}
+    """Each step of models/upsert/ per model; `steps`: the three, one after the other; `upsert`: the three in a
+    block whose exception handler is `failed` (upsert/guard.sql)."""
+    steps = {step: (MODELS_DIR / "upsert" / f"{step}.sql").read_text() for step in (*UPSERT_STEPS, FAILED_STEP)}
+    guard = (MODELS_DIR / "upsert" / "guard.sql").read_text()
+    done: dict[str, dict[str, str]] = {step: {} for step in (*UPSERT_STEPS, FAILED_STEP, "steps", "upsert")}
     for name, sql in models.items():
         model = values | settings(sql) | {"table": name, "sql": sql}
         for step, template in steps.items():
             done[step][name] = render(template, model).strip()
-        done["upsert"][name] = "\n".join(done[step][name] for step in UPSERT_STEPS)
+        done["steps"][name] = "\n".join(done[step][name] for step in UPSERT_STEPS)
+        done["upsert"][name] = render(guard, {"steps": done["steps"][name], "failed": done[FAILED_STEP][name]}).strip()
     return done
 
 
@@ -85,12 +96,13 @@ def script(
     lookback_minutes: int = 60,
     include_bots: bool | None = None,
     loyjoy_export_dataset: str | None = None,
+    error_message: str = ERROR_MESSAGE,
 ) -> str:
     """`loyjoy_export_dataset` (dataset or project.dataset of LoyJoy's own export) builds loyjoy_reconciliation;
     without it the script names this dataset in its place and never runs that step."""
     export = loyjoy_export_dataset or ""
     qualified = export if "." in export or not export else f"{project}.{export}"
-    values: dict[str, Any] = {"project": project, "dataset": dataset}
+    values: dict[str, Any] = {"project": project, "dataset": dataset, "error_message": error_message}
     values["loyjoy_export"] = qualified or f"{project}.{dataset}"
     models = {name: render(model_sql(name), values).strip().rstrip(";") for name in MODELS}
     knobs = {
@@ -120,6 +132,15 @@ class Refreshed:
     seconds: float
     include_bots: bool = False
     health_days: int = 0  # days of delivery_health rebuilt: the run's days and those whose gaps a late event filled
+    failures: tuple[str, ...] = ()  # `table: error` of each step that failed (the others ran)
+
+
+class RefreshFailed(Exception):
+    """Some steps failed; the others ran, and the manifest holds their days for the next run to rebuild."""
+
+    def __init__(self, refreshed: Refreshed) -> None:
+        super().__init__(f"{len(refreshed.failures)} step(s) failed: " + "; ".join(refreshed.failures))
+        self.refreshed = refreshed
 
 
 def refresh(
@@ -140,9 +161,30 @@ def refresh(
         recent_days=FULL_DAYS if full else recent_days,
         include_bots=include_bots,
         loyjoy_export_dataset=loyjoy_export_dataset,
+        error_message=LOCAL_ERROR_MESSAGE if sink._settings.bigquery_api_endpoint else ERROR_MESSAGE,
     )
-    rows = list(sink.client.query(sql).result())
-    last = dict(rows[-1].items()) if rows else {}
+    from google.api_core.exceptions import GoogleAPICallError
+
+    try:
+        rows = list(sink.client.query(sql).result())
+    except GoogleAPICallError as exc:
+        if MARKER not in str(exc):
+            raise
+        # The run wrote its manifest row and then failed on purpose: what it did is there.
+        [last] = [
+            dict(row.items())
+            for row in sink.client.query(
+                f"SELECT run_at, ARRAY_LENGTH(days) AS days, ARRAY_LENGTH(session_days) AS session_days, "
+                f"ARRAY_LENGTH(rejected_days) AS rejected_days, (SELECT MIN(d) FROM UNNEST(days) AS d) AS first_day, "
+                f"(SELECT MAX(d) FROM UNNEST(days) AS d) AS last_day, bots_included AS include_bots, failures "
+                f"FROM `{sink.table_id('refresh_manifest')}` ORDER BY watermark DESC LIMIT 1"
+            ).result()
+        ]
+        raise RefreshFailed(summary(last, started)) from exc
+    return summary(dict(rows[-1].items()) if rows else {}, started)
+
+
+def summary(last: dict[str, Any], started: float) -> Refreshed:
     return Refreshed(
         int(last.get("days") or 0),
         int(last.get("session_days") or 0),
@@ -152,4 +194,5 @@ def refresh(
         time.monotonic() - started,
         bool(last.get("include_bots")),
         int(last.get("health_days") or 0),
+        tuple(last.get("failures") or ()),
     )

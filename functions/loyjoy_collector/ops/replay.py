@@ -2,7 +2,9 @@
 
 `events_rejected` keeps each payload scrubbed and in the form it came in: a whole refused request goes back to
 its own path and query; a single refused event goes back as the snippet protocol's event (with its event_id,
-so nothing lands twice), or as a GA4 hit when it was one.
+so nothing lands twice), or as a GA4 hit when it was one. A kept payload holds the collector's own `email_hash`
+in place of an address; the collector takes such a hash only from a request signed with the key
+(`hashing.replay_signature`), so the replay signs what it sends when it has the key.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
+from ..privacy import hashing
 from ..sink import BigQuerySink
 
 
@@ -59,7 +62,9 @@ def rejected_rows(sink: BigQuerySink, reason: str | None, since: date | None, li
     return [dict(row.items()) for row in job.result()]
 
 
-def replay(rows: list[dict[str, Any]], collector: str, origin: str | None = None) -> list[Replayed]:
+def replay(
+    rows: list[dict[str, Any]], collector: str, origin: str | None = None, key: bytes | None = None
+) -> list[Replayed]:
     done: list[Replayed] = []
     for row in rows:
         planned = target(row)
@@ -70,6 +75,9 @@ def replay(rows: list[dict[str, Any]], collector: str, origin: str | None = None
         headers = {"Content-Type": "text/plain", "User-Agent": "loyjoy-collector-replay"}
         if origin:
             headers["Origin"] = origin
+        if key:
+            query = path.partition("?")[2].encode()
+            headers[hashing.REPLAY_HEADER] = hashing.replay_signature(key, query, body or b"")
         request = urllib.request.Request(collector.rstrip("/") + path, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:

@@ -6,8 +6,9 @@ a column added to the schema later cannot forget it. Per column type, from the s
 - STRING: control characters removed, lone surrogates replaced (BigQuery wants valid UTF-8), personal values
   replaced (`values.py`), then cut to the column's length limit (flagged `truncated_<column>`). A structured
   value for a STRING column (a refused payload) is walked like JSON and stored as JSON text.
-- JSON: every string and key as above; integers outside INT64 and non-finite floats dropped (BigQuery would
-  refuse the whole row); too large as a whole: dropped, flagged.
+- JSON: every string and key as above; numbers outside their range (`measures.py`: `nps` 0-10, amounts,
+  durations; INT64 for ids) and non-finite floats dropped and counted (an average or a sum must not be one
+  sender's to set); too large as a whole: dropped, flagged.
 - INTEGER: outside INT64, dropped (NULL) and flagged; FLOAT: non-finite, dropped and flagged.
 
 The decision for out-of-range values of typed fields the sender names (`ga_session_id`, `ts`) is made earlier,
@@ -23,6 +24,7 @@ import re
 import uuid
 from typing import Any
 
+from .. import measures
 from ..schema import tables
 from .keys import CONTAINER_KEYS, Scrubber
 from .placeholders import REDACTED
@@ -51,6 +53,7 @@ OWN_COLUMNS = frozenset({"email_hash", "protocol", "consent_analytics", "collect
 URL_COLUMNS = frozenset({"page_location", "page_referrer"})
 # Event names reach the daily counts: one that carries a personal value becomes a pseudonym of itself.
 EVENT_NAME_COLUMNS = frozenset({"event_name", "event_name_raw"})
+_OWN_HASH = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _DROP = object()
@@ -84,15 +87,11 @@ class Gate:
         if isinstance(value, int | float) and (placeholder := personal_number(value, key)) is not None:
             tally.replaced += 1
             return placeholder
-        if isinstance(value, int):
-            if INT64_MIN <= value <= INT64_MAX:
+        if isinstance(value, int | float):
+            storable = INT64_MIN <= value <= INT64_MAX if isinstance(value, int) else math.isfinite(value)
+            if storable and measures.within(key, value):
                 return value
-            tally.out_of_range += 1
-            return _DROP
-        if isinstance(value, float):
-            if math.isfinite(value):
-                return value
-            tally.out_of_range += 1
+            tally.out_of_range += 1  # BigQuery would refuse the row; an `nps` of 1e308 would skew every average
             return _DROP
         if isinstance(value, dict):
             clean = {self.text(str(k), tally): self._json(v, tally, str(k)) for k, v in value.items()}
@@ -109,6 +108,9 @@ class Gate:
         name, kind = column["name"], column["type"]
         limit = int(column.get("maxLength") or DETAIL_LIMIT)
         if name in OWN_COLUMNS:
+            if name == "email_hash" and not (isinstance(value, str) and _OWN_HASH.fullmatch(value)):
+                tally.replaced += 1  # never a sender's text: the collector's own hash has exactly this form
+                return None
             return value
         if kind == "STRING" and name in ID_COLUMNS and isinstance(value, str):
             return self._identifier(value, limit, name == "event_id", tally)

@@ -28,3 +28,18 @@ def email_pseudonyms(key: bytes, email: str) -> list[str]:
     """The pseudonyms an id column holds when a sender put this address in it, as typed or normalised."""
     variants = dict.fromkeys((email, email.strip(), email.strip().lower()))
     return [pseudonym(key, variant) for variant in variants]
+
+
+REPLAY_HEADER = "X-Collector-Replay"
+
+
+def replay_signature(key: bytes, query: bytes, body: bytes) -> str:
+    """Proof that a replayed request comes from whoever holds the key (the operator's `replay` command): only such
+    a request may carry the collector's own `email_hash`, which a kept payload holds in place of the address."""
+    return hmac.new(key, b"replay\n" + query + b"\n" + body, hashlib.sha256).hexdigest()
+
+
+def replay_signed(key: bytes | None, signature: str | None, query: bytes, body: bytes) -> bool:
+    if not key or not signature:
+        return False
+    return hmac.compare_digest(signature.encode("latin-1"), replay_signature(key, query, body).encode())

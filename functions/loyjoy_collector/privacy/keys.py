@@ -47,6 +47,12 @@ SECRET_KEYS = frozenset(
 EMAIL_KEYS = frozenset(
     normalise_key(k) for k in ("email", "e_mail", "email_address", "mail", "e_mail_adresse", "emailadresse")
 )
+# The collector's own keyed hash of an address. A sender's value under this name is no such hash: it may be an
+# address, a phone number, an unkeyed SHA-256 anyone can reverse with a list of addresses, or a made-up value
+# that inflates the counts of people; and erasure, which hashes an address with the key, would never find it.
+# Only a replay signed with the key (`hashing.replay_signature`) may carry it, as 64 hex digits.
+EMAIL_HASH_KEY = "email_hash"
+_OWN_HASH = re.compile(r"[0-9a-f]{64}")
 
 # Keys whose values are analytics, not the visitor: LoyJoy's documented event fields and common flow fields,
 # the snippet protocol's own fields, Stape's Data Tag and Common Event Data, GA4's measurement protocol.
@@ -107,7 +113,6 @@ ANALYTICAL_KEYS = frozenset(
         "widget",
         "trigger",
         "platform",
-        "email_hash",
         # the snippet protocol
         "event",
         "events",
@@ -254,11 +259,12 @@ class Scrubber:
         key = normalise_key(name)
         return key in self.kept_keys or any(fnmatchcase(key, pattern) for pattern in self._patterns)
 
-    def scrub(self, value: Any, tally: Tally) -> Any:
+    def scrub(self, value: Any, tally: Tally, own_hashes: bool = False) -> Any:
         """A copy of a parsed JSON value with only allowed keys, at every depth; an e-mail key becomes
-        `email_hash`. Strings are left to the gate, which sees every column."""
+        `email_hash`. Strings are left to the gate, which sees every column. A sender's own `email_hash` goes,
+        unless `own_hashes` (a replay signed with the key) and it has the form of the collector's hash."""
         if isinstance(value, list):
-            return [self.scrub(item, tally) for item in value]
+            return [self.scrub(item, tally, own_hashes) for item in value]
         if not isinstance(value, dict):
             return value
         clean: dict[str, Any] = {}
@@ -267,12 +273,18 @@ class Scrubber:
             if key in EMAIL_KEYS and isinstance(item, str):
                 digest = self.hash_email(item)
                 if digest is not None:
-                    clean["email_hash"] = digest
+                    clean[EMAIL_HASH_KEY] = digest
+                continue
+            if key == "emailhash":
+                if own_hashes and name == EMAIL_HASH_KEY and isinstance(item, str) and _OWN_HASH.fullmatch(item):
+                    clean.setdefault(EMAIL_HASH_KEY, item)
+                else:
+                    tally.dropped_keys.append(_name_for_flag(name))
                 continue
             misplaced = key in CONTAINER_KEYS and isinstance(item, str)
             misplaced |= name.startswith(NUMERIC_PREFIXES) and not _numeric(item)  # GA4's numbers hold numbers
             if key in SECRET_KEYS or key.startswith("sha256") or misplaced or not self.allowed(name):
                 tally.dropped_keys.append(_name_for_flag(name))
                 continue
-            clean[name] = self.scrub(item, tally)
+            clean[name] = self.scrub(item, tally, own_hashes)
         return clean

@@ -1,0 +1,1 @@
+SET failures = ARRAY_CONCAT(failures, [FORMAT('%s: %s', '${table}', ${error_message})]);

@@ -1,0 +1,5 @@
+BEGIN
+${steps}
+EXCEPTION WHEN ERROR THEN
+${failed}
+END;
