@@ -35,7 +35,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 LOADER_DELAY = float(os.environ.get("BENCH_LOADER_DELAY", "0.5"))
 ENGINES = os.environ.get("BENCH_ENGINES", "chromium,firefox,webkit").split(",")
 MODES = ("up", "refused", "hang", "500", "cold", "broken")
-LOGS = Path(os.environ.get("TEST_LOG_DIR", "/tmp/loyjoy-collector-tests"))
+LOGS = Path(os.environ.get("TEST_LOG_DIR", ROOT / ".local" / "test-logs"))
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
