@@ -201,7 +201,7 @@ def test_what_the_gate_keeps_of_numbers_in_ga4_parameters():
 def test_a_browser_event_is_refused_for_nothing_above(collector, local_bigquery, tag):
     """What LoyJoy itself sends passes untouched: the rules above cost a real visitor nothing."""
     client = str(uuid.uuid4())
-    detail = {"bot_id": tag, "process_id": "5f0c7a4e-1b2d-4c3e-9f8a-0123456789ab", "process_name": "Newsletter"}
+    detail = {"bot_id": tag, "process_id": "5f0c7a4e-1b2d-4c3e-9f8a-a1b2c3d4e5f6", "process_name": "Newsletter"}
     answer = collector.post({"event": "nps_survey_score_10", "client_id": client, "detail": detail | {"nps": 10}})
     assert answer.status_code == 200
     [row] = local_bigquery.events("bot_id = @tag", tag=tag)
