@@ -2,7 +2,8 @@
 
 The Community Template Gallery and every container that imports the template run it in GTM's sandbox, which
 no test here can reach; the harness holds it to what Google documents instead, and these tests also prove the
-harness refuses what GTM would refuse (a forbidden construct, a call outside the declared permissions).
+harness refuses what GTM would refuse (a forbidden construct, a call outside the declared permissions) and
+converts values at the sandbox's edge as GTM does. The template in real browsers: tests/test_gtm_engines.py.
 """
 
 from __future__ import annotations
@@ -10,21 +11,18 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from playwright.sync_api import Browser, BrowserContext, Page, Route
 
 from . import gtm_sandbox as gtm
-from .conftest import PAGE_ORIGIN, Collector, LocalBigQuery
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = gtm.ROOT
 COLLECTOR = "https://collector.example.com"
 SCRIPT = COLLECTOR + "/loyjoy-collector.js"
+LOADER = "https://stable.loyjoy.com/widget.js"
+UP = {LOADER: "loyjoy", SCRIPT: "snippet"}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +31,13 @@ def template() -> gtm.Template:
 
 
 def setting(**data: Any) -> dict[str, Any]:
-    return {"collectorUrl": COLLECTOR, "bot": "bot-1", **data}
+    return {"collectorUrl": COLLECTOR, "bot": "bot-1", "consent": "none", **data}
+
+
+def node_js(script: str) -> Any:
+    """Run a few lines against sandbox.js (bound to `s`) and return what they print as JSON."""
+    code = f"const s = require({str(gtm.SANDBOX_JS)!r});\n{script}"
+    return json.loads(subprocess.run([gtm.NODE, "-e", code], capture_output=True, text=True, check=True).stdout)
 
 
 # ------------------------------------------------------------------------------------------ the file
@@ -51,52 +55,127 @@ def test_its_own_tests_pass_in_the_harness(template: gtm.Template) -> None:
     assert [r for r in results if not r["passed"]] == []
 
 
+PATTERN_URLS = [SCRIPT, "https://shop.example.com/lj/loyjoy-collector.js", LOADER]
+
+
+def tour(template: gtm.Template) -> list[list[Any]]:
+    """Every call the template makes over the flows that reach all of its code: collector down then back,
+    the queue past its bound, a page left and shown again, Consent Mode changing, the loader off."""
+    lj = "https://shop.example.com/lj/loyjoy-collector.js"
+    flows = [
+        (
+            [
+                {"fire": setting()},
+                {"emit": ["open", {"process_name": "P"}], "repeat": 501},
+                {"dispatch": "load"},
+                {"advance": 1000},
+                {"dispatch": "pagehide"},
+                {"dispatch": "pageshow"},
+                {"scripts": {SCRIPT: "snippet"}, "advance": 2000},
+                {"fire": setting()},
+            ],
+            {LOADER: "loyjoy", SCRIPT: "fail"},
+        ),
+        (
+            [
+                {"defaultConsent": ["analytics_storage", False]},
+                {"fire": setting(collectorUrl="https://shop.example.com/lj", consent="consentMode")},
+                {"dispatch": "load"},
+                {"consent": ["analytics_storage", True]},
+            ],
+            {LOADER: "loyjoy", lj: "snippet"},
+        ),
+        ([{"fire": setting(loadLoyJoy=False)}, {"define": "LoyJoy"}, {"dispatch": "scriptload"}], {}),
+    ]
+    calls: list[list[Any]] = []
+    for steps, scripts in flows:
+        answer = gtm.fire(template, steps, scripts)
+        assert [o["result"] for o in answer["outcomes"]] == ["success"] * len(answer["outcomes"]), answer["logs"]
+        calls += answer["calls"]
+    return calls
+
+
+def used_permissions(calls: list[list[Any]], patterns: list[str]) -> dict[str, Any]:
+    """The permissions these calls needed, in the shape normalizePermissions gives the declared ones."""
+    rights: dict[str, dict[str, bool]] = {}
+    storage: dict[str, dict[str, bool]] = {}
+    urls: set[str] = set()
+    consent: set[str] = set()
+    kinds: set[str] = set()
+
+    def need(table: dict[str, dict[str, bool]], key: str, *which: str) -> None:
+        for right in which:
+            table.setdefault(key, {})[right] = True
+
+    for name, args in calls:
+        if name == "copyFromWindow":
+            need(rights, args[0], "read")
+        elif name == "setInWindow":
+            need(rights, args[0], "write")
+        elif name == "callInWindow":
+            need(rights, args[0], "execute")
+        elif name == "createQueue":
+            need(rights, args[0], "read", "write")
+        elif name == "injectScript":
+            urls.add(args[0])
+        elif name.startswith("localStorage."):
+            need(storage, args[0], "read" if name.endswith("getItem") else "write")
+        elif name in ("isConsentGranted", "addConsentListener"):
+            consent.add(args[0])
+        elif name == "logToConsole":
+            kinds.add("logging")
+        elif name.startswith("templateStorage."):
+            kinds.add("access_template_storage")
+    matched = node_js(
+        f"process.stdout.write(JSON.stringify({json.dumps(patterns)}.filter(p => "
+        f"{json.dumps(sorted(urls))}.some(u => s.urlMatches(p, u)))))"
+    )
+    return {
+        "inject_script": matched,
+        "access_globals": {k: {r: v.get(r, False) for r in ("read", "write", "execute")} for k, v in rights.items()},
+        "access_local_storage": {k: {r: v.get(r, False) for r in ("read", "write")} for k, v in storage.items()},
+        "access_consent": sorted(consent),
+        "other": sorted(kinds),
+    }
+
+
 def test_the_permissions_are_exactly_what_the_code_uses(template: gtm.Template) -> None:
-    """Narrowest that work: each key and URL pattern is one the code needs, read/write/execute as used."""
-    permissions = {p["instance"]["key"]["publicId"]: p["instance"]["param"] for p in template.permissions}
-    assert set(permissions) == {
+    """Narrowest that work: each declared key, right and URL pattern is one some flow of the code uses, and
+    each use is declared (the harness would have failed the tag otherwise)."""
+    declared = node_js(
+        f"process.stdout.write(JSON.stringify(s.normalizePermissions({json.dumps(template.permissions)})))"
+    )
+    assert set(declared) == {
         "inject_script",
         "access_globals",
         "access_consent",
+        "access_local_storage",
         "logging",
         "access_template_storage",
     }
-    normalized = json.loads(
-        subprocess.run(
-            [
-                gtm.NODE,
-                "-e",
-                f"process.stdout.write(JSON.stringify(require({str(gtm.SANDBOX_JS)!r}).normalizePermissions({json.dumps(template.permissions)})))",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
-    assert normalized["inject_script"]["urls"] == ["https://*/loyjoy-collector.js", "https://*/*/loyjoy-collector.js"]
-    assert normalized["access_globals"]["keys"] == [
-        {"key": "LoyJoyCollector.boot", "read": False, "write": False, "execute": True},
-        {"key": "LoyJoyCollector.consent", "read": False, "write": False, "execute": True},
-        {"key": "LoyJoyCollector.version", "read": True, "write": False, "execute": False},
-        {"key": "LoyJoy", "read": False, "write": False, "execute": True},
-    ]
-    assert normalized["access_consent"]["consentTypes"] == [
-        {"consentType": "analytics_storage", "read": True, "write": False}
-    ]
-    assert normalized["logging"] == {"environments": "debug"}  # never logs on a live site
-    for key in normalized["access_globals"]["keys"]:
-        assert f"'{key['key']}'" in template.code  # each key is one the code names
+    used = used_permissions(tour(template), declared["inject_script"]["urls"])
+    assert used["inject_script"] == declared["inject_script"]["urls"]  # every pattern, and no other URL
+    assert used["access_globals"] == {k.pop("key"): k for k in declared["access_globals"]["keys"]}
+    assert used["access_local_storage"] == {k.pop("key"): k for k in declared["access_local_storage"]["keys"]}
+    assert used["access_consent"] == [t["consentType"] for t in declared["access_consent"]["consentTypes"]]
+    assert [t["write"] for t in declared["access_consent"]["consentTypes"]] == [False]
+    assert used["other"] == ["access_template_storage", "logging"]
+    assert declared["logging"] == {"environments": "debug"}  # never logs on a live site
 
 
-def test_the_readme_names_the_permissions_the_template_declares(template: gtm.Template) -> None:
+def test_the_install_guide_names_the_permissions_the_template_declares(template: gtm.Template) -> None:
     """A container's admin decides on the install guide's list: it must be the template's, not an older one."""
-    readme = (ROOT / "docs" / "install.md").read_text()
-    section = readme[readme.index("## Google Tag Manager") :]
+    guide = (ROOT / "docs" / "install.md").read_text()
+    section = guide[guide.index("## Google Tag Manager") :]
     section = section[: section.index("\n## ", 1)]
-    declared = json.dumps(template.permissions)
-    for name in re.findall(r'"string": "(LoyJoy[\w.]*|https://[^"]+)"', declared):
+    declared = node_js(
+        f"process.stdout.write(JSON.stringify(s.normalizePermissions({json.dumps(template.permissions)})))"
+    )
+    names = declared["inject_script"]["urls"] + [k["key"] for k in declared["access_globals"]["keys"]]
+    names += [k["key"] for k in declared["access_local_storage"]["keys"]]
+    for name in names:
         assert f"`{name}`" in section, name
-    for permission in ("inject_script", "access_globals", "access_consent", "logging", "access_template_storage"):
+    for permission in declared:
         assert f"`{permission}`" in section
 
 
@@ -133,23 +212,93 @@ def test_metadata_and_license_for_the_gallery(template: gtm.Template) -> None:
 # ------------------------------------------------------------------------------- flows in Node's page
 
 
-def test_collector_up_boots_through_the_snippet(template: gtm.Template) -> None:
-    answer = gtm.fire(template, [{"fire": setting(consent="none")}], {SCRIPT: "snippet"})
-    assert answer["outcomes"][0]["result"] == "success"
-    boot = [w for w in answer["window"] if w[0] == "LoyJoyCollector.boot"]
-    assert boot == [
-        [
-            "LoyJoyCollector.boot",
-            {
-                "collector": COLLECTOR + "/",
-                "loyjoy": {"bot": "bot-1"},
-                "consent": None,
-                "dataLayer": True,
-                "dataLayerName": "dataLayer",
-            },
-        ]
+def records(answer: dict[str, Any], *kinds: str) -> list[list[Any]]:
+    return [r for r in answer["window"] if r[0] in kinds]
+
+
+def test_the_chat_boots_before_the_collectors_script_is_even_asked_for(template: gtm.Template) -> None:
+    answer = gtm.fire(template, [{"fire": setting()}, {"dispatch": "load"}], UP)
+    order = [r[0] if r[0] != "script" else r[1] for r in records(answer, "script", "LoyJoy", "adopted")]
+    assert order == [LOADER, "LoyJoy", SCRIPT, "adopted"]
+    [boot] = records(answer, "LoyJoy")
+    assert boot[1] == "boot" and boot[2] == {"bot": "bot-1", "eventListeners": ["<function>"]}
+    [outcome] = answer["outcomes"]
+    assert outcome["result"] == "success" and outcome["signalledAt"] == outcome["firedAt"]  # at the boot
+
+
+@pytest.mark.parametrize("kind", ["fail", "broken", "hang"])
+def test_whatever_the_collector_does_the_chat_boots_and_its_events_arrive_once_it_is_back(
+    template: gtm.Template, kind: str
+) -> None:
+    steps = [
+        {"fire": setting(process="p-1")},
+        {"emit": ["open", {"process_name": "P"}]},
+        {"dispatch": "load"},
+        {"advance": 5000},
+        {"emit": ["close", {"process_name": "P"}]},
+        {"scripts": {SCRIPT: "snippet"}, "release": True},
+        {"advance": 60_000},
     ]
-    assert not [w for w in answer["window"] if w[0] == "LoyJoy"]
+    answer = gtm.fire(template, steps, {LOADER: "loyjoy", SCRIPT: kind})
+    assert answer["outcomes"][0]["result"] == "success"
+    assert records(answer, "LoyJoy") == [
+        ["LoyJoy", "boot", {"bot": "bot-1", "process": "p-1", "eventListeners": ["<function>"]}]
+    ]
+    [adopted] = records(answer, "adopted")
+    assert [entry[0] for entry in adopted[2]] == ["open", "close"]  # made meanwhile, taken over on recovery
+    tries = [r[1] for r in records(answer, "script") if r[1].startswith(SCRIPT)]
+    assert len(tries) >= (1 if kind == "hang" else 2) and len(set(tries)) == len(tries)  # retries bust the cache
+    if kind != "hang":
+        assert any("next try in" in line for line in answer["logs"])
+
+
+def test_the_tag_signals_within_two_seconds_when_loyjoys_loader_hangs(template: gtm.Template) -> None:
+    steps = [{"fire": setting()}, {"advance": 1499}, {"advance": 1}, {"scripts": {LOADER: "loyjoy"}, "release": True}]
+    answer = gtm.fire(template, steps, {LOADER: "hang", SCRIPT: "snippet"})
+    [outcome] = answer["outcomes"]
+    assert outcome["result"] == "success" and outcome["signalledAt"] - outcome["firedAt"] == 1500
+    assert len(records(answer, "LoyJoy")) == 1  # the chat still boots when the loader does arrive
+
+
+def test_a_loader_that_fails_fails_the_tag_and_a_loader_from_elsewhere_still_boots(template: gtm.Template) -> None:
+    steps = [{"fire": setting()}, {"define": "LoyJoy"}, {"dispatch": "scriptload"}]
+    answer = gtm.fire(template, steps, {SCRIPT: "snippet"})
+    assert answer["outcomes"][0]["result"] == "failure"
+    assert len(records(answer, "LoyJoy")) == 1
+    assert any("did not load" in line for line in answer["logs"])
+
+
+@pytest.mark.parametrize("first", ["tag", "page"])
+def test_with_loading_off_the_pages_loader_boots_the_chat_before_or_after_the_tag(
+    template: gtm.Template, first: str
+) -> None:
+    steps = [{"fire": setting(loadLoyJoy=False)}, {"define": "LoyJoy"}, {"dispatch": "scriptload"}]
+    answer = gtm.fire(template, steps, {}, loyjoy=first == "page")
+    assert len(records(answer, "LoyJoy")) == 1 and not records(answer, "script")
+    assert answer["outcomes"][0]["result"] == "success"
+
+
+def test_fired_again_or_after_the_inline_stub_it_never_boots_twice(template: gtm.Template) -> None:
+    steps = [{"fire": setting()}, {"fire": setting()}, {"dispatch": "load"}, {"fire": setting()}]
+    answer = gtm.fire(template, steps, UP)
+    assert len(records(answer, "LoyJoy")) == 1 and len(records(answer, "script")) == 2  # loader, collector
+    assert [o["result"] for o in answer["outcomes"]] == ["success"] * 3
+    stubbed = gtm.fire(template, [{"fire": setting()}, {"dispatch": "load"}], UP, loyjoy=True, stubFirst=True)
+    assert records(stubbed, "LoyJoy", "script") == [] and stubbed["outcomes"][0]["result"] == "success"
+    assert any("on this page already" in line for line in stubbed["logs"])
+
+
+def test_every_event_makes_the_seeds_push_and_the_queue_counts_what_passes_its_bound(template: gtm.Template) -> None:
+    steps = [{"fire": setting()}, {"emit": ["show", None], "repeat": 502}]
+    answer = gtm.fire(template, steps, UP)
+    assert answer["dataLayer"][0] == {
+        "event": "loyjoy",
+        "gaEventCategory": "loyjoy",
+        "gaEventAction": None,
+        "gaEventLabel": "show",
+    }
+    assert len([e for e in answer["dataLayer"] if e["event"] == "loyjoy"]) == 502
+    assert len(answer["stub"]["q"]) == 500 and answer["stub"]["d"] == 2
 
 
 @pytest.mark.parametrize(
@@ -158,55 +307,53 @@ def test_collector_up_boots_through_the_snippet(template: gtm.Template) -> None:
 )
 def test_a_collector_on_any_https_host_or_below_a_path_is_injected(template: gtm.Template, url: str) -> None:
     script = url.rstrip("/") + "/loyjoy-collector.js"
-    answer = gtm.fire(template, [{"fire": setting(collectorUrl=url, consent="none")}], {script: "snippet"})
-    assert ["script", script] in answer["window"] and answer["outcomes"][0]["result"] == "success"
-
-
-@pytest.mark.parametrize("kind", ["fail", "broken"])
-def test_collector_down_or_broken_the_chat_boots_alone(template: gtm.Template, kind: str) -> None:
-    answer = gtm.fire(template, [{"fire": setting(process="p-1")}], {SCRIPT: kind})
-    assert answer["outcomes"][0]["result"] == "failure"
-    assert [w for w in answer["window"] if w[0] == "LoyJoy"] == [["LoyJoy", "boot", {"bot": "bot-1", "process": "p-1"}]]
-    assert any("booting LoyJoy without the collector" in line for line in answer["logs"])
+    answer = gtm.fire(
+        template, [{"fire": setting(collectorUrl=url)}, {"dispatch": "load"}], {LOADER: "loyjoy", script: "snippet"}
+    )
+    assert ["script", script] in answer["window"] and records(answer, "adopted")
 
 
 def test_logs_stay_quiet_outside_preview(template: gtm.Template) -> None:
-    answer = gtm.fire(template, [{"fire": setting()}], {SCRIPT: "fail"}, debug=False)
+    steps = [{"fire": setting()}, {"dispatch": "load"}]
+    answer = gtm.fire(template, steps, {SCRIPT: "fail"}, debug=False)
     assert answer["logs"] == [] and answer["outcomes"][0]["result"] == "failure"
 
 
-def test_consent_mode_waits_for_analytics_storage_then_follows_it(template: gtm.Template) -> None:
+def test_consent_mode_waits_for_analytics_storage_then_follows_every_change(template: gtm.Template) -> None:
     steps = [
         {"defaultConsent": ["analytics_storage", False]},
         {"fire": setting(consent="consentMode")},
-        {"fire": setting(consent="consentMode")},  # fired again: boots once, one listener
-        {"consent": ["analytics_storage", True]},
-    ]
-    answer = gtm.fire(template, steps, {SCRIPT: "snippet"})
-    told = [w for w in answer["window"] if w[0].startswith("LoyJoyCollector.")]
-    assert [w[0] for w in told] == ["LoyJoyCollector.boot", "LoyJoyCollector.consent"]
-    assert told[0][1]["consent"] == "explicit" and told[1] == ["LoyJoyCollector.consent", True]
-    assert [o["result"] for o in answer["outcomes"]] == ["success", "success"]
-
-
-def test_consent_mode_without_any_consent_state_counts_as_granted(template: gtm.Template) -> None:
-    """GTM's isConsentGranted: a type nobody set is granted (a site without Consent Mode sends at once)."""
-    answer = gtm.fire(template, [{"fire": setting(consent="consentMode")}], {SCRIPT: "snippet"})
-    assert ["LoyJoyCollector.consent", True] in answer["window"]
-
-
-def test_consent_mode_follows_every_change(template: gtm.Template) -> None:
-    steps = [
-        {"defaultConsent": ["analytics_storage", False]},
-        {"fire": setting(consent="consentMode")},
-        {"consent": ["analytics_storage", True]},
+        {"consent": ["analytics_storage", True]},  # before the script: remembered
+        {"fire": setting(consent="consentMode")},  # fired again: one listener still
+        {"dispatch": "load"},
         {"consent": ["analytics_storage", True]},  # no change: no call
         {"consent": ["analytics_storage", False]},
         {"consent": ["analytics_storage", True]},
     ]
-    answer = gtm.fire(template, steps, {SCRIPT: "snippet"})
-    told = [w[1] for w in answer["window"] if w[0] == "LoyJoyCollector.consent"]
-    assert told == [True, False, True]
+    answer = gtm.fire(template, steps, UP)
+    [adopted] = records(answer, "adopted")
+    assert adopted[1]["consent"] == "explicit"
+    assert [r[1] for r in records(answer, "LoyJoyCollector.consent")] == [True, False, True]
+
+
+def test_consent_mode_without_any_consent_state_counts_as_granted(template: gtm.Template) -> None:
+    """GTM's isConsentGranted: a type nobody set is granted (a site without Consent Mode sends at once)."""
+    answer = gtm.fire(template, [{"fire": setting(consent="consentMode")}, {"dispatch": "load"}], UP)
+    assert records(answer, "LoyJoyCollector.consent") == [["LoyJoyCollector.consent", True]]
+
+
+def test_a_page_left_before_the_script_arrived_counts_what_it_held_where_storage_is_allowed(
+    template: gtm.Template,
+) -> None:
+    held = [{"emit": ["open", {}], "repeat": 3}, {"dispatch": "pagehide"}]
+    answer = gtm.fire(template, [{"fire": setting()}, *held], {LOADER: "loyjoy", SCRIPT: "fail"})
+    assert json.loads(answer["storage"]["ljc:lost"]) == {"quota": 3, "overflow": 0}
+    back = gtm.fire(template, [{"fire": setting()}, *held, {"dispatch": "pageshow"}], {LOADER: "loyjoy"})
+    assert back["storage"] == {}  # back from the back-forward cache: the events live on
+    pending = [{"defaultConsent": ["analytics_storage", False]}, {"fire": setting(consent="consentMode")}, *held]
+    assert gtm.fire(template, pending, {LOADER: "loyjoy"})["storage"] == {}  # no consent, nothing stored
+    arrived = gtm.fire(template, [{"fire": setting()}, {"dispatch": "load"}, *held], UP)
+    assert arrived["storage"] == {}  # the script keeps its own queue
 
 
 # ------------------------------------------------------------------------ the harness refuses, as GTM
@@ -263,18 +410,18 @@ def narrowed(template: gtm.Template, drop_key: str | None = None, urls: list[str
 
 
 def test_a_window_call_outside_the_permissions_fails_the_tag(template: gtm.Template) -> None:
-    variant = narrowed(template, drop_key="LoyJoyCollector.boot")
+    variant = narrowed(template, drop_key="LoyJoy")
     assert gtm.check(variant) == []  # statically fine: the key is a run-time matter
-    answer = gtm.fire(variant, [{"fire": setting()}], {SCRIPT: "snippet"})
+    answer = gtm.fire(variant, [{"fire": setting()}], UP, loyjoy=True)
     assert answer["outcomes"][0]["result"] == "error"
-    assert "access_globals denied: call window.LoyJoyCollector.boot" in answer["outcomes"][0]["error"]
-    assert not [w for w in answer["window"] if w[0] == "LoyJoyCollector.boot"]
+    assert "access_globals denied: read window.LoyJoy" in answer["outcomes"][0]["error"]
+    assert not records(answer, "LoyJoy")
 
 
 def test_a_script_outside_the_url_patterns_is_never_injected(template: gtm.Template) -> None:
     variant = narrowed(template, urls=["https://cdn.example.org/loyjoy-collector.js"])
-    answer = gtm.fire(variant, [{"fire": setting()}], {SCRIPT: "snippet"})
-    assert ["script", SCRIPT] not in answer["window"]  # queryPermission said no: it boots the chat alone
+    answer = gtm.fire(variant, [{"fire": setting()}, {"dispatch": "load"}], UP)
+    assert records(answer, "script") == []  # queryPermission said no to both
     assert answer["outcomes"][0]["result"] == "failure"
     direct = template.replace(
         code="const injectScript = require('injectScript');\ninjectScript('https://evil.example/x.js', data.gtmOnSuccess, data.gtmOnFailure);"
@@ -321,126 +468,69 @@ def test_url_patterns_as_the_permissions_page_describes(template: gtm.Template) 
     assert answer == [c[2] for c in cases]
 
 
-# ------------------------------------------------------------------------------------ in a browser
-
-HARNESS_PAGE = PAGE_ORIGIN + "/gtm-harness/page.html"
-HTTPS_COLLECTOR = "https://collector.test"  # the template injects https only: the browser's requests go here
-PAGE_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>GTM template harness</title>
-<link rel="icon" href="data:,">
-<script>window.dataLayer = window.dataLayer || [];</script>
-<script src="/gtm-harness/loyjoy-standin.js"></script>
-<script src="/gtm-harness/sandbox.js"></script>
-</head><body><p>A page with the template's tag, fired by the harness.</p></body></html>"""
+# --------------------------------------------------------------------------- the edge, as GTM's runtime
 
 
-def serve_page(context: BrowserContext, collector_url: str | None, failure: str = "refused") -> None:
-    """The harness page on the origin the collector allows, and https://collector.test proxied to the collector
-    (or, without a collector, failing as `failure` says: refused, a 500, or a script that throws)."""
-    files = {
-        "/gtm-harness/page.html": (PAGE_HTML, "text/html"),
-        "/gtm-harness/sandbox.js": (gtm.SANDBOX_JS.read_text(), "text/javascript"),
-        "/gtm-harness/loyjoy-standin.js": ((ROOT / "snippet/demo/loyjoy-standin.js").read_text(), "text/javascript"),
-    }
+def test_values_cross_the_edge_as_gtm_converts_them() -> None:
+    """Plain objects and arrays deep-copied, `arguments` as an array, functions wrapped both ways; a Date, a
+    class instance, a RegExp, a Map become undefined."""
+    answer = node_js("""
+      class Widget { constructor() { this.x = 1; } }
+      const page = {plain: {a: [1, {b: 2}]}, bare: Object.create(null), date: new Date(0), widget: new Widget(),
+                    re: /x/, map: new Map(), args: (function () { return arguments; })(1, 'two', {three: 3})};
+      page.bare.k = 'v';
+      const inside = s.copyIn(page);
+      inside.plain.a[1].b = 99;  // a copy: the page's object is untouched
+      const seen = [];
+      const pageFn = function (value) { seen.push(value); value.mutated = true; return {back: new Date(0), ok: 1}; };
+      const wrapped = s.copyIn(pageFn);
+      const sandboxObject = {n: 1};
+      const result = wrapped(sandboxObject);
+      const sandboxFn = function (value, when) { return [value, when]; };
+      const native = s.copyOut({eventListeners: [sandboxFn]}).eventListeners[0];
+      process.stdout.write(JSON.stringify({
+        keys: Object.keys(inside).sort(), plain: inside.plain, pageB: page.plain.a[1].b, bare: inside.bare,
+        gone: [inside.date, inside.widget, inside.re, inside.map].map(v => v === undefined),
+        args: [Array.isArray(inside.args), inside.args],
+        result, sandboxUntouched: sandboxObject.mutated === undefined, pageGotCopy: seen[0] !== sandboxObject,
+        native: [typeof native, native({d: 1}, new Date(0))],
+      }));
+    """)
+    assert answer["plain"] == {"a": [1, {"b": 99}]} and answer["pageB"] == 2
+    assert answer["bare"] == {"k": "v"}
+    assert answer["gone"] == [True, True, True, True]
+    assert answer["args"] == [True, [1, "two", {"three": 3}]]
+    assert answer["result"] == {"ok": 1}  # the Date in the page's answer does not cross
+    assert answer["sandboxUntouched"] and answer["pageGotCopy"]
+    assert answer["native"] == ["function", [{"d": 1}, None]]  # a page Date handed to a sandbox function: gone
 
-    def page(route: Route) -> None:
-        path = route.request.url[len(PAGE_ORIGIN) :]
-        body, kind = files[path]
-        route.fulfill(status=200, body=body, content_type=kind)
 
-    def collector(route: Route) -> None:
-        if collector_url is None and failure == "refused":
-            return route.abort("connectionrefused")
-        if collector_url is None and failure == "500":
-            return route.fulfill(status=500, body="upstream error", content_type="text/plain")
-        if collector_url is None:
-            return route.fulfill(status=200, body="throw new Error('a broken deploy');", content_type="text/javascript")
-        url = collector_url + route.request.url[len(HTTPS_COLLECTOR) :]
-        route.fulfill(response=route.fetch(url=url))
-
-    context.route(PAGE_ORIGIN + "/gtm-harness/**", page)
-    context.route(HTTPS_COLLECTOR + "/**", collector)
+def test_the_page_calls_a_sandboxed_listener_passed_inside_an_object(template: gtm.Template) -> None:
+    """What the tag relies on: {eventListeners: [fn]} through callInWindow arrives as a native function."""
+    code = """const callInWindow = require('callInWindow');
+const seen = [];
+callInWindow('LoyJoy', 'boot', {eventListeners: [function (evt, obj) { seen.push([evt, obj]); }]});
+data.gtmOnSuccess();"""
+    variant = template.replace(code=code)
+    answer = gtm.fire(variant, [{"fire": setting()}, {"emit": ["open", {"process_name": "P"}]}], {}, loyjoy=True)
+    assert answer["outcomes"][0]["result"] == "success" and answer["errors"] == []
+    assert records(answer, "LoyJoy")[0][2] == {"eventListeners": ["<function>"]}
 
 
-def fire_in_page(page: Page, template: gtm.Template, data: dict[str, Any]) -> None:
-    page.evaluate(
-        """({code, permissions, data}) => {
-          window.gtmLogs = [];
-          window.gtm = GtmSandbox.createRuntime(permissions, GtmSandbox.pageEnv(window, window.gtmLogs));
-          window.gtm.setDefaultConsent('analytics_storage', false);
-          window.gtmOutcome = GtmSandbox.fire(window.gtm, code, data);
-        }""",
-        {"code": template.code, "permissions": template.permissions, "data": gtm.with_defaults(template, data)},
+def test_new_apis_check_their_permissions_at_call_time(template: gtm.Template) -> None:
+    queue = template.replace(code="const createQueue = require('createQueue');\ncreateQueue('elsewhere');")
+    assert (
+        "access_globals denied: read and write window.elsewhere"
+        in gtm.fire(queue, [{"fire": setting()}], {})["outcomes"][0]["error"]
     )
-    page.wait_for_function("() => window.gtmOutcome.result !== 'pending'", timeout=15_000)
-
-
-def wait_rows(local_bigquery: LocalBigQuery, tag: str, count: int, timeout: float = 15) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = local_bigquery.events("bot_id = @tag", tag=tag)
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.3)
-
-
-@pytest.fixture
-def harness_context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context()
-    yield ctx
-    ctx.close()
-
-
-@pytest.mark.browser
-def test_in_a_browser_the_tag_loads_the_collectors_snippet_and_events_land_in_bigquery(
-    harness_context: BrowserContext,
-    template: gtm.Template,
-    collector: Collector,
-    local_bigquery: LocalBigQuery,
-    tag: str,
-) -> None:
-    serve_page(harness_context, collector.url)
-    page = harness_context.new_page()
-    errors: list[str] = []
-    sent: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on(
-        "request",
-        lambda r: sent.append(r.method) if r.url.startswith(HTTPS_COLLECTOR + "/") and r.method == "POST" else None,
+    storage = template.replace(
+        code="const localStorage = require('localStorage');\nlocalStorage.setItem('ljc:cid', 'x');"
     )
-    page.goto(HARNESS_PAGE)
-    data = {"collectorUrl": HTTPS_COLLECTOR, "bot": tag, "process": "gtm-process", "consent": "consentMode"}
-    assert gtm.validate(template, data) == []
-    fire_in_page(page, template, data)
-    assert page.evaluate("() => [gtmOutcome.result, gtmOutcome.error]") == ["success", None]
-    page.evaluate("() => LoyJoy('open')")
-    page.wait_for_timeout(1500)
-    assert sent == [] and page.evaluate("() => LoyJoyCollector.pending()") == 3  # consent pending: in memory only
-    assert page.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('ljc:'))") == []
-    page.evaluate("() => gtm.updateConsent('analytics_storage', true)")  # the banner: Consent Mode update
-    page.wait_for_function("() => LoyJoyCollector.pending() === 0", timeout=15_000)
-    rows = wait_rows(local_bigquery, tag, 3)
-    assert sorted(r["event_name"] for r in rows) == ["load", "open", "show"]
-    assert {r["process_id"] for r in rows} == {"gtm-process"}
-    assert {r["consent_analytics"] for r in rows} == {"granted"}
-    assert len({r["event_id"] for r in rows}) == 3
-    calls = page.evaluate("() => gtm.calls.map(c => c[0])")
-    assert calls.count("injectScript") == 1 and "gtmOnSuccess" in calls
-    assert errors == []
-
-
-@pytest.mark.browser
-@pytest.mark.parametrize("failure", ["refused", "500", "broken"])
-def test_in_a_browser_with_the_collector_down_the_chat_still_boots(
-    harness_context: BrowserContext, template: gtm.Template, failure: str
-) -> None:
-    serve_page(harness_context, None, failure)
-    page = harness_context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)) if "a broken deploy" not in str(e) else None)
-    page.goto(HARNESS_PAGE)
-    fire_in_page(page, template, {"collectorUrl": HTTPS_COLLECTOR, "process": "only-a-process", "consent": "none"})
-    assert page.evaluate("() => window.gtmOutcome.result") == "failure"
-    assert page.locator("#loyjoy-standin").count() == 1  # the chat is there without the collector
-    assert page.evaluate("() => typeof window.LoyJoyCollector") == "undefined"
-    assert any("booting LoyJoy without the collector" in line for line in page.evaluate("() => gtmLogs"))
-    assert errors == []
+    assert (
+        "access_local_storage denied: write localStorage ljc:cid"
+        in gtm.fire(storage, [{"fire": setting()}], {})["outcomes"][0]["error"]
+    )
+    absent = template.replace(code="const sendPixel = require('sendPixel');\nsendPixel('https://x.example/p');")
+    assert (
+        "no API named sendPixel in this harness" in gtm.fire(absent, [{"fire": setting()}], {})["outcomes"][0]["error"]
+    )

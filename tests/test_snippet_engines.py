@@ -1,4 +1,4 @@
-"""The recommended install (inline stub + the collector's script) when the collector fails, in three engines.
+"""The install without GTM (inline stub + the collector's script) when the collector fails, in three engines.
 
 An analytics outage must never take a customer-facing chat down. Each scenario loads, in the same run and the
 same browser, LoyJoy's own snippet and then the stub install with the collector unreachable, answering 500,
@@ -9,7 +9,9 @@ back and every event made meanwhile must land in BigQuery exactly once (distinct
 
 The pages come from a server of this module's own with a nonce-only Content-Security-Policy, which proves the
 stub needs nothing but a nonce (its injected script carries it). The collector sits behind a front that this
-module switches between failure modes; behind it, a real collector on the local BigQuery.
+module switches between failure modes (tests/gtm_sandbox/pages.py, shared with the GTM template's tests;
+"answering after 10 s" is a cold start: every request waits until 10 s after the collector went cold); behind
+it, a real collector on the local BigQuery.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import requests
 
 from .browser_engines import Chromium, Engine, Firefox, Page, WebKit, available, page_of
 from .conftest import LOGS, Collector, LocalBigQuery, free_port, start_collector, stop
+from .gtm_sandbox.pages import COLD, Front
 
 pytestmark = pytest.mark.browser
 
@@ -35,7 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "functions/loyjoy_collector/static"
 STANDIN = ROOT / "snippet/demo/loyjoy-standin.js"
 LOADER_DELAY = 0.5  # LoyJoy's loader from its CDN: the time both installs wait for, whatever the collector does
-SLOW = 10.0  # a collector on a cold start, or behind a congested link
 NONCE = "n0nce-f0r-the-test"
 SEED_LISTENER = (
     "function (evt, obj) { dataLayer && dataLayer.push({ 'event': 'loyjoy', 'gaEventCategory': 'loyjoy', "
@@ -128,81 +130,6 @@ class Site(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class Front:
-    """The collector's host as the browser sees it: up (a proxy to the real collector), or one way of failing."""
-
-    MODES = ("up", "500", "slow", "broken", "post500")
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.mode = "up"
-        self.seen: list[str] = []  # "GET /loyjoy-collector.js 500", ...
-        self.server: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        front = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_OPTIONS(self) -> None:
-                self.handle_any()
-
-            def do_GET(self) -> None:
-                self.handle_any()
-
-            def do_POST(self) -> None:
-                self.handle_any()
-
-            def handle_any(self) -> None:
-                mode = front.mode
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                script = self.path.split("?")[0] == "/loyjoy-collector.js"
-                if mode == "slow":
-                    time.sleep(SLOW)
-                if mode == "500" or (mode == "post500" and self.command == "POST"):
-                    return self.answer(500, {"Content-Type": "text/plain"}, b"collector failing")
-                if mode == "broken" and script:
-                    return self.answer(200, {"Content-Type": "application/javascript"}, b"window.LoyJoyCollector = {(")
-                answer = requests.request(
-                    self.command,
-                    front.target + self.path,
-                    data=body,
-                    headers={k: v for k, v in self.headers.items() if k.lower() in ("origin", "content-type")},
-                    timeout=30,
-                )
-                keep = ("content-type", "retry-after", "cache-control")
-                headers = {
-                    k: v for k, v in answer.headers.items() if k.lower() in keep or k.lower().startswith("access-")
-                }
-                self.answer(answer.status_code, headers, answer.content)
-
-            def answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
-                front.seen.append(f"{self.command} {self.path.split('?')[0]} {status}")
-                self.send_response(status)
-                if "Origin" in self.headers and not any(k.lower() == "access-control-allow-origin" for k in headers):
-                    headers["Access-Control-Allow-Origin"] = self.headers["Origin"]  # let the page read the status
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        """Unreachable: nothing listens on the port any more (connections are refused)."""
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), Site)
@@ -226,11 +153,11 @@ def shop_collector(local_bigquery: LocalBigQuery, site: str) -> Iterator[Collect
 
 @pytest.fixture
 def front(shop_collector: Collector) -> Iterator[Front]:
-    running = Front(shop_collector.url)
-    running.start()
+    running = Front(shop_collector.url).start()
     try:
         yield running
     finally:
+        running.mode = "up"
         running.stop()
 
 
@@ -290,7 +217,7 @@ def record(engine: Engine, mode: str, **figures: Any) -> None:
     FIGURES.setdefault(engine.name, {})[mode] = figures
 
 
-@pytest.mark.parametrize("mode", ["down", "500", "slow", "broken"])
+@pytest.mark.parametrize("mode", ["down", "500", "cold", "broken"])
 def test_the_chat_boots_at_once_and_everything_lands_once_the_collector_is_back(
     engine: Engine, front: Front, site: str, local_bigquery: LocalBigQuery, tag: str, mode: str
 ) -> None:
@@ -307,7 +234,7 @@ def test_the_chat_boots_at_once_and_everything_lands_once_the_collector_is_back(
         # GTM's triggers fire without the collector: the stub makes LoyJoy's own push.
         pushes = page.js("return dataLayer.filter(function (e) { return e.event === 'loyjoy'; }).length")
         assert pushes == len(CHAT_EVENTS)
-        if mode != "slow":
+        if mode != "cold":
             page.wait("return LoyJoyCollector.stub.q.length === arguments[0]", len(CHAT_EVENTS))
             time.sleep(2)  # the stub has tried, and failed, to load the collector's script
             assert page.js("return !LoyJoyCollector.version")
@@ -317,7 +244,7 @@ def test_the_chat_boots_at_once_and_everything_lands_once_the_collector_is_back(
             else:
                 front.mode = "up"
         recovered = time.monotonic()
-        exactly_once(local_bigquery, tag, CHAT_EVENTS, timeout=SLOW + 30)
+        exactly_once(local_bigquery, tag, CHAT_EVENTS, timeout=COLD + 30)
         landed = time.monotonic()
         assert page.js("return window.cspViolations") == []
     ratio = stub / own

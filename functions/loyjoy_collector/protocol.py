@@ -103,7 +103,7 @@ class Dropped(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     overflow: Count | None = None  # the queue passed maxQueue: its oldest events went
-    quota: Count | None = None  # the browser's storage was full: events it could not keep across pages
+    quota: Count | None = None  # lost with a page: storage full, or left before the script took the queue over
     consent: Count | None = None  # consent was refused: the events waiting for it were discarded
 
 

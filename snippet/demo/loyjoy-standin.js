@@ -10,6 +10,7 @@
   var booted = null;
   var panel = null;
   var bootedAt = null;
+  var boots = 0; // every LoyJoy('boot') call, a second one included (the real widget must never get two)
 
   function detail(extra) {
     var obj = { bot_id: booted.bot, process_id: booted.process || 'process-1', process_name: 'Newsletter sign-up' };
@@ -72,6 +73,7 @@
 
   window.LoyJoy = function (command, options) {
     if (command === 'boot') {
+      boots++;
       if (booted) return;
       booted = options || {};
       bootedAt = window.performance ? performance.now() : 0; // for the tests' time-to-boot
@@ -101,6 +103,9 @@
     detail: detail,
     bootedAt: function () {
       return bootedAt;
+    },
+    boots: function () {
+      return boots;
     },
     options: function () {
       return booted;

@@ -38,10 +38,9 @@
     maxQueue: 500,
     maxBackoff: 60000,
     dataLayer: true,
-    dataLayerName: 'dataLayer',
-    consent: null, // null: not needed; a function returning true/false/undefined (pending); or 'consent-mode'
-    gaMeasurementId: null,
-    onError: null
+    dataLayerName: 'dataLayer'
+    // also, unset by default: consent (not needed; or a function returning true/false/undefined (pending), or
+    // 'consent-mode', or 'explicit': told by LoyJoyCollector.consent()), gaMeasurementId, onError
   };
   // Every piece of state the snippet keeps, declared here and nowhere else.
   var state = {
@@ -202,9 +201,8 @@
 
   /** Google Consent Mode: the last analytics_storage in the dataLayer's consent commands. */
   function consentModeState() {
-    var layer = window[config.dataLayerName];
+    var layer = window[config.dataLayerName] || [];
     var found;
-    if (!layer || !layer.length) return undefined;
     for (var i = 0; i < layer.length; i++) {
       var entry = layer[i];
       if (entry && entry[0] === 'consent' && entry[2] && entry[2].analytics_storage) {
@@ -229,6 +227,9 @@
     var before = state.consent;
     state.consent = readConsent();
     if (state.consent === true && before !== true) {
+      // What pages left before this script reached them held (docs/install.md): reported by the next event.
+      merge(state.dropped, read(persistent(), 'lost'));
+      write(persistent(), 'lost', null);
       queue.adopt();
       queue.persist();
     } else if (state.consent === false && before !== false) {
@@ -312,11 +313,9 @@
       sdk: 'loyjoy-snippet/' + VERSION
     };
     if (s.utm) event.utm = s.utm;
-    var gaId = gaClientId(cookie('_ga'));
-    if (gaId) event.ga_client_id = gaId;
-    var gaSession = gaSessionId(gaSessionCookie());
-    if (gaSession) event.ga_session_id = gaSession;
-    if (config.consent !== null) event.consent = { analytics_storage: 'granted' };
+    event.ga_client_id = gaClientId(cookie('_ga')) || undefined;
+    event.ga_session_id = gaSessionId(gaSessionCookie()) || undefined;
+    if (config.consent != null) event.consent = { analytics_storage: 'granted' };
     for (var kind in state.dropped) {
       event.dropped = state.dropped; // reported once, by this event (event_id dedup counts it once)
       state.dropped = {};
@@ -664,19 +663,27 @@
     check();
   }
 
-  /** The inline stub booted LoyJoy and kept what happened since: take its options and its events over. */
+  /**
+   * The page's queue (docs/install.md, "The queue contract"): the inline stub or the GTM tag booted LoyJoy and
+   * pushed each event into `stub.q` as [evt, obj, ts], counting in `stub.d` those past its bound. Take its
+   * options, its events and its count over; from now on its `push` hands each entry straight to the listener.
+   */
   function adoptStub(stub) {
+    var q = stub.q;
     configure(stub.o);
-    state.stub = stub; // it makes the dataLayer push itself
+    state.stub = stub; // its producer makes the dataLayer push
     start();
-    var queued = stub.q.splice(0, stub.q.length);
-    for (var i = 0; i < queued.length; i++) listener(queued[i][0], queued[i][1], queued[i][2]);
-    stub.l = listener;
+    if (stub.d) merge(state.dropped, { overflow: stub.d });
+    q.push = function (entry) {
+      listener(entry[0], entry[1], entry[2]);
+    };
+    while (q.length) q.push(q.shift());
   }
 
   var stub = window.LoyJoyCollector && window.LoyJoyCollector.stub;
   window.LoyJoyCollector = {
     version: VERSION,
+    stub: stub, // its queue's path stays valid for the producer (the GTM tag pushes by that path)
     /** Boot LoyJoy with the collector's listener: { collector, loyjoy: {bot, ...}, consent, ... }. */
     boot: boot,
     /** For sites that boot LoyJoy themselves: add the returned function to their eventListeners. */
@@ -690,9 +697,9 @@
       state.explicitConsent = typeof granted == 'boolean' ? granted : undefined;
       if (refreshConsent() === true) schedule(0);
     },
-    flush: guard(function () {
+    flush: function () {
       schedule(0);
-    }),
+    },
     pending: function () {
       return queue.events.length;
     },

@@ -42,54 +42,135 @@ function vmCompile(code) {
   return vm.runInContext('(function (require, data) {\n"use strict";\n' + code + '\n})', bareContext(), { filename: 'template.js' });
 }
 
-function ticks(n) {
-  let p = Promise.resolve();
-  for (let i = 0; i < n; i++) p = p.then(() => new Promise((r) => setTimeout(r, 0)));
-  return p;
+/**
+ * A clock the steps move by hand: window.setTimeout and script loads run on it, so a test can say "1.5 s later"
+ * without waiting, and nothing runs on its own between steps.
+ */
+function virtualClock() {
+  let now = 0;
+  let seq = 0;
+  const timers = [];
+  const clock = {
+    now: () => now,
+    setTimeout(fn, ms) {
+      timers.push({ at: now + Math.max(0, Number(ms) || 0), seq: seq++, fn });
+      return seq;
+    },
+    /** Run every timer due up to now + ms, in time order (timers they set included). */
+    advance(ms) {
+      const until = now + ms;
+      for (;;) {
+        timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
+        if (!timers.length || timers[0].at > until) break;
+        const timer = timers.shift();
+        now = Math.max(now, timer.at);
+        timer.fn();
+      }
+      now = until;
+    },
+    pending: () => timers.length
+  };
+  return clock;
 }
 
 /**
- * A page without a browser: a plain object for window, and scripts whose effect the request names:
- *   'snippet'  defines a LoyJoyCollector that records boot and consent calls (what the collector serves)
+ * A page without a browser. `window` is a plain object with what the template reaches: setTimeout (the virtual
+ * clock), addEventListener (listeners the steps dispatch to), document.readyState, localStorage, dataLayer.
+ * Scripts take effect by kind (request.scripts: url -> kind; a URL's query is ignored):
+ *   'loyjoy'   LoyJoy's loader: defines window.LoyJoy, which records boots and keeps the listeners
+ *   'snippet'  the collector's script: adopts LoyJoyCollector.stub as the real one does (its events recorded)
  *   'broken'   loads, but defines nothing (a deploy that throws)
  *   'fail'     never loads (collector down, blocked, 5xx)
- *   'hang'     never answers
- * Unknown URLs fail. window.LoyJoy, when `loyjoy` is set, records boots.
+ *   'hang'     never answers, until a `release` step
+ * Unknown URLs fail. `loyjoy: true` defines window.LoyJoy before the tag fires (the page's own loader ran);
+ * `stubFirst: true` puts the inline stub's queue on the page first.
  */
-function simulatedEnv(request, logs) {
-  const win = { __records: [] };
+function simulatedEnv(request, logs, clock) {
+  const win = { __records: [], __listeners: [], __storage: {}, dataLayer: [] };
   const record = (what) => win.__records.push(what);
-  if (request.loyjoy !== false) {
+  const scripts = Object.assign({}, request.scripts || {});
+  const hanging = [];
+  win.document = { readyState: request.readyState || 'loading' };
+  win.setTimeout = (fn, ms) => clock.setTimeout(fn, ms);
+  win.addEventListener = (type, fn, capture) => win.__listeners.push({ type, fn, capture: !!capture });
+  win.localStorage = {
+    getItem: (k) => (Object.prototype.hasOwnProperty.call(win.__storage, k) ? win.__storage[k] : null),
+    setItem: (k, v) => {
+      win.__storage[k] = String(v);
+    },
+    removeItem: (k) => {
+      delete win.__storage[k];
+    }
+  };
+  const defineLoyJoy = () => {
     win.LoyJoy = function (command, options) {
       record(['LoyJoy', command, options]);
+      if (command === 'boot') win.__booted = options;
     };
-  }
-  const scripts = request.scripts || {};
+  };
+  if (request.loyjoy === true) defineLoyJoy();
+  if (request.stubFirst) win.LoyJoyCollector = { stub: { o: {}, q: [], d: 0 } }; // the inline stub ran first
+  const kindOf = (url) => scripts[url] || scripts[url.split('?')[0]] || 'fail';
+  const effects = {
+    loyjoy(onload) {
+      defineLoyJoy();
+      onload();
+    },
+    snippet(onload) {
+      const before = win.LoyJoyCollector;
+      const stub = before && before.stub;
+      win.LoyJoyCollector = {
+        version: '0.0.0-sim',
+        stub,
+        consent(granted) {
+          record(['LoyJoyCollector.consent', granted]);
+        }
+      };
+      if (stub) {
+        record(['adopted', stub.o, stub.q.slice(), stub.d]);
+        stub.q.push = (entry) => record(['delivered', entry]);
+        stub.q.length = 0;
+      }
+      onload();
+    },
+    broken(onload) {
+      onload();
+    },
+    fail(onload, onerror) {
+      onerror();
+    },
+    hang(onload, onerror, url) {
+      hanging.push([url, onload, onerror]);
+    }
+  };
   return {
     window: win,
     debug: request.debug !== false,
     log: (line) => logs.push(line),
+    defer: (fn) => clock.setTimeout(fn, 0),
+    now: () => clock.now(),
     loadScript(url, onload, onerror) {
       record(['script', url]);
-      const kind = scripts[url] || 'fail';
-      setTimeout(() => {
-        if (kind === 'snippet') {
-          win.LoyJoyCollector = {
-            version: '0.0.0-sim',
-            boot(options) {
-              record(['LoyJoyCollector.boot', options]);
-            },
-            consent(granted) {
-              record(['LoyJoyCollector.consent', granted]);
-            }
-          };
-          onload();
-        } else if (kind === 'broken') onload();
-        else if (kind === 'hang') {
-          // nothing
-        } else onerror();
-      }, 0);
-    }
+      const kind = kindOf(url);
+      clock.setTimeout(() => effects[kind](onload, onerror, url), request.latency || 0);
+    },
+    scripts,
+    /** The hanging loads answer now, each as its URL's kind is by then (still 'hang': as a failure). */
+    release() {
+      hanging.splice(0).forEach(([url, onload, onerror]) => {
+        const kind = kindOf(url);
+        (kind === 'hang' ? effects.fail : effects[kind])(onload, onerror, url);
+      });
+    },
+    /** A window event; 'scriptload' is a script's load event, which only capturing window listeners see. */
+    dispatch(type) {
+      if (type === 'load') win.document.readyState = 'complete';
+      const script = type === 'scriptload';
+      win.__listeners
+        .filter((l) => (script ? l.type === 'load' && l.capture : l.type === type))
+        .forEach((l) => l.fn({ type }));
+    },
+    defineLoyJoy
   };
 }
 
@@ -99,9 +180,17 @@ function jsonable(value) {
   );
 }
 
+/**
+ * Fire the tag and play the steps, each followed by every timer due at once:
+ *   {fire: data} {defaultConsent: [type, bool]} {consent: [type, bool]} {advance: ms} {dispatch: 'load'|...}
+ *   {emit: [evt, obj], repeat?: n} (LoyJoy calls its listeners) {scripts: {url: kind}} (from now on)
+ *   {release: true} (hanging loads answer)
+ *   {define: 'LoyJoy'} (a script of the page's own defines it; a `dispatch: 'scriptload'` then tells the page)
+ */
 async function fire(request) {
   const logs = [];
-  const env = simulatedEnv(request, logs);
+  const clock = virtualClock();
+  const env = simulatedEnv(request, logs, clock);
   const runtime = sandbox.createRuntime(request.permissions, env);
   const outcomes = [];
   const fieldsRead = new Set(); // which fields of `data` the template looked at: each must be a declared field
@@ -113,15 +202,30 @@ async function fire(request) {
       }
     });
   for (const step of request.steps || [{ fire: request.data || {} }]) {
-    if (step.fire) outcomes.push(sandbox.fire(runtime, request.code, step.fire, null, vmCompile, track));
+    if (step.fire) {
+      const outcome = sandbox.fire(runtime, request.code, step.fire, null, vmCompile, track);
+      outcomes.push(outcome);
+    }
     if (step.defaultConsent) runtime.setDefaultConsent(step.defaultConsent[0], step.defaultConsent[1]);
     if (step.consent) runtime.updateConsent(step.consent[0], step.consent[1]);
-    await ticks(5);
+    if (step.scripts) Object.assign(env.scripts, step.scripts);
+    if (step.release) env.release();
+    if (step.define) env.defineLoyJoy();
+    if (step.dispatch) env.dispatch(step.dispatch);
+    for (let i = 0; step.emit && i < (step.repeat || 1); i++) {
+      const listeners = (env.window.__booted && env.window.__booted.eventListeners) || [];
+      listeners.forEach((fn) => fn(step.emit[0], step.emit[1]));
+    }
+    clock.advance(step.advance || 0);
   }
   return {
     outcomes: jsonable(outcomes),
     calls: jsonable(runtime.calls),
     window: jsonable(env.window.__records),
+    dataLayer: jsonable(env.window.dataLayer),
+    storage: env.window.__storage,
+    stub: jsonable(env.window.LoyJoyCollector && env.window.LoyJoyCollector.stub),
+    timers: clock.pending(),
     logs,
     errors: runtime.errors,
     dataRead: Array.from(fieldsRead).sort()
@@ -199,7 +303,7 @@ function assertThat(actual, message) {
  */
 function runScenario(request, scenario) {
   const logs = [];
-  const env = simulatedEnv({ scripts: {}, loyjoy: false }, logs);
+  const env = simulatedEnv({ scripts: {} }, logs, virtualClock());
   env.loadScript = () => {};
   const runtime = sandbox.createRuntime(request.permissions, env);
   const mocks = {};

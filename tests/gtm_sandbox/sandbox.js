@@ -102,6 +102,10 @@
         });
       case 'logging':
         return p.environments === 'all' || (p.environments === 'debug' && !!env.debug);
+      case 'access_local_storage':
+        return (p.keys || []).some(function (k) {
+          return k.key === a && !!k[b];
+        });
       case 'access_template_storage':
         return true;
       default:
@@ -111,58 +115,63 @@
 
   // ------------------------------------------------------------------------------------ the edge
 
-  /** Into the sandbox: a deep copy; functions become callable wrappers whose results are copied back in. */
-  function copyIn(value, depth) {
-    depth = depth || 0;
-    if (depth > 50) throw new Error('value nested too deeply to cross into the sandbox');
+  /*
+   * Values cross the sandbox's edge as GTM's runtime converts them (REFERENCE.md §9: Google's API docs and the
+   * conversion code of a gtm.js build): strings, numbers, booleans, null and undefined as they are; arrays and
+   * plain objects (whose prototype is a realm's Object.prototype, or null) deep-copied; an `arguments` object
+   * as an array; a function wrapped, so that calling it converts its arguments the other way and its result
+   * back; anything else (a Date, a class instance, a DOM node, an Event, a RegExp, a Map) becomes undefined.
+   * The same rules apply both ways; only which side's wrapper calls which differs.
+   */
+  function isPlain(value) {
+    var proto = Object.getPrototypeOf(value);
+    return proto === null || Object.getPrototypeOf(proto) === null;
+  }
+
+  function isArguments(value) {
+    return Object.prototype.toString.call(value) === '[object Arguments]';
+  }
+
+  function convert(value, depth, wrap) {
+    if (depth > 50) throw new Error('a value nested too deeply to cross the sandbox edge');
     if (value === null || value === undefined) return value;
     var type = typeof value;
     if (type === 'string' || type === 'number' || type === 'boolean') return value;
-    if (type === 'function') {
+    if (type === 'function') return wrap(value);
+    if (type !== 'object') return undefined; // symbols, bigints
+    if (Array.isArray(value) || isArguments(value)) {
+      var list = [];
+      for (var i = 0; i < value.length; i++) list.push(convert(value[i], depth + 1, wrap));
+      return list;
+    }
+    if (!isPlain(value)) return undefined;
+    var out = {};
+    Object.keys(value).forEach(function (k) {
+      out[k] = convert(value[k], depth + 1, wrap);
+    });
+    return out;
+  }
+
+  /** Into the sandbox: a page function becomes a wrapper that hands the page copies and returns a copy. */
+  function copyIn(value) {
+    return convert(value, 0, function (fn) {
       return function () {
         var args = [];
         for (var i = 0; i < arguments.length; i++) args.push(copyOut(arguments[i]));
-        return copyIn(value.apply(null, args));
+        return copyIn(fn.apply(null, args));
       };
-    }
-    if (Array.isArray(value)) return value.map(function (v) {
-      return copyIn(v, depth + 1);
     });
-    if (type === 'object') {
-      var out = {};
-      Object.keys(value).forEach(function (k) {
-        out[k] = copyIn(value[k], depth + 1);
-      });
-      return out;
-    }
-    return undefined;
   }
 
-  /** Out of the sandbox: the same, the other way; a sandboxed function called from the page gets copies. */
-  function copyOut(value, depth) {
-    depth = depth || 0;
-    if (depth > 50) throw new Error('value nested too deeply to leave the sandbox');
-    if (value === null || value === undefined) return value;
-    var type = typeof value;
-    if (type === 'string' || type === 'number' || type === 'boolean') return value;
-    if (type === 'function') {
+  /** Out of the sandbox: a sandboxed function becomes a native one the page can call (LoyJoy's listener). */
+  function copyOut(value) {
+    return convert(value, 0, function (fn) {
       return function () {
         var args = [];
         for (var i = 0; i < arguments.length; i++) args.push(copyIn(arguments[i]));
-        return copyOut(value.apply(null, args));
+        return copyOut(fn.apply(null, args));
       };
-    }
-    if (Array.isArray(value)) return value.map(function (v) {
-      return copyOut(v, depth + 1);
     });
-    if (type === 'object') {
-      var out = {};
-      Object.keys(value).forEach(function (k) {
-        out[k] = copyOut(value[k], depth + 1);
-      });
-      return out;
-    }
-    return undefined;
   }
 
   function lookup(win, path) {
@@ -216,7 +225,19 @@
     }
 
     function later(fn) {
-      setTimeout(fn, 0);
+      (env.defer || setTimeout)(fn, 0);
+    }
+
+    /** The array at `key`, made if missing (its parent must exist), as createQueue and createArgumentsQueue do. */
+    function arrayAt(key) {
+      var found = lookup(env.window, key);
+      if (found.value !== undefined) return found.value;
+      var parts = String(key).split('.');
+      var owner = lookup(env.window, parts.slice(0, -1).join('.') || null);
+      var parent = parts.length > 1 ? owner.value : env.window;
+      if (parent === null || parent === undefined) throw new Error('no parent object for window.' + key);
+      parent[parts[parts.length - 1]] = [];
+      return parent[parts[parts.length - 1]];
     }
 
     var apis = {
@@ -277,6 +298,66 @@
         var args = [];
         for (var i = 1; i < arguments.length; i++) args.push(copyOut(arguments[i]));
         return copyIn(found.value.apply(found.owner, args));
+      },
+      createQueue: function (arrayKey) {
+        need('access_globals', 'readwrite', arrayKey, 'read and write window.' + arrayKey);
+        var array = arrayAt(arrayKey);
+        return function (value) {
+          array.push(copyOut(value)); // the array's own push: GTM's dataLayer.push processes the event
+        };
+      },
+      createArgumentsQueue: function (fnKey, arrayKey) {
+        need('access_globals', 'readwrite', fnKey, 'read and write window.' + fnKey);
+        need('access_globals', 'readwrite', arrayKey, 'read and write window.' + arrayKey);
+        var existing = lookup(env.window, fnKey).value;
+        if (typeof existing === 'function') return copyIn(existing);
+        var array = arrayAt(arrayKey);
+        var parts = String(fnKey).split('.');
+        var owner = parts.length > 1 ? lookup(env.window, parts.slice(0, -1).join('.')).value : env.window;
+        owner[parts[parts.length - 1]] = function () {
+          array.push(arguments);
+        };
+        return copyIn(owner[parts[parts.length - 1]]);
+      },
+      localStorage: {
+        getItem: function (key) {
+          need('access_local_storage', key, 'read', 'read localStorage ' + key);
+          try {
+            return env.window.localStorage.getItem(String(key));
+          } catch (e) {
+            return null;
+          }
+        },
+        setItem: function (key, value) {
+          need('access_local_storage', key, 'write', 'write localStorage ' + key);
+          try {
+            env.window.localStorage.setItem(String(key), String(value));
+            return true;
+          } catch (e) {
+            return false;
+          }
+        },
+        removeItem: function (key) {
+          need('access_local_storage', key, 'write', 'write localStorage ' + key);
+          try {
+            env.window.localStorage.removeItem(String(key));
+          } catch (e) {
+            // blocked storage: nothing to remove
+          }
+        }
+      },
+      Math: {
+        abs: Math.abs,
+        floor: Math.floor,
+        ceil: Math.ceil,
+        round: Math.round,
+        max: Math.max,
+        min: Math.min,
+        pow: Math.pow,
+        sqrt: Math.sqrt
+      },
+      generateRandom: function (min, max) {
+        return Math.floor(Math.random() * (max - min + 1)) + min;
       },
       isConsentGranted: function (consentType) {
         need('access_consent', consentType, 'read', 'read consent ' + consentType);
@@ -375,6 +456,7 @@
     }
 
     runtime = {
+      now: env.now,
       permissions: permissions,
       apis: apis,
       calls: calls,
@@ -433,7 +515,8 @@
       'localStorage', 'sessionStorage', 'fetch', 'XMLHttpRequest', 'setTimeout', 'setInterval', 'Function'];
     var params = ['require', 'data'].concat(shadowed);
     /* eslint-disable-next-line no-new-func */
-    return new Function(params.join(','), '"use strict";\n' + code);
+    // An inner function of its own: the code may declare a shadowed name (`const localStorage = require(…)`).
+    return new Function(params.join(','), '"use strict";\nreturn (function () {\n' + code + '\n})();');
   }
 
   /**
@@ -444,13 +527,21 @@
     var outcome = { result: 'pending', error: null };
     runtime.outcome = outcome;
     var input = copyIn(data || {});
+    var now = runtime.now || Date.now;
+    outcome.firedAt = now();
     input.gtmOnSuccess = function () {
       runtime.calls.push(['gtmOnSuccess', []]);
-      if (outcome.result === 'pending') outcome.result = 'success';
+      if (outcome.result === 'pending') {
+        outcome.result = 'success';
+        outcome.signalledAt = now();
+      }
     };
     input.gtmOnFailure = function () {
       runtime.calls.push(['gtmOnFailure', []]);
-      if (outcome.result === 'pending') outcome.result = 'failure';
+      if (outcome.result === 'pending') {
+        outcome.result = 'failure';
+        outcome.signalledAt = now();
+      }
     };
     try {
       outcome.returned = (compiler || compile)(code)(makeRequire(runtime, mocks), wrapData ? wrapData(input) : input);
@@ -462,18 +553,29 @@
     return outcome;
   }
 
-  /** A real page as the environment: scripts injected as GTM does (an async script element in the head). */
-  function pageEnv(win, logs) {
+  /**
+   * A real page as the environment: scripts injected as GTM does (an async script element in the head).
+   * `resolve` ({url prefix: where the browser really fetches it}) stands in for DNS: permissions are checked on
+   * the URL the template asks for (https://stable.loyjoy.com/widget.js), the browser fetches a local server.
+   */
+  function pageEnv(win, logs, resolve) {
+    function fetched(url) {
+      for (var prefix in resolve || {}) if (url.indexOf(prefix) === 0) return resolve[prefix] + url.slice(prefix.length);
+      return url;
+    }
     return {
       window: win,
       debug: true,
+      now: function () {
+        return win.performance.now(); // the clock of the page's own marks (LoyJoy's boot)
+      },
       log: function (line) {
         logs.push(line);
       },
       loadScript: function (url, onload, onerror) {
         var script = win.document.createElement('script');
         script.async = true;
-        script.src = url;
+        script.src = fetched(url);
         script.onload = onload;
         script.onerror = onerror;
         win.document.head.appendChild(script);
