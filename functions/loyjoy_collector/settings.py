@@ -136,7 +136,10 @@ class Settings(BaseModel):
     retry_after_seconds: int = Field(default=30, ge=1, description="Retry-After sent with a 503.")
     bq_group_commit: bool = Field(default=True, description="Concurrent requests share insertAll calls.")
     threads: int = Field(
-        default=16, ge=1, le=1000, description="Requests that may store worked on at once (worker threads)."
+        default=16,
+        ge=1,
+        le=1000,
+        description="Worker threads for BigQuery calls that are retried or split (a first try is on the event loop).",
     )
 
     @field_validator(
