@@ -156,8 +156,9 @@ class BigQuerySink:
         return self._insert_now(table, rows, row_ids, time.monotonic())
 
     async def insert_async(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
-        """Stream `rows` from the event loop: shared with concurrent requests through group commit, the call
-        itself in a worker thread. Returns the rows BigQuery refused; raises StorageUnavailable."""
+        """Stream `rows` from the event loop: shared with concurrent requests through group commit, the call made
+        on the event loop (its retries and isolation in a worker thread). Returns the rows BigQuery refused; raises
+        StorageUnavailable."""
         if not rows:
             return []
         if self._insert_all is None:  # the real BigQuery's credentials are found over the network: not on the loop
@@ -174,7 +175,7 @@ class BigQuerySink:
             settled = await self._call_on_loop(table, batch, ids)
             if settled is not None:
                 return settled
-            return await self._in_thread(self._call, table, batch, ids, self._retry)
+            return await self._in_thread(self._call_retried, table, batch, ids)
 
         return await self._group.insert(table, rows, row_ids, shared, alone, split_on=(CallRefused, CallFailed))
 
@@ -205,6 +206,10 @@ class BigQuerySink:
             return None
         self._last_stored = time.monotonic()
         return _row_errors(errors)
+
+    def _call_retried(self, table: str, rows: list[dict[str, Any]], row_ids: list[str]) -> list[RowError]:
+        """`_call` under the retry policy, from a thread: its first use imports google-api-core there."""
+        return self._call(table, rows, row_ids, self._retry)
 
     def _call(self, table: str, rows: list[dict[str, Any]], row_ids: list[str], retry: Any) -> list[RowError]:
         from google.api_core import exceptions
