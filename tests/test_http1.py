@@ -1,6 +1,7 @@
 """insertAll's HTTP/1.1 client on the event loop (http1.py) against answers the local BigQuery never gives:
-chunked bodies, bodies that end with the connection, idle connections the server closed, broken answers and
-servers that do not answer. Each server here is a few lines of asyncio that answer as scripted."""
+chunked bodies, interim answers, bodies that end with the connection, idle connections the server closed, broken
+or oversized answers and servers that do not answer. Each server here is a few lines of asyncio that answer as
+scripted."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from loyjoy_collector import http1
 from loyjoy_collector.http1 import BrokenAnswer, Http1
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
@@ -73,6 +75,23 @@ def test_chunked_answers_are_read_whole_and_the_connection_is_kept():
     assert connections == 1
 
 
+def test_an_interim_answer_is_followed_by_the_real_one():
+    async def interim(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.01)  # the real answer in a packet of its own
+            writer.write(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+            )
+            await writer.drain()
+
+    answers, connections = run_alone(serve(interim, [(1, "/a"), (2, "/b")]))
+    assert answers == [(200, b"{}")] * 2
+    assert connections == 1
+
+
 def test_an_idle_connection_the_server_closed_is_replaced_without_an_error():
     async def one_answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
         await read_request(reader)
@@ -119,6 +138,7 @@ def test_an_answer_without_a_length_ends_with_its_connection():
         b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",  # past the answer limit
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",  # cut short
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",  # cut before a chunk
         b"HTTP/1.1 200 OK\r\n" + b"X-Long: " + b"a" * 70_000 + b"\r\n\r\n",  # a head past its limit
     ],
 )
@@ -131,6 +151,27 @@ def test_a_broken_answer_is_a_network_failure_and_is_not_sent_again(answer: byte
     [outcome], connections = run_alone(serve(broken, [(1, "/a")]))
     assert isinstance(outcome, BrokenAnswer) and isinstance(outcome, OSError), outcome
     assert connections == 1  # a fresh connection that failed is not retried: the sink's policy decides
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + (b"400\r\n" + b"x" * 1024 + b"\r\n") * 5,
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 5000,  # ends with the connection
+    ],
+)
+def test_an_answer_past_its_size_limit_is_refused(answer: bytes, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(http1, "ANSWER_LIMIT", 3000)
+
+    async def large(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(answer)
+        await writer.drain()
+        await asyncio.sleep(1)  # and keeps the connection open: the client stops at the limit, not at the end
+
+    [outcome], _ = run_alone(serve(large, [(1, "/a")]))
+    assert isinstance(outcome, BrokenAnswer) and "size limit" in str(outcome), outcome
 
 
 def test_a_server_that_does_not_answer_times_out_as_a_network_failure():

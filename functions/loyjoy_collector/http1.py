@@ -1,11 +1,14 @@
 """HTTP/1.1 on the event loop, for the one call the request path makes to BigQuery (insertAll).
 
-A call through urllib3 costs about 0.35 ms of CPU (http.client reads an answer's headers with the `email`
-package, and each call builds a request's worth of objects), and running it in a worker thread adds the hand-over
-of the interpreter both ways; on the event loop, with this client, the same call costs a twentieth of that and
-holds no thread while BigQuery answers. It speaks only what insertAll needs: a POST with a Content-Length body on
-keep-alive connections (a small pool, opened on demand), and answers with a Content-Length, chunked, or read to
-the end of the connection; TLS with the system's certificates and the host name checked.
+A call through urllib3 costs about 0.4 ms of CPU (http.client reads an answer's headers with the `email`
+package, and each call builds a request's worth of objects), plus a worker thread's hand-over of the interpreter
+both ways; aiohttp's ClientSession, on the event loop, costs three to five times this client and adds a fifth of
+a second of imports to a cold start (bench/http_client.py). So this module keeps the transport: asyncio streams,
+a small pool of keep-alive connections opened on demand, TLS with the system's certificates and the host name
+checked, a POST with a Content-Length body. The answer is read by httptools (llhttp, the parser uvicorn serves
+the function with): status line, headers, Content-Length and chunked bodies, interim answers, whether the
+connection may be reused. Left here is what llhttp does not decide: the size limits, and the end of an answer
+without either framing, which is the end of its connection.
 
 Every failure of the network or of an answer's framing is an OSError (a timeout, a reset, `BrokenAnswer`), which
 the sink treats as the network's fault, never a row's. A pooled connection that the server closed while it was
@@ -20,15 +23,19 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
+
+import httptools
 
 HEAD_LIMIT = 64 * 1024  # an answer's status line and headers
 ANSWER_LIMIT = 16 * 1024 * 1024  # an answer's body: insertAll's, with an error for each of 500 rows, is far less
 IDLE_SECONDS = 30.0  # a connection idle longer is closed rather than reused (servers drop idle ones)
+READ_SIZE = 64 * 1024
 
 
 class BrokenAnswer(ConnectionError):
-    """An answer that is no HTTP/1.1 this client reads: a network failure, not a verdict on the request."""
+    """An answer that llhttp refuses, cut short or past a limit: a network failure, not a verdict on the request."""
 
 
 @dataclass
@@ -118,7 +125,7 @@ class Http1:
             context = self._context
         async with asyncio.timeout(self._timeout):
             reader, writer = await asyncio.open_connection(
-                self._host, self._port, ssl=context, server_hostname=self._host if context else None, limit=HEAD_LIMIT
+                self._host, self._port, ssl=context, server_hostname=self._host if context else None
             )
         return _Connection(reader, writer)
 
@@ -127,75 +134,78 @@ class _Stale(Exception):
     """A reused connection ended before the first byte of an answer."""
 
 
+class _Answer:
+    """httptools' callbacks for one answer: its status, its body within the limit, whether its head framed it
+    and whether its connection may be reused (llhttp knows that only until the answer is complete)."""
+
+    __slots__ = ("body", "complete", "framed", "keep", "parser", "refused", "size", "status")
+
+    def __init__(self) -> None:
+        self.parser: Any = httptools.HttpResponseParser(self)
+        self.refused = ""
+        self.on_message_begin()
+
+    def on_message_begin(self) -> None:  # an interim answer (100 Continue, 103) is a message before the real one
+        self.body: list[bytes] = []
+        self.size = self.status = 0
+        self.framed = self.keep = self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 14 and name.lower() == b"content-length":  # digits: llhttp refuses any other
+            self.framed = True
+            if int(value) > ANSWER_LIMIT:  # refused before its bytes arrive
+                self.refused = "an answer's Content-Length past its size limit"
+        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.keep = self.parser.should_keep_alive()
+
+    def on_body(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > ANSWER_LIMIT:
+            self.refused = "an answer past its size limit"
+        else:
+            self.body.append(data)
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:  # an interim answer: the head still to come is the real one's
+            self.status = 0
+        else:
+            self.complete = True
+
+
 async def _answer(reader: asyncio.StreamReader, stale_ok: bool) -> tuple[int, bytes, bool]:
-    """(status, body, whether the connection may be reused)."""
+    """(status, body, whether the connection may be reused). httptools reads the status line, the headers and
+    the framing (Content-Length, chunked); an answer with neither ends with its connection, which llhttp cannot
+    be told, so that is decided here at the end of the stream."""
+    answer = _Answer()
+    parser, fed = answer.parser, 0
     try:
         while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError as exc:
-                if stale_ok and not exc.partial:
-                    raise _Stale from None
-                raise BrokenAnswer("the connection closed inside an answer's head") from None
+            try:  # while the head is unfinished, no more than its limit is read
+                data = await reader.read(READ_SIZE if answer.status else HEAD_LIMIT + 1 - fed)
             except ConnectionResetError:
-                if stale_ok:
+                if stale_ok and not fed:
                     raise _Stale from None
                 raise
-            stale_ok = False
-            status, version, headers = _head(head)
-            if not 100 <= status < 200:
-                break  # an interim answer (100 Continue, 103) is followed by the real one
-        keep = version == b"HTTP/1.1" and b"close" not in headers.get(b"connection", b"").lower()
-        if status in (204, 304):
-            return status, b"", keep
-        if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-            return status, await _chunks(reader), keep
-        length = headers.get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > ANSWER_LIMIT:
-                raise BrokenAnswer(f"an answer's Content-Length of {length[:20]!r}")
-            return status, await reader.readexactly(int(length)), keep
-        data = await reader.read(ANSWER_LIMIT + 1)  # neither: the body ends with the connection
-        while len(data) <= ANSWER_LIMIT and (more := await reader.read(ANSWER_LIMIT + 1 - len(data))):
-            data += more
-        if len(data) > ANSWER_LIMIT:
-            raise BrokenAnswer("an answer past its size limit")
-        return status, data, False
-    except asyncio.IncompleteReadError:
-        raise BrokenAnswer("the connection closed inside an answer") from None
-    except asyncio.LimitOverrunError:
-        raise BrokenAnswer("an answer's head or chunk line past its size limit") from None
-
-
-def _head(head: bytes) -> tuple[int, bytes, dict[bytes, bytes]]:
-    lines = head[:-4].split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    code = rest[:3]
-    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
-        raise BrokenAnswer(f"not an HTTP/1.1 status line: {lines[0][:40]!r}")
-    headers: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        key = name.strip().lower()
-        headers[key] = headers[key] + b", " + value.strip() if key in headers else value.strip()
-    return int(code), version, headers
-
-
-async def _chunks(reader: asyncio.StreamReader) -> bytes:
-    data = bytearray()
-    while True:
-        line = await reader.readuntil(b"\r\n")
-        size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise BrokenAnswer(f"not a chunk size: {size_text[:20]!r}") from None
-        if size < 0 or len(data) + size > ANSWER_LIMIT:
-            raise BrokenAnswer("an answer past its size limit")
-        if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, up to the empty line
-                pass
-            return bytes(data)
-        data += await reader.readexactly(size)
-        if await reader.readexactly(2) != b"\r\n":
-            raise BrokenAnswer("a chunk without its line end")
+            if not data:
+                if stale_ok and not fed:
+                    raise _Stale
+                if answer.status and not answer.framed:
+                    return answer.status, b"".join(answer.body), False
+                raise BrokenAnswer("the connection closed inside an answer")
+            fed += len(data)
+            try:
+                parser.feed_data(data)
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+                raise BrokenAnswer(f"an answer this client does not read: {exc}") from None
+            if answer.refused:
+                raise BrokenAnswer(answer.refused)
+            if answer.complete:
+                return answer.status, b"".join(answer.body), answer.keep
+            if not answer.status and fed > HEAD_LIMIT:
+                raise BrokenAnswer("an answer's head past its size limit")
+    finally:
+        answer.parser = None  # it holds the answer's callbacks: no cycle left for the garbage collector
