@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,12 @@ from typing import Any
 from ..sink import BigQuerySink
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+# The snippet as browsers get it (the build of snippet/src/loyjoy-collector.js): what it can hold back and when it
+# starts a new session are read from it, not written down a second time. Terraform (analytics.tf) reads the same
+# file with the same patterns.
+SNIPPET = Path(__file__).resolve().parents[1] / "static" / "loyjoy-collector.min.js"
+_MAX_QUEUE = re.compile(r"maxQueue:(\d+)")  # its config's default: `maxQueue: 500`
+_SESSION_TIMEOUT = re.compile(r"\.last>([0-9.e]+)\)")  # `now - current.last > SESSION_TIMEOUT_MS`, folded
 # One file per analyst table, named after it; refresh.sql is the script that builds them all.
 MODELS = tuple(sorted(path.stem for path in MODELS_DIR.glob("*.sql") if path.stem != "refresh"))
 UPSERT_STEPS = ("build", "clear", "fill")  # models/upsert/<step>.sql, in this order
@@ -37,6 +44,19 @@ _PLACEHOLDER = re.compile(r"\$\{([\w.]+)\}")
 # A model's settings, one a line of its header: the same pattern as Terraform's regexall() in analytics.tf.
 _SETTING = re.compile(r"(?m)^-- (partition by|cluster by|replaces): (.+)$")
 FULL_DAYS = 36500  # `--full`: every day since 2000
+
+
+@dataclass(frozen=True)
+class SnippetBounds:
+    max_queue: int  # events one client's queue holds; past it the oldest go (reported as dropped overflow)
+    session_timeout_ms: int  # a pause longer than this starts a new session id
+
+
+@cache
+def snippet_bounds() -> SnippetBounds:
+    text = SNIPPET.read_text()
+    [queue], [timeout] = _MAX_QUEUE.findall(text), _SESSION_TIMEOUT.findall(text)
+    return SnippetBounds(int(queue), int(float(timeout)))
 
 
 @cache
@@ -97,9 +117,11 @@ def script(
     include_bots: bool | None = None,
     loyjoy_export_dataset: str | None = None,
     error_message: str = ERROR_MESSAGE,
+    run_at: datetime | None = None,
 ) -> str:
     """`loyjoy_export_dataset` (dataset or project.dataset of LoyJoy's own export) builds loyjoy_reconciliation;
-    without it the script names this dataset in its place and never runs that step."""
+    without it the script names this dataset in its place and never runs that step. `run_at`: the time the run
+    takes as now (default: BigQuery's clock), so that a test can play runs hours or days apart."""
     export = loyjoy_export_dataset or ""
     qualified = export if "." in export or not export else f"{project}.{export}"
     values: dict[str, Any] = {"project": project, "dataset": dataset, "error_message": error_message}
@@ -111,14 +133,17 @@ def script(
         "lookback_minutes": lookback_minutes,
         "include_bots": sql_bool(include_bots),
         "reconcile": sql_bool(bool(export)),
+        "max_queue": snippet_bounds().max_queue,
+        "run_at": f"TIMESTAMP '{run_at.astimezone(UTC).isoformat()}'" if run_at else "CURRENT_TIMESTAMP()",
     }
     return render(model_sql("refresh"), values | upserts(models, values) | knobs)
 
 
-def delivery_gap_check(project: str, dataset: str, *, threshold: float, min_events: int) -> str:
+def delivery_gap_check(project: str, dataset: str, *, threshold: float, min_clients: int) -> str:
     """The delivery gap alert's query (`models/checks/delivery_gaps.sql`), as Terraform schedules it: it fails
-    when yesterday's gap rate in delivery_health passed `threshold` (a share, 0 to 1)."""
-    values = {"project": project, "dataset": dataset, "threshold": threshold, "min_events": min_events}
+    when yesterday's gap rate in delivery_health passed `threshold` (a share, 0 to 1) with gaps of at least
+    `min_clients` distinct clients."""
+    values = {"project": project, "dataset": dataset, "threshold": threshold, "min_clients": min_clients}
     return render((MODELS_DIR / "checks" / "delivery_gaps.sql").read_text(), values)
 
 
@@ -150,8 +175,9 @@ def refresh(
     full: bool = False,
     include_bots: bool | None = None,
     loyjoy_export_dataset: str | None = None,
+    run_at: datetime | None = None,
 ) -> Refreshed:
-    """`loyjoy_export_dataset`: None takes the sink's settings (LOYJOY_EXPORT_DATASET)."""
+    """`loyjoy_export_dataset`: None takes the sink's settings (LOYJOY_EXPORT_DATASET). `run_at`: see script()."""
     started = time.monotonic()
     if loyjoy_export_dataset is None:
         loyjoy_export_dataset = sink._settings.loyjoy_export_dataset  # the settings the sink was made with
@@ -162,6 +188,7 @@ def refresh(
         include_bots=include_bots,
         loyjoy_export_dataset=loyjoy_export_dataset,
         error_message=LOCAL_ERROR_MESSAGE if sink._settings.bigquery_api_endpoint else ERROR_MESSAGE,
+        run_at=run_at,
     )
     from google.api_core.exceptions import GoogleAPICallError
 
