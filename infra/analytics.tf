@@ -54,16 +54,17 @@ locals {
       steps  = local.upsert_steps_joined[name]
       failed = local.upsert.failed[name]
     })) }
-    project          = var.project_id
-    dataset          = var.dataset_id
-    error_message    = "@@error.message"
-    recent_days      = 0
-    max_age_days     = 31
-    lookback_minutes = 60
-    include_bots     = var.analytics_include_bots
-    reconcile        = local.loyjoy_export != ""
-    max_queue        = local.snippet_max_queue
-    run_at           = "CURRENT_TIMESTAMP()"
+    project            = var.project_id
+    dataset            = var.dataset_id
+    error_message      = "@@error.message"
+    recent_days        = 0
+    max_age_days       = 31
+    lookback_minutes   = 60
+    include_bots       = var.analytics_include_bots
+    reconcile          = local.loyjoy_export != ""
+    max_queue          = local.snippet_max_queue
+    session_timeout_ms = local.snippet_session_timeout_ms
+    run_at             = "CURRENT_TIMESTAMP()"
   }))
 }
 

@@ -59,6 +59,10 @@ DECLARE rejected_days ARRAY<DATE> DEFAULT (
   )
 );
 DECLARE session_days ARRAY<DATE> DEFAULT [];
+-- A session ends after a pause longer than the snippet's (read from it), and lasts less than session_max_hours:
+-- no visitor chats for a day without a half-hour pause, and every duration figure stays under a day.
+DECLARE session_timeout_ms INT64 DEFAULT ${session_timeout_ms};
+DECLARE session_max_hours INT64 DEFAULT 24;
 DECLARE clean_columns STRING;
 -- delivery_health counts a sequence gap only between numbers at most late_days event days apart, so that a run
 -- reads no more than that around its days (${max_age_days}: no event is older when it arrives).
@@ -101,13 +105,14 @@ END;
 -- the sessions no event of events_clean has any more (all bots, when bots were counted before).
 BEGIN
 ${build.sessions}
+ALTER TABLE `${project}.${dataset}.sessions` ADD COLUMN IF NOT EXISTS sent_session_id STRING;  -- built before it
 SET session_days = (
   SELECT IFNULL(ARRAY_AGG(DISTINCT day), []) FROM (
     SELECT day FROM `${project}.${dataset}.sessions_this_run`
     UNION ALL
     SELECT day FROM `${project}.${dataset}.sessions`
     WHERE day BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY)
-      AND session_id IN (SELECT session_id FROM `${project}.${dataset}.sessions_this_run`)
+      AND IFNULL(sent_session_id, session_id) IN (SELECT sent_session_id FROM `${project}.${dataset}.sessions_this_run`)
   )
 );
 ${clear.sessions}

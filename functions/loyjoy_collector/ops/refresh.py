@@ -134,6 +134,7 @@ def script(
         "include_bots": sql_bool(include_bots),
         "reconcile": sql_bool(bool(export)),
         "max_queue": snippet_bounds().max_queue,
+        "session_timeout_ms": snippet_bounds().session_timeout_ms,
         "run_at": f"TIMESTAMP '{run_at.astimezone(UTC).isoformat()}'" if run_at else "CURRENT_TIMESTAMP()",
     }
     return render(model_sql("refresh"), values | upserts(models, values) | knobs)
