@@ -59,6 +59,7 @@ locals {
     error_message      = "@@error.message"
     recent_days        = 0
     max_age_days       = 31
+    max_event_age_days = var.max_event_age_days
     lookback_minutes   = 60
     include_bots       = var.analytics_include_bots
     reconcile          = local.loyjoy_export != ""

@@ -246,3 +246,23 @@ def test_a_session_lasts_no_month_a_late_event_renames_nothing_and_no_rate_passe
     rates = ("show_rate", "open_rate", "start_rate", "sign_up_rate", "opt_in_rate", "conversion_rate")
     assert all(0 <= funnel[rate] <= 1 for rate in rates), {rate: funnel[rate] for rate in rates}
     assert funnel["sign_up_rate"] == 1.0
+
+
+# ------------------------------------------------------------------------------- (7) delays
+
+
+def test_delay_figures_come_only_from_clocks_within_the_event_age(env, local_bigquery):
+    """Delay percentiles came from raw client clocks: a p95 of 1,823 years and a negative p50. Two events sent on
+    time, one from a clock in the year 203 and four from clocks ten days ahead: the delays are the two real ones,
+    and the five others are counted as left out."""
+    host, now = f"delay-{uuid.uuid4().hex[:6]}.example.com", datetime.now(UTC).replace(microsecond=0)
+    received = now - timedelta(minutes=1)
+    client = f"d-{uuid.uuid4().hex[:6]}"
+    times = [received - timedelta(seconds=1), received - timedelta(seconds=3), datetime(203, 6, 1, tzinfo=UTC)]
+    times += [received + timedelta(days=10)] * 4
+    rows = [stored(numbered(client, n + 1, ts, host), received_at=received) for n, ts in enumerate(times)]
+    insert(local_bigquery, rows)
+    refresh(env)
+    [found] = query(local_bigquery, f"SELECT * FROM `t.delivery_health` WHERE page_hostname = '{host}'")
+    assert (found["events_received"], found["delays_left_out"]) == (7, 5)
+    assert (found["delay_p50_ms"], found["delay_p95_ms"]) == (2000, 2900)  # between 1 s and 3 s, as BigQuery

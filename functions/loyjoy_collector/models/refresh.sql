@@ -70,6 +70,9 @@ DECLARE late_days INT64 DEFAULT ${max_age_days};
 -- The most events the snippet holds back for a client (its maxQueue, read from the snippet itself): a jump in a
 -- client's numbers wider than that is a reset, not loss, and no drop report counts more.
 DECLARE queue_bound INT64 DEFAULT ${max_queue};
+-- Time figures count only within [0, MAX_EVENT_AGE_DAYS] (the collector's setting): a client clock is the sender's.
+-- (The CAST: the local BigQuery multiplies two small literals as INT32.)
+DECLARE max_delay_ms INT64 DEFAULT ${max_event_age_days} * CAST(86400000 AS INT64);
 DECLARE health_days ARRAY<DATE> DEFAULT [];
 DECLARE health_first DATE;
 DECLARE health_last DATE;
@@ -161,6 +164,7 @@ SET health_last = (SELECT MAX(d) FROM UNNEST(health_days) AS d);
 ${build.delivery_health}
 ALTER TABLE `${project}.${dataset}.delivery_health` ADD COLUMN IF NOT EXISTS resets INT64;  -- built before these
 ALTER TABLE `${project}.${dataset}.delivery_health` ADD COLUMN IF NOT EXISTS clients_with_gaps INT64;
+ALTER TABLE `${project}.${dataset}.delivery_health` ADD COLUMN IF NOT EXISTS delays_left_out INT64;
 ${clear.delivery_health}
 ${fill.delivery_health}
 EXCEPTION WHEN ERROR THEN

@@ -113,6 +113,7 @@ def script(
     *,
     recent_days: int = 0,
     max_age_days: int = 31,
+    max_event_age_days: int = 28,
     lookback_minutes: int = 60,
     include_bots: bool | None = None,
     loyjoy_export_dataset: str | None = None,
@@ -130,6 +131,7 @@ def script(
     knobs = {
         "recent_days": recent_days,
         "max_age_days": max_age_days,
+        "max_event_age_days": max_event_age_days,
         "lookback_minutes": lookback_minutes,
         "include_bots": sql_bool(include_bots),
         "reconcile": sql_bool(bool(export)),
@@ -190,6 +192,7 @@ def refresh(
         loyjoy_export_dataset=loyjoy_export_dataset,
         error_message=LOCAL_ERROR_MESSAGE if sink._settings.bigquery_api_endpoint else ERROR_MESSAGE,
         run_at=run_at,
+        max_event_age_days=sink._settings.max_event_age_days,
     )
     from google.api_core.exceptions import GoogleAPICallError
 
