@@ -376,3 +376,36 @@ def test_one_request_with_events_on_28_past_days_costs_each_run_a_few_days(env, 
     full = tables_of(local_bigquery, dataset)
     for name in incremental:
         assert incremental[name] == full[name], name
+
+
+# ------------------------------------------------------------------------------- (9) example_detail
+
+
+def test_example_detail_is_the_days_first_refusal_not_the_text_a_sender_sorts_last(env, local_bigquery):
+    """rejected_by_reason.example_detail showed whatever text a sender chose: MAX(reason_detail), won by any
+    refusal whose text sorts last, at any time of the day. It is the day's first refusal of its row."""
+    from loyjoy_collector import __version__
+
+    reason, first = (
+        f"invalid_x_{uuid.uuid4().hex[:6]}",
+        datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30),
+    )
+
+    def refusal(detail: str, at: datetime) -> dict[str, Any]:
+        return {
+            "rejected_id": uuid.uuid4().hex,
+            "received_at": at.isoformat(),
+            "reason": reason,
+            "reason_detail": detail,
+            "http_status": 400,
+            "protocol": "loyjoy",
+            "raw_truncated": False,
+            "collector_version": __version__,
+        }
+
+    rows = [refusal("event must be a string", first)]
+    rows += [refusal(f"zzz {n} 'WIN THIS PRIZE: visit example.org", first + timedelta(minutes=n)) for n in range(1, 4)]
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{DATASET}.events_rejected", rows) == []
+    refresh(env)
+    [row] = query(local_bigquery, f"SELECT * FROM `t.rejected_by_reason` WHERE reason = '{reason}'")
+    assert (row["rejections"], row["example_detail"]) == (4, "event must be a string")
