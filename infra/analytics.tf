@@ -1,4 +1,4 @@
-# The analyst tables (events_clean, sessions, daily_counts, opt_ins, funnel_daily, rejected_by_reason,
+# The analyst tables (events_clean, daily_ids, sessions, daily_counts, opt_ins, funnel_daily, rejected_by_reason,
 # delivery_health, and loyjoy_reconciliation with var.loyjoy_export_dataset):
 # day-partitioned and clustered, so a Looker Studio chart reads the days it shows, not the whole history. One
 # script builds them incrementally (functions/loyjoy_collector/models/refresh.sql, with one .sql file per
@@ -62,6 +62,7 @@ locals {
     max_event_age_days = var.max_event_age_days
     lookback_minutes   = 60
     late_days_per_run  = var.analytics_late_days_per_run
+    ids_per_day        = var.analytics_ids_per_day
     include_bots       = var.analytics_include_bots
     reconcile          = local.loyjoy_export != ""
     max_queue          = local.snippet_max_queue

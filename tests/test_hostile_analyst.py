@@ -336,17 +336,13 @@ def test_incremental_runs_build_what_a_full_run_builds_with_ids_sent_again_and_s
 # ------------------------------------------------------------------------------- (8) the refresh's cost
 
 
-def run(local_bigquery, dataset: str, at: datetime, *, full: bool = False, late_days_per_run: int = 3) -> Any:
-    """One refresh as the schedule runs it, at the time `at` (runs hours apart, without waiting hours)."""
+def run(local_bigquery, dataset: str, at: datetime | None = None, *, full: bool = False, **settings: Any) -> Any:
+    """One refresh as the schedule runs it, at the time `at` (runs hours apart, without waiting hours), with
+    the settings given (LATE_DAYS_PER_RUN, IDS_PER_DAY, ...)."""
     from loyjoy_collector.ops.refresh import refresh as refreshed
     from loyjoy_collector.sink import BigQuerySink
 
-    settings = Settings(
-        bigquery_api_endpoint=local_bigquery.url,
-        bq_project=PROJECT,
-        bq_dataset=dataset,
-        late_days_per_run=late_days_per_run,
-    )
+    settings = Settings(bigquery_api_endpoint=local_bigquery.url, bq_project=PROJECT, bq_dataset=dataset, **settings)
     return refreshed(BigQuerySink(settings), full=full, run_at=at)
 
 
@@ -409,3 +405,47 @@ def test_example_detail_is_the_days_first_refusal_not_the_text_a_sender_sorts_la
     refresh(env)
     [row] = query(local_bigquery, f"SELECT * FROM `t.rejected_by_reason` WHERE reason = '{reason}'")
     assert (row["rejections"], row["example_detail"]) == (4, "event must be a string")
+
+
+# ------------------------------------------------------------------------------- (10) new ids
+
+
+def test_one_request_with_a_hundred_new_process_ids_adds_no_groups_past_the_bound(env, local_bigquery):
+    """One request added 100 new groups to daily_counts and funnel_daily. Per day, the analyst tables name
+    IDS_PER_DAY bots and processes (here 20), ranked by distinct clients, and count the rest under '(other)':
+    the five real processes, each with three visitors, keep their names and their counts."""
+    environment = fresh_dataset(local_bigquery, env, "ids")
+    dataset = environment["BQ_DATASET"]
+    at = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    rows = []
+    for p in range(5):
+        for v in range(3):
+            session = f"s-real-{p}-{v}"
+            rows += [
+                stored(chat(name, at + timedelta(minutes=p, seconds=n), session, "b-10", process_id=f"p-real-{p}"))
+                for n, name in enumerate(("load", "show", "open"))
+            ]
+    # One request: one client, a hundred made-up process ids, a session each.
+    rows += [
+        stored({**chat("load", at + timedelta(hours=1), f"s-x-{n}", "b-10", process_id=f"x{n:03}"), "client_id": "c-x"})
+        for n in range(100)
+    ]
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{dataset}.events", rows) == []
+    run(local_bigquery, dataset, ids_per_day=20)
+
+    def groups(table: str) -> dict[str, int]:
+        found = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{dataset}.{table}` WHERE bot_id = 'b-10'")
+        counted: dict[str, int] = {}
+        for row in found:
+            counted[row["process_id"]] = (
+                counted.get(row["process_id"], 0) + row["events" if "events" in row else "sessions"]
+            )
+        return counted
+
+    for table in ("daily_counts", "funnel_daily"):
+        counted = groups(table)
+        assert len(counted) <= 20 + 1, (table, len(counted))
+        per_real = 9 if table == "daily_counts" else 3  # three events or one session of each of three visitors
+        assert all(counted[f"p-real-{p}"] == per_real for p in range(5)), (table, counted)
+        assert sum(counted.values()) == (5 * 9 + 100 if table == "daily_counts" else 5 * 3 + 100)
+        assert counted["(other)"] == 100 - (20 - 5), (table, counted)
