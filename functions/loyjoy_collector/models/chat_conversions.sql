@@ -36,7 +36,8 @@ SELECT
   c.ga_session_id,
   ARRAY_AGG(h.session_id ORDER BY h.event_ts DESC, h.session_id DESC LIMIT 1)[SAFE_OFFSET(0)] AS chat_session_id,
   LOGICAL_OR(h.ga_session_id = c.ga_session_id) AS same_session,
-  TIMESTAMP_DIFF(c.conversion_ts, MAX(h.event_ts), DAY) AS days_since_chat
+  -- (whole 24 h periods in seconds: the local BigQuery counts DAY differences as calendar days)
+  DIV(TIMESTAMP_DIFF(c.conversion_ts, MAX(h.event_ts), SECOND), 86400) AS days_since_chat
 FROM conversions AS c
 INNER JOIN chats AS h
   ON h.ga_client_id = c.ga_client_id
