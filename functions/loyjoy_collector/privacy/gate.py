@@ -4,7 +4,9 @@ Rows are built from what senders said (`rows.py`); this is the one place that ma
 a column added to the schema later cannot forget it. Per column type, from the schema files:
 
 - STRING: control characters removed, lone surrogates replaced (BigQuery wants valid UTF-8), personal values
-  replaced (`values.py`), then cut to the column's length limit (flagged `truncated_<column>`). A structured
+  replaced (`values.py`), format characters removed and a leading formula character marked as text
+  (`dimensions.py`: these become the analyst tables' dimensions), then cut to the column's length limit
+  (flagged `truncated_<column>`). A structured
   value for a STRING column (a refused payload) is walked like JSON and stored as JSON text.
 - JSON: every string and key as above; numbers outside their range (`measures.py`: `nps` 0-10, amounts,
   durations; INT64 for ids) and non-finite floats dropped and counted (an average or a sum must not be one
@@ -30,6 +32,7 @@ import orjson
 from .. import measures
 from ..ids import fresh_id
 from ..schema import tables
+from .dimensions import dimension_text
 from .keys import CONTAINER_KEYS, Scrubber
 from .languages import language_tags
 from .names import LANGUAGE_KEYS, URL_VALUE_KEYS, normalise_key
@@ -129,11 +132,12 @@ class Gate:
                 tally.replaced += 1
                 return None
         if kind == "STRING":
-            text = (
-                self.text(value, tally, name in STRICT_TEXT, links)
-                if isinstance(value, str)
-                else self.json_text(value, tally)
-            )
+            if not isinstance(value, str):
+                text = self.json_text(value, tally)
+            elif name in STRICT_TEXT:
+                text = self.text(value, tally, True, links)
+            else:
+                text = dimension_text(self.text(value, tally, False, links))
             if len(text) > limit:
                 tally.truncated.append(name)
                 text = text[:limit]
@@ -180,7 +184,7 @@ class Gate:
                 continue  # not a column of this table
             column, way, limit = step
             if way is _TEXT and value.__class__ is str:
-                clean = scrub_text(value, tally, allowed, False, urls)
+                clean = dimension_text(scrub_text(value, tally, allowed, False, urls))
                 if len(clean) > limit:
                     tally.truncated.append(name)
                     clean = clean[:limit]
