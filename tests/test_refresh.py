@@ -12,7 +12,7 @@ import pytest
 
 from loyjoy_collector import __version__
 from loyjoy_collector.ops.cli import local_env
-from loyjoy_collector.ops.refresh import MODELS
+from loyjoy_collector.ops.refresh import MODELS, built
 from loyjoy_collector.privacy.keys import Scrubber
 from loyjoy_collector.protocol import LoyJoyEvent
 from loyjoy_collector.rows import RequestContext, event_row
@@ -82,7 +82,7 @@ def table(local_bigquery, name: str, where: str = "TRUE") -> list[dict]:
     return local_bigquery.query(f"SELECT * FROM `{PROJECT}.{DATASET}.{name}` WHERE {where} ORDER BY 1, 2, 3")
 
 
-BUILT = [name for name in MODELS if name != "loyjoy_reconciliation"]  # that one needs LoyJoy's export
+BUILT = built()  # without LoyJoy's export or GA4's: not loyjoy_reconciliation, not the GA4 tables
 
 
 def snapshot(local_bigquery) -> dict[str, list[str]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,15 @@ MARKER = "LoyJoy analyst refresh:"  # how the error a run with failed steps ends
 _PLACEHOLDER = re.compile(r"\$\{([\w.]+)\}")
 # A model's settings, one a line of its header: the same pattern as Terraform's regexall() in analytics.tf.
 _SETTING = re.compile(r"(?m)^-- (partition by|cluster by|replaces): (.+)$")
+NO_GA4_CONVERSIONS = (
+    "(SELECT CAST(NULL AS DATE) AS export_day, CAST(NULL AS STRING) AS ga_client_id, "
+    "CAST(NULL AS INT64) AS ga_session_id, CAST(NULL AS TIMESTAMP) AS conversion_ts FROM UNNEST([1]) WHERE FALSE)"
+)
 FULL_DAYS = 36500  # `--full`: every day since 2000
+# A model that needs GA4's export says so in its header (`-- requires: ga4_export_dataset`); without the export
+# the script never runs its step, and the table is not made.
+_REQUIRES = re.compile(r"(?m)^-- requires: (\w+)$")
+GA4_START_DAYS = 35  # without ga4_start_date, the first GA4 run reads the export from this many days back
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,26 @@ def snippet_bounds() -> SnippetBounds:
 @cache
 def model_sql(name: str) -> str:
     return (MODELS_DIR / f"{name}.sql").read_text()
+
+
+def requires(name: str) -> str | None:
+    found = _REQUIRES.search(model_sql(name))
+    return found.group(1) if found else None
+
+
+def built(*, ga4: bool = False, loyjoy_export: bool = False) -> list[str]:
+    """The tables a refresh makes with these exports configured."""
+    have = {"ga4_export_dataset": ga4}
+    return [
+        name
+        for name in MODELS
+        if (name != "loyjoy_reconciliation" or loyjoy_export) and have.get(requires(name) or "", True)
+    ]
+
+
+def sql_strings(values: tuple[str, ...] | list[str]) -> str:
+    """An ARRAY<STRING> literal of names already checked to be plain identifiers (settings, Terraform)."""
+    return "[" + ", ".join(f"'{value}'" for value in values) + "]"
 
 
 def render(template: str, values: dict[str, Any]) -> str:
@@ -116,16 +144,29 @@ def script(
     lookback_minutes: int = 60,
     include_bots: bool | None = None,
     loyjoy_export_dataset: str | None = None,
+    ga4_export_dataset: str | None = None,
+    ga4_start_date: date | None = None,
+    ga4_conversion_events: tuple[str, ...] | list[str] = ("purchase", "generate_lead"),
+    attribution_window_days: int = 30,
     error_message: str = ERROR_MESSAGE,
     run_at: datetime | None = None,
 ) -> str:
     """`loyjoy_export_dataset` (dataset or project.dataset of LoyJoy's own export) builds loyjoy_reconciliation;
-    without it the script names this dataset in its place and never runs that step. `run_at`: the time the run
-    takes as now (default: BigQuery's clock), so that a test can play runs hours or days apart."""
+    without it the script names this dataset in its place and never runs that step. `ga4_export_dataset` (a
+    dataset of this project) builds the GA4 tables (ga4_visits, chat_impact, chat_conversions) and the GA4 outcome
+    of experiments; without it, likewise, nothing reads GA4. `ga4_start_date`: where a first GA4 run starts
+    (None: GA4_START_DAYS before today). `run_at`: the time the run takes as now (default: BigQuery's clock),
+    so that a test can play runs hours or days apart."""
     export = loyjoy_export_dataset or ""
     qualified = export if "." in export or not export else f"{project}.{export}"
     values: dict[str, Any] = {"project": project, "dataset": dataset, "error_message": error_message}
     values["loyjoy_export"] = qualified or f"{project}.{dataset}"
+    ga4 = bool(ga4_export_dataset)
+    values["ga4"] = sql_bool(ga4)
+    values["ga4_export"] = f"{project}.{ga4_export_dataset or dataset}"
+    # What experiments reads for its GA4 outcome: the conversions table, or no rows of its shape without GA4.
+    values["ga4_conversions"] = f"`{project}.{dataset}.ga4_conversions`" if ga4 else NO_GA4_CONVERSIONS
+    values["attribution_window_days"] = attribution_window_days
     models = {name: render(model_sql(name), values).strip().rstrip(";") for name in MODELS}
     knobs = {
         "recent_days": recent_days,
@@ -135,6 +176,8 @@ def script(
         "reconcile": sql_bool(bool(export)),
         "max_queue": snippet_bounds().max_queue,
         "run_at": f"TIMESTAMP '{run_at.astimezone(UTC).isoformat()}'" if run_at else "CURRENT_TIMESTAMP()",
+        "ga4_start_date": (ga4_start_date or date.today() - timedelta(days=GA4_START_DAYS)).isoformat(),
+        "ga4_conversion_events": sql_strings(ga4_conversion_events),
     }
     return render(model_sql("refresh"), values | upserts(models, values) | knobs)
 
@@ -177,16 +220,22 @@ def refresh(
     loyjoy_export_dataset: str | None = None,
     run_at: datetime | None = None,
 ) -> Refreshed:
-    """`loyjoy_export_dataset`: None takes the sink's settings (LOYJOY_EXPORT_DATASET). `run_at`: see script()."""
+    """`loyjoy_export_dataset`: None takes the sink's settings (LOYJOY_EXPORT_DATASET); the GA4 settings are the
+    sink's too. `run_at`: see script()."""
     started = time.monotonic()
+    chosen = sink._settings  # the settings the sink was made with
     if loyjoy_export_dataset is None:
-        loyjoy_export_dataset = sink._settings.loyjoy_export_dataset  # the settings the sink was made with
+        loyjoy_export_dataset = chosen.loyjoy_export_dataset
     sql = script(
         sink.client.project,
         sink.dataset,
         recent_days=FULL_DAYS if full else recent_days,
         include_bots=include_bots,
         loyjoy_export_dataset=loyjoy_export_dataset,
+        ga4_export_dataset=chosen.ga4_export_dataset,
+        ga4_start_date=chosen.ga4_start_date,
+        ga4_conversion_events=chosen.ga4_conversion_events,
+        attribution_window_days=chosen.attribution_window_days,
         error_message=LOCAL_ERROR_MESSAGE if sink._settings.bigquery_api_endpoint else ERROR_MESSAGE,
         run_at=run_at,
     )
