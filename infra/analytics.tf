@@ -40,6 +40,11 @@ locals {
   # ${failed.<table>} (what a failed step records), ${steps.<table>} (the three) and ${upsert.<table>} (the
   # three in a block of their own, upsert/guard.sql, whose failure leaves the other tables to be built).
   upsert_steps = ["build", "clear", "fill"]
+  # What the snippet can hold back and when it starts a new session, read from the snippet browsers get (the
+  # build of snippet/src), with the patterns ops/refresh.py uses: not written down a second time.
+  snippet                    = file("${path.module}/../functions/loyjoy_collector/static/loyjoy-collector.min.js")
+  snippet_max_queue          = tonumber(regex("maxQueue:(\\d+)", local.snippet)[0])
+  snippet_session_timeout_ms = tonumber(regex("\\.last>([0-9.e]+)\\)", local.snippet)[0])
   model_upsert = {
     for name, sql in local.model_sql : name => merge(
       { for found in regexall("(?m)^-- (partition by|cluster by|replaces): (.+)$", sql) : replace(found[0], " ", "_") => trimspace(found[1]) },
@@ -77,6 +82,8 @@ locals {
     ga4_start_date          = var.ga4_start_date
     ga4_conversion_events   = format("[%s]", join(", ", [for name in var.ga4_conversion_events : "'${name}'"]))
     attribution_window_days = var.attribution_window_days
+    max_queue               = local.snippet_max_queue
+    run_at                  = "CURRENT_TIMESTAMP()"
   }))
 }
 

@@ -200,8 +200,9 @@ resource "google_monitoring_alert_policy" "silence" {
 
 # Events lost on the way (delivery_health's sequence gaps). Cloud Monitoring cannot read BigQuery, so a scheduled
 # query of its own (functions/loyjoy_collector/models/checks/delivery_gaps.sql) fails with ERROR() when
-# yesterday's gap rate passed var.delivery_gap_alert.threshold, and a log-based alert policy fires on the failed
-# run's error log line, which carries the rate and the worst host and browser. A query of its own rather than a
+# yesterday's gap rate passed var.delivery_gap_alert.threshold with gaps of at least min_clients distinct clients,
+# and a log-based alert policy fires on the failed run's error log line, which carries the rate, the clients and
+# the worst engine (never a host or browser name: those are the sender's text). A query of its own rather than a
 # last step of the refresh: the refresh stays green when delivery is not (a failing refresh means stale tables,
 # another alarm), the check reads a finished day once a day instead of a day still filling up every hour (one
 # notification per bad day), and a new threshold leaves the refresh script, whose hash names the apply-time job,
@@ -209,10 +210,10 @@ resource "google_monitoring_alert_policy" "silence" {
 locals {
   delivery_gap_check = var.alerts_enabled && var.delivery_gap_alert.enabled ? { on = true } : {}
   delivery_gap_sql = templatefile("${path.module}/../functions/loyjoy_collector/models/checks/delivery_gaps.sql", {
-    project    = var.project_id
-    dataset    = var.dataset_id
-    threshold  = var.delivery_gap_alert.threshold
-    min_events = var.delivery_gap_alert.min_events
+    project     = var.project_id
+    dataset     = var.dataset_id
+    threshold   = var.delivery_gap_alert.threshold
+    min_clients = var.delivery_gap_alert.min_clients
   })
 }
 
@@ -255,7 +256,7 @@ resource "google_monitoring_alert_policy" "delivery_gaps" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "Browsers numbered events that never reached the collector: the log line names the day, the gap rate and the worst host and browser. Read delivery_health for that day (README: \"Is anything lost?\"): one browser or engine (an ad blocker, a broken release), one host (a page without the collector's origin allowed), or everywhere (the collector refused or was down: see the other alerts). The same alert fires when the check itself failed (delivery_health missing, a revoked role): the log line says which."
+    content   = "Browsers numbered events that never reached the collector: the log line names the day, the gap rate, how many clients had gaps and the worst engine. Read delivery_health for that day (README: \"Is anything lost?\"): one browser or engine (an ad blocker, a broken release), one host (a page without the collector's origin allowed), or everywhere (the collector refused or was down: see the other alerts). The same alert fires when the check itself failed (delivery_health missing, a revoked role): the log line says which."
   }
 
   alert_strategy {

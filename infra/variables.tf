@@ -481,14 +481,15 @@ variable "delivery_gap_alert" {
     Alert when yesterday's delivery gap rate passes threshold: events the snippet numbered that never arrived,
     as a share of those numbers (gaps / (gaps + numbered events received), from delivery_health; see the
     README's "Is anything lost?"). A BigQuery scheduled query (schedule, UTC, after the night's refreshes) fails
-    when the rate is above threshold on a day with at least min_events numbered events, and a log-based alert
-    policy notifies alert_emails. Needs alerts_enabled; enabled = false turns this one off.
+    when the rate is above threshold on a day when at least min_clients distinct clients had gaps (one sender is
+    one client, whatever numbers it sends), and a log-based alert policy notifies alert_emails. Needs
+    alerts_enabled; enabled = false turns this one off.
   EOT
   type = object({
-    enabled    = optional(bool, true)
-    threshold  = optional(number, 0.01)
-    min_events = optional(number, 100)
-    schedule   = optional(string, "every day 06:00")
+    enabled     = optional(bool, true)
+    threshold   = optional(number, 0.01)
+    min_clients = optional(number, 10)
+    schedule    = optional(string, "every day 06:00")
   })
   default  = {}
   nullable = false
@@ -499,8 +500,8 @@ variable "delivery_gap_alert" {
   }
 
   validation {
-    condition     = var.delivery_gap_alert.min_events >= 0 && floor(var.delivery_gap_alert.min_events) == var.delivery_gap_alert.min_events
-    error_message = "delivery_gap_alert.min_events is a whole number of 0 or more."
+    condition     = var.delivery_gap_alert.min_clients >= 1 && floor(var.delivery_gap_alert.min_clients) == var.delivery_gap_alert.min_clients
+    error_message = "delivery_gap_alert.min_clients is a whole number of 1 or more."
   }
 
   validation {

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
@@ -329,12 +329,14 @@ def test_the_engine_comes_from_the_browser_family_and_every_ios_browser_is_webki
 ALERT_DATASET = "delivery_alert_test"
 
 
-def seed_health(local_bigquery, rows: list[tuple[Any, str, str, int, int]]) -> None:
-    """A delivery_health of hand-made rows: (day, host, browser, numbered events, gaps)."""
+def seed_health(local_bigquery, rows: list[tuple[Any, str, str, int, int, int]]) -> None:
+    """A delivery_health of hand-made rows: (day, host, browser, numbered events, gaps, clients with gaps)."""
+    engines = {"Chrome": "Blink", "Safari": "WebKit", "Firefox": "Gecko"}
     selects = [
-        f"SELECT DATE '{day}' AS event_date, '{host}' AS page_hostname, '{browser}' AS browser, 'Blink' AS engine, "
-        f"{numbered} AS events_received, {numbered} AS events_numbered, {gaps} AS seq_gaps"
-        for day, host, browser, numbered, gaps in rows
+        f"SELECT DATE '{day}' AS event_date, '{host}' AS page_hostname, '{browser}' AS browser, "
+        f"'{engines[browser]}' AS engine, {numbered} AS events_received, {numbered} AS events_numbered, "
+        f"{gaps} AS seq_gaps, {clients} AS clients_with_gaps"
+        for day, host, browser, numbered, gaps, clients in rows
     ]
     local_bigquery.client.create_dataset(f"{PROJECT}.{ALERT_DATASET}", exists_ok=True)
     local_bigquery.query(
@@ -357,22 +359,23 @@ def test_the_gap_check_fails_when_yesterdays_rate_passes_the_threshold(local_big
     seed_health(
         local_bigquery,
         [
-            (yesterday, "shop.example.com", "Chrome", 900, 5),
-            (yesterday, "shop.example.com", "Safari", 80, 15),  # the worst
-            (today, "shop.example.com", "Chrome", 10, 500),  # today is not finished: not read
+            (yesterday, "shop.example.com", "Chrome", 900, 5, 4),
+            (yesterday, "=HYPERLINK(evil)", "Safari", 80, 15, 8),  # the worst engine, on a host a sender named
+            (today, "shop.example.com", "Chrome", 10, 500, 50),  # today is not finished: not read
         ],
     )
     check = partial(delivery_gap_check, PROJECT, ALERT_DATASET)
-    passed = run_check(local_bigquery, check(threshold=0.05, min_events=100))
-    assert (passed["gaps"], passed["numbered"]) == (20, 980)
+    passed = run_check(local_bigquery, check(threshold=0.05, min_clients=10))
+    assert (passed["gaps"], passed["numbered"], passed["clients"]) == (20, 980, 12)
     assert passed["gap_rate"] == pytest.approx(20 / 1000)
     with pytest.raises(BadRequest) as failed:
-        run_check(local_bigquery, check(threshold=0.015, min_events=100))
+        run_check(local_bigquery, check(threshold=0.015, min_clients=12))
     message = str(failed.value)
     assert f"LoyJoy delivery gap rate 2.00% on {yesterday} is above 1.50%" in message
-    assert "20 events lost on the way, 980 numbered events received" in message
-    assert "worst: shop.example.com, Safari (Blink): 15.79%" in message
-    run_check(local_bigquery, check(threshold=0.015, min_events=981))  # too few events to tell: no alert
+    assert "20 events lost on the way by 12 clients, 980 numbered events received" in message
+    assert "worst engine: WebKit 15.79%" in message
+    assert "HYPERLINK" not in message and "shop.example.com" not in message  # no text a sender wrote
+    run_check(local_bigquery, check(threshold=0.015, min_clients=13))  # too few clients to tell: no alert
 
 
 @pytest.fixture(scope="module")
@@ -401,21 +404,21 @@ def test_the_alert_is_on_by_default_and_its_threshold_a_validated_variable(conso
     assert evaluate(console, "var.delivery_gap_alert") == {
         "enabled": True,
         "threshold": 0.01,
-        "min_events": 100,
+        "min_clients": 10,
         "schedule": "every day 06:00",
     }
     assert evaluate(console, "local.delivery_gap_check") == {"on": True}
     assert evaluate(console, "local.delivery_gap_check", alerts_enabled=False) == {}
     assert evaluate(console, "local.delivery_gap_check", delivery_gap_alert={"enabled": False}) == {}
-    chosen = {"threshold": 0.05, "min_events": 0, "schedule": "every 12 hours"}
+    chosen = {"threshold": 0.05, "min_clients": 1, "schedule": "every 12 hours"}
     assert evaluate(console, "var.delivery_gap_alert", delivery_gap_alert=chosen) == chosen | {"enabled": True}
     for value, message in (
         ({"threshold": 0}, "threshold is a share above 0 and below 1"),
         ({"threshold": 1}, "threshold is a share above 0 and below 1"),
         ({"threshold": -0.5}, "threshold is a share above 0 and below 1"),
         ({"threshold": "high"}, "Invalid value for input variable"),
-        ({"min_events": -1}, "min_events is a whole number"),
-        ({"min_events": 2.5}, "min_events is a whole number"),
+        ({"min_clients": 0}, "min_clients is a whole number"),
+        ({"min_clients": 2.5}, "min_clients is a whole number"),
         ({"schedule": "daily"}, "schedule is a scheduled query schedule"),
     ):
         with pytest.raises(TerraformRefused, match=message):
@@ -430,9 +433,9 @@ def test_terraform_schedules_the_check_the_local_bigquery_ran(console, local_big
 
     variables = {"project_id": PROJECT, "dataset_id": ALERT_DATASET}
     sql = evaluate(console, "local.delivery_gap_sql", **variables, delivery_gap_alert={"threshold": 0.015})
-    assert sql == delivery_gap_check(PROJECT, ALERT_DATASET, threshold=0.015, min_events=100)
+    assert sql == delivery_gap_check(PROJECT, ALERT_DATASET, threshold=0.015, min_clients=10)
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
-    seed_health(local_bigquery, [(yesterday, "shop.example.com", "Chrome", 980, 20)])
+    seed_health(local_bigquery, [(yesterday, "shop.example.com", "Chrome", 980, 20, 10)])
     with pytest.raises(BadRequest, match=r"delivery gap rate 2\.00%"):
         run_check(local_bigquery, sql)
     relaxed = evaluate(console, "local.delivery_gap_sql", **variables, delivery_gap_alert={"threshold": 0.03})
@@ -628,11 +631,13 @@ def test_looker_studio_opens_delivery_health_with_every_partition_column_as_the_
 
     plain = sources()
     assert [s["tableId"] for s in plain.values()] == [
+        "loyjoy_kpis",
         "funnel_daily",
         "sessions",
         "daily_counts",
         "opt_ins",
         "delivery_health",
+        "experiments",
     ]
     assert all(s["isPartitioned"] == "true" and s["connector"] == "bigQuery" for s in plain.values())
     assert {s["datasetId"] for s in plain.values()} == {"loyjoy"}
@@ -656,7 +661,10 @@ def test_the_export_dataset_is_validated_and_the_scheduled_refresh_reconciles_wi
     # The scheduled refresh is the script `loyjoy-collector refresh` runs with the same setting, both ways.
     for export in ("", "loyjoy_export"):
         scheduled = evaluate(console, "local.refresh_script", loyjoy_export_dataset=export)
-        assert scheduled == script("my-project-1", "loyjoy", include_bots=False, loyjoy_export_dataset=export)
+        expected = script(
+            "my-project-1", "loyjoy", include_bots=False, loyjoy_export_dataset=export, ga4_start_date=date(2026, 1, 1)
+        )
+        assert scheduled == expected  # ga4_start_date: Terraform's default (no GA4 step runs without an export)
     assert "`my-project-1.loyjoy_export.facts`" in scheduled and "DECLARE reconcile BOOL DEFAULT true;" in scheduled
 
 

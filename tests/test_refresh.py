@@ -408,3 +408,19 @@ def test_a_failing_table_fails_alone_and_its_days_are_retried_by_the_next_run(lo
         (day.date(), "sign_up", 1),
     ]
     assert (manifest()["failures"], manifest()["pending_days"]) == ([], [])
+
+
+def test_the_queue_bound_and_the_session_pause_come_from_the_snippet_itself():
+    """The refresh reads the snippet's maxQueue and session timeout from the build browsers get; that build holds
+    what snippet/src says (a changed constant there changes the analyst tables' bounds with the next build)."""
+    import re
+    from pathlib import Path
+
+    from loyjoy_collector.ops.refresh import SnippetBounds, snippet_bounds
+
+    source = (Path(__file__).resolve().parents[1] / "snippet" / "src" / "loyjoy-collector.js").read_text()
+    [queue] = re.findall(r"\bmaxQueue: (\d+),", source)
+    [timeout] = re.findall(r"var SESSION_TIMEOUT_MS = ([\d *]+);", source)
+    factors = [int(factor) for factor in timeout.split("*")]
+    assert snippet_bounds() == SnippetBounds(int(queue), factors[0] * factors[1] * factors[2])
+    assert snippet_bounds() == SnippetBounds(500, 30 * 60 * 1000)

@@ -7,6 +7,10 @@
 -- because the client may have been seen before (a returning visitor) and only late_days days around the run's
 -- days are read. Every row read comes from events_clean (every event once, bots left out as there), so a copy
 -- the snippet sent again counts once; copies themselves are counted from `events` (resent, duplicates).
+-- No sender moves a figure by more than the snippet could: the snippet holds back at most queue_bound events
+-- (its maxQueue), so a jump in the numbers wider than that is a reset (another device, cleared storage, or a
+-- made-up number), counted once in `resets` and not as loss, and a drop report counts at most queue_bound.
+-- Each number then adds at most queue_bound to a sum: no SUM here can pass INT64 (real BigQuery fails on that).
 -- partition by: event_date
 -- cluster by: page_hostname, engine, browser, protocol
 -- replaces: event_date IN UNNEST(health_days)
@@ -54,14 +58,16 @@ numbers AS (
   GROUP BY client_id, client_seq
 ),
 
-gaps AS (
+-- The numbers missing just below each number (NULL: no number below it within late_days days). A difference
+-- past INT64 (numbers stored before the collector bounded them) is a reset like any jump past the bound.
+missing AS (
   SELECT
     event_id,
     IF(
       previous_seq IS NOT NULL AND DATE_DIFF(event_date, previous_date, DAY) <= late_days,
-      client_seq - previous_seq - 1,
-      0
-    ) AS seq_gaps
+      IFNULL(SAFE_SUBTRACT(SAFE_SUBTRACT(client_seq, previous_seq), 1), queue_bound + 1),
+      NULL
+    ) AS missing
   FROM (
     SELECT
       *,
@@ -69,6 +75,14 @@ gaps AS (
       LAG(event_date) OVER (PARTITION BY client_id ORDER BY client_seq) AS previous_date
     FROM numbers
   )
+),
+
+gaps AS (
+  SELECT
+    event_id,
+    IF(missing <= queue_bound, missing, 0) AS seq_gaps,
+    IF(missing > queue_bound, 1, 0) AS resets
+  FROM missing
 ),
 
 -- What the snippet sent more than once, from the raw rows (bots and check events left out as in events_clean):
@@ -96,9 +110,10 @@ measured AS (
     r.client_seq,
     r.client_id,
     IFNULL(g.seq_gaps, 0) AS seq_gaps,
-    r.dropped_overflow,
-    r.dropped_quota,
-    r.dropped_consent,
+    IFNULL(g.resets, 0) AS resets,
+    LEAST(r.dropped_overflow, queue_bound) AS dropped_overflow,
+    LEAST(r.dropped_quota, queue_bound) AS dropped_quota,
+    LEAST(r.dropped_consent, queue_bound) AS dropped_consent,
     IFNULL(c.resent, 0) AS resent,
     IFNULL(c.duplicates, 0) AS duplicates,
     r.delivered_later_page,
@@ -111,6 +126,10 @@ measured AS (
 with_quantiles AS (
   SELECT
     *,
+    -- A client with gaps counts once a day, on the row of its first gap: the day's rows sum to distinct clients.
+    IFNULL(seq_gaps > 0 AND ROW_NUMBER() OVER (
+      PARTITION BY event_date, client_id, seq_gaps > 0 ORDER BY client_seq
+    ) = 1, FALSE) AS first_gap,
     PERCENTILE_CONT(delay_ms, 0.5) OVER keys AS delay_p50,
     PERCENTILE_CONT(delay_ms, 0.95) OVER keys AS delay_p95
   FROM measured
@@ -135,6 +154,9 @@ SELECT
   SUM(duplicates) AS duplicates,
   CAST(ROUND(MAX(delay_p50)) AS INT64) AS delay_p50_ms,
   CAST(ROUND(MAX(delay_p95)) AS INT64) AS delay_p95_ms,
-  SAFE_DIVIDE(COUNTIF(delivered_later_page), COUNT(*)) AS later_page_share
+  SAFE_DIVIDE(COUNTIF(delivered_later_page), COUNT(*)) AS later_page_share,
+  -- Columns added later stay at the end (refresh.sql adds them to a table built before them).
+  SUM(resets) AS resets,
+  COUNTIF(first_gap) AS clients_with_gaps
 FROM with_quantiles
 GROUP BY event_date, page_hostname, browser, engine, device_type, protocol

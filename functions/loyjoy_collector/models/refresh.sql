@@ -13,7 +13,7 @@
 -- and leaves the other tables, and the watermark, to go on; its days are the manifest's `pending_days`, which
 -- the next run rebuilds whatever it receives. A run with a failed step writes its manifest row and then fails
 -- as a whole, with ERROR(), so that the scheduled query's failure raises the refresh alert (infra/monitoring.tf).
-DECLARE run_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP();
+DECLARE run_at TIMESTAMP DEFAULT ${run_at};
 DECLARE first_run BOOL DEFAULT (SELECT COUNT(*) = 0 FROM `${project}.${dataset}.refresh_manifest`);
 DECLARE bots_before BOOL DEFAULT (
   SELECT bots_included FROM `${project}.${dataset}.refresh_manifest` ORDER BY watermark DESC LIMIT 1
@@ -63,6 +63,9 @@ DECLARE clean_columns STRING;
 -- delivery_health counts a sequence gap only between numbers at most late_days event days apart, so that a run
 -- reads no more than that around its days (${max_age_days}: no event is older when it arrives).
 DECLARE late_days INT64 DEFAULT ${max_age_days};
+-- The most events the snippet holds back for a client (its maxQueue, read from the snippet itself): a jump in a
+-- client's numbers wider than that is a reset, not loss, and no drop report counts more.
+DECLARE queue_bound INT64 DEFAULT ${max_queue};
 DECLARE health_days ARRAY<DATE> DEFAULT [];
 DECLARE health_first DATE;
 DECLARE health_last DATE;
@@ -150,7 +153,11 @@ SET health_days = (
 );
 SET health_first = (SELECT MIN(d) FROM UNNEST(health_days) AS d);
 SET health_last = (SELECT MAX(d) FROM UNNEST(health_days) AS d);
-${steps.delivery_health}
+${build.delivery_health}
+ALTER TABLE `${project}.${dataset}.delivery_health` ADD COLUMN IF NOT EXISTS resets INT64;  -- built before these
+ALTER TABLE `${project}.${dataset}.delivery_health` ADD COLUMN IF NOT EXISTS clients_with_gaps INT64;
+${clear.delivery_health}
+${fill.delivery_health}
 EXCEPTION WHEN ERROR THEN
 ${failed.delivery_health}
 END;

