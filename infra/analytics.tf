@@ -23,17 +23,26 @@ locals {
     "(SELECT CAST(NULL AS DATE) AS export_day, CAST(NULL AS STRING) AS ga_client_id, ",
     "CAST(NULL AS INT64) AS ga_session_id, CAST(NULL AS TIMESTAMP) AS conversion_ts FROM UNNEST([1]) WHERE FALSE)",
   ])
+  model_values = {
+    project                 = var.project_id
+    dataset                 = var.dataset_id
+    error_message           = "@@error.message"
+    loyjoy_export           = local.loyjoy_export == "" ? "${var.project_id}.${var.dataset_id}" : local.loyjoy_export
+    ga4                     = local.ga4
+    ga4_export              = "${var.project_id}.${coalesce(var.ga4_export_dataset, var.dataset_id)}"
+    ga4_conversions         = local.ga4_conversions
+    attribution_window_days = var.attribution_window_days
+  }
+  ga4_conversion_events = format("[%s]", join(", ", [for name in var.ga4_conversion_events : "'${name}'"]))
   model_sql = {
-    for name in local.model_names : name => trimsuffix(trimspace(templatefile("${local.models_dir}/${name}.sql", {
-      project                 = var.project_id
-      dataset                 = var.dataset_id
-      error_message           = "@@error.message"
-      loyjoy_export           = local.loyjoy_export == "" ? "${var.project_id}.${var.dataset_id}" : local.loyjoy_export
-      ga4                     = local.ga4
-      ga4_export              = "${var.project_id}.${coalesce(var.ga4_export_dataset, var.dataset_id)}"
-      ga4_conversions         = local.ga4_conversions
-      attribution_window_days = var.attribution_window_days
-    })), ";")
+    for name in local.model_names : name => trimsuffix(trimspace(templatefile("${local.models_dir}/${name}.sql", local.model_values)), ";")
+  }
+  # What reads GA4's export besides ga4_session_days.sql (models/ga4_reads/): refresh.sql runs it with the run's
+  # export tables written into its text, as ops/refresh.py does.
+  ga4_reads = {
+    for file in fileset("${local.models_dir}/ga4_reads", "*.sql") : trimsuffix(file, ".sql") => trimspace(templatefile(
+      "${local.models_dir}/ga4_reads/${file}", merge(local.model_values, { ga4_conversion_events = local.ga4_conversion_events })
+    ))
   }
   # Each model's header (partition by, cluster by, replaces), as ops/refresh.py reads it: the steps of
   # models/upsert/ filled in per model, for refresh.sql's ${build.<table>}, ${clear.<table>}, ${fill.<table>},
@@ -51,11 +60,18 @@ locals {
       { project = var.project_id, dataset = var.dataset_id, table = name, sql = sql, error_message = "@@error.message" },
     )
   }
-  upsert = {
-    for step in concat(local.upsert_steps, ["failed"]) : step => {
-      for name, values in local.model_upsert : name => trimspace(templatefile("${local.models_dir}/upsert/${step}.sql", values))
-    }
+  # ${create.<table>}: the part of build that makes the table if missing (build includes it), for a model whose
+  # scratch table refresh.sql fills itself.
+  upsert_create = {
+    for name, values in local.model_upsert : name => trimspace(templatefile("${local.models_dir}/upsert/create.sql", values))
   }
+  upsert = merge({ create = local.upsert_create }, {
+    for step in concat(local.upsert_steps, ["failed"]) : step => {
+      for name, values in local.model_upsert : name => trimspace(templatefile(
+        "${local.models_dir}/upsert/${step}.sql", merge(values, { create = local.upsert_create[name] })
+      ))
+    }
+  })
   upsert_steps_joined = { for name in local.model_names : name => join("\n", [for step in local.upsert_steps : local.upsert[step][name]]) }
   # What the Looker Studio link opens (outputs.tf), every one day-partitioned.
   looker_studio_tables = concat(
@@ -64,7 +80,9 @@ locals {
     var.loyjoy_export_dataset == "" ? [] : ["loyjoy_reconciliation"],
   )
   refresh_script = templatefile("${local.models_dir}/refresh.sql", merge(local.upsert, {
-    steps = local.upsert_steps_joined
+    steps     = local.upsert_steps_joined
+    sql       = local.model_sql # whole, for the statements refresh.sql runs by EXECUTE IMMEDIATE
+    ga4_reads = local.ga4_reads
     upsert = { for name in local.model_names : name => trimspace(templatefile("${local.models_dir}/upsert/guard.sql", {
       steps  = local.upsert_steps_joined[name]
       failed = local.upsert.failed[name]
@@ -80,8 +98,9 @@ locals {
     ga4                     = local.ga4
     ga4_export              = "${var.project_id}.${coalesce(var.ga4_export_dataset, var.dataset_id)}"
     ga4_start_date          = var.ga4_start_date
-    ga4_conversion_events   = format("[%s]", join(", ", [for name in var.ga4_conversion_events : "'${name}'"]))
+    ga4_conversion_events   = local.ga4_conversion_events
     attribution_window_days = var.attribution_window_days
+    ga4_tables_per_read     = 200 # as GA4_TABLES_PER_READ's default
     max_queue               = local.snippet_max_queue
     run_at                  = "CURRENT_TIMESTAMP()"
   }))

@@ -1,7 +1,9 @@
 """chat_impact, chat_conversions and ga4_visits over a seeded GA4 export (tests/ga4_export.py), refreshed as the
 scheduled query does, three times: the export as it stood two days ago (with an intraday table), as it stands
 now (that day's daily table in its place, a late hit added to an older day, today's intraday table), and again
-with nothing new. Every figure is checked against the same export and chats counted here in Python."""
+with nothing new. Every figure is checked against the same export and chats counted here in Python. The refresh
+reads the export a few tables a statement (GA4_TABLES_PER_READ), and what each statement read is what the local
+BigQuery expanded its wildcard to (ops/local_bigquery.py), not what the refresh says it read."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ VISITOR = (
 )
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 TABLES = ("ga4_session_days", "ga4_conversions", "ga4_visits", "chat_impact", "chat_conversions")
+PER_READ = 3  # export tables a statement reads: every run here reads in turns
 
 
 @dataclass
@@ -147,12 +150,10 @@ def send_chats(local_bigquery, chats: list[Chat]) -> None:
 
 def refresh(env: dict[str, str]) -> None:
     # Bots counted in the other tables (events_clean keeps them): chat_impact must leave them out by itself.
-    subprocess.run(
-        [sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh", "--include-bots"],
-        env=env,
-        check=True,
-        capture_output=True,
+    ran = subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "refresh", "--include-bots"], env=env, capture_output=True
     )
+    assert ran.returncode == 0, ran.stderr.decode()[-3000:]
 
 
 def table(local_bigquery, name: str) -> list[dict]:
@@ -177,7 +178,8 @@ class World:
     chats: list[Chat]
     now_local: date
     runs: dict[str, Truth]
-    read: dict[str, set[str]]  # the export tables each run read (ga4_manifest)
+    read: dict[str, list[set[str]]]  # the export tables each statement of each run read (its wildcard's tables)
+    manifest: dict[str, set[str]]  # the export tables each run says it read (ga4_manifest)
     before_second: dict[str, list[str]]
     special: dict[str, Visit]
     first_impact: dict[tuple, tuple]  # chat_impact after the first run
@@ -258,25 +260,36 @@ def world(local_bigquery) -> World:
         "BQ_DATASET": DATASET,
         "GA4_EXPORT_DATASET": GA4,
         "GA4_START_DATE": (today - timedelta(days=12)).isoformat(),
+        "GA4_TABLES_PER_READ": str(PER_READ),
     }
     subprocess.run(
         [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=env, check=True, capture_output=True
     )
     export = ga4_export.Export(visits, TZ_HOURS)
-    runs, read = {}, {}
+    runs: dict[str, Truth] = {}
+    read: dict[str, list[set[str]]] = {}
+    manifest: dict[str, set[str]] = {}
 
-    def manifest() -> set[str]:
+    def run(name: str) -> None:
+        """A refresh, and what each of its statements that read the export read."""
+        before = len(local_bigquery.wildcard_reads())
+        refresh(env)
+        read[name] = [
+            {table.removeprefix("events_") for table in statement["tables"]}
+            for statement in local_bigquery.wildcard_reads(before)
+            if f"{GA4}.events_*" in statement["sql"]
+        ]
         [last] = local_bigquery.query(
             f"SELECT suffixes FROM `{PROJECT}.{DATASET}.ga4_manifest` ORDER BY ran_at DESC LIMIT 1"
         )
-        return set(last["suffixes"])
+        manifest[name] = set(last["suffixes"])
 
     # Run 1: the export two days ago, an intraday table for the day after its newest daily table.
     early = today - timedelta(days=3)
     ga4_export.seed(client, f"{PROJECT}.{GA4}", export.tables(through=early, intraday=[early + timedelta(days=1)]))
     send_chats(local_bigquery, [c for c in chats if c.ts.date() <= early])
-    refresh(env)
-    runs["first"], read["first"] = truth(visits, chats, early, early + timedelta(days=1)), manifest()
+    run("first")
+    runs["first"] = truth(visits, chats, early, early + timedelta(days=1))
     runs["first_chats"] = truth(visits, [c for c in chats if c.ts.date() <= early], early, early + timedelta(days=1))
     first_snapshot = snapshot(local_bigquery)
     first_impact = impact_rows(local_bigquery)
@@ -287,15 +300,14 @@ def world(local_bigquery) -> World:
     ga4_export.seed(client, f"{PROJECT}.{GA4}", now_tables)
     newest = max(date.fromisoformat(f"{s[:4]}-{s[4:6]}-{s[6:]}") for s in now_tables if s[0].isdigit())
     send_chats(local_bigquery, [c for c in chats if c.ts.date() > early])
-    refresh(env)
-    runs["second"], read["second"] = truth(visits, chats, today - timedelta(days=1), today), manifest()
+    run("second")
+    runs["second"] = truth(visits, chats, today - timedelta(days=1), today)
     before = snapshot(local_bigquery)
     assert before != first_snapshot
 
     # Run 3: nothing new.
-    refresh(env)
-    read["third"] = manifest()
-    return World(visits, chats, today, runs, read, before, special, first_impact, newest)
+    run("third")
+    return World(visits, chats, today, runs, read, manifest, before, special, first_impact, newest)
 
 
 def impact_rows(local_bigquery) -> dict[tuple, tuple]:
@@ -393,12 +405,22 @@ def test_a_late_hit_and_an_intraday_day_are_counted_once_when_they_arrive(local_
 
 def test_each_run_reads_new_days_the_last_three_and_intraday_only_after_the_newest_daily(world):
     today = world.now_local
+    read = {name: set().union(*statements) for name, statements in world.read.items()}
     daily = {f"{world.newest - timedelta(days=k):%Y%m%d}" for k in range(4)}  # the newest daily table, three before
-    assert world.read["second"] >= daily | {f"intraday_{today:%Y%m%d}"}
-    assert f"intraday_{today - timedelta(days=2):%Y%m%d}" not in world.read["second"]  # GA4 dropped it
-    assert world.read["third"] == daily | {f"intraday_{today:%Y%m%d}"}  # nothing new: just the last days
+    assert read["second"] >= daily | {f"intraday_{today:%Y%m%d}"}
+    assert f"intraday_{today - timedelta(days=2):%Y%m%d}" not in read["second"]  # GA4 dropped it
+    assert read["third"] == daily | {f"intraday_{today:%Y%m%d}"}  # nothing new: just the last days
     early = today - timedelta(days=3)
-    assert f"intraday_{early + timedelta(days=1):%Y%m%d}" in world.read["first"]
+    assert f"intraday_{early + timedelta(days=1):%Y%m%d}" in read["first"]
+
+
+def test_the_statements_that_read_the_export_name_just_the_tables_of_the_run(world):
+    """Each statement reads at most PER_READ export tables, two statements (sessions, conversions) read each
+    table once, and together they read what the manifest says the run read: not the export's other tables."""
+    for name, statements in world.read.items():
+        assert all(0 < len(tables) <= PER_READ for tables in statements), name
+        assert sorted(t for tables in statements for t in tables) == sorted(2 * list(world.manifest[name])), name
+    assert len(world.read["first"]) > 2  # the first run read in turns
 
 
 def test_a_second_run_changes_nothing(local_bigquery, world):

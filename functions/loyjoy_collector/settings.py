@@ -82,6 +82,13 @@ class Settings(BaseModel):
         description="A conversion is attributed to a chat of its client this many days before it at most "
         "(chat_conversions); a transaction id logged again within it counts once.",
     )
+    ga4_tables_per_read: int = Field(
+        default=200,
+        ge=1,
+        le=1000,
+        description="GA4 export tables one statement of the refresh reads at most (their names are written into "
+        "its text); a first run over more reads them in turns.",
+    )
 
     allowed_origins: CommaList = Field(
         default=(), description="Exact origins, '*', or 'https://*.example.com' patterns allowed to send."

@@ -1,8 +1,13 @@
 -- requires: ga4_export_dataset
 -- The GA4 export boiled down to one row per export day and GA4 session (user_pseudo_id, ga_session_id): the only
--- part of the export the other GA4 tables read, so that a run reads GA4 itself just for the export tables of
--- `ga4_suffixes` (new days, the last three days that GA4 may still add late hits to, and today's intraday table:
--- refresh.sql says which). A session that crosses an export day has a row on each; ga4_visits adds them up.
+-- part of the export the other GA4 tables read besides the conversions (ga4_reads/conversions.sql). This SELECT
+-- reads the export tables whose suffixes refresh.sql writes into its text in place of the slot in the WHERE
+-- clause (new days, the last three days that GA4 may still add late hits to, and today's intraday table), as a
+-- literal list: a constant filter on the wildcard's table suffix, the one kind BigQuery documents as limiting the
+-- tables a wildcard query reads (a script variable or a subquery there is not). A run with many tables reads them
+-- some at a time, each statement adding to ga4_session_days_this_run; a table is one export day, so no session
+-- day is split between two statements. A session that crosses an export day has a row on each; ga4_visits adds
+-- them up.
 -- Source and medium are the session's (session_traffic_source_last_click, else the collected_traffic_source of
 -- its first hit that has one), never traffic_source, which is the user's first acquisition.
 -- (SUM(IF(...)) rather than COUNTIF: the local BigQuery of the tests mis-binds COUNTIF over wildcard tables; a join
@@ -37,7 +42,7 @@ SELECT
   ARRAY_AGG(e.traffic_source.medium IGNORE NULLS ORDER BY e.event_timestamp)[SAFE_OFFSET(0)] AS first_user_medium
 FROM `${ga4_export}.events_*` AS e
 CROSS JOIN UNNEST(e.event_params) AS p
-WHERE e._TABLE_SUFFIX IN UNNEST(ga4_suffixes)
+WHERE e._TABLE_SUFFIX IN ({{ga4_suffixes}})
   AND p.key = 'ga_session_id'
   AND p.value.int_value IS NOT NULL
   AND e.user_pseudo_id IS NOT NULL

@@ -185,10 +185,15 @@ END IF;
 -- reads from the export only the daily tables that are new since the last run (ga4_manifest) and those of the
 -- newest three days (GA4 adds late hits to a daily table for three days), and an intraday table only for a day
 -- after the newest daily table (while a day has both, the two would count it twice); a first run, or one after
--- ga4_conversion_events changed, reads from ${ga4_start_date}. The list of tables is a constant of the run
--- (ga4_suffixes, from INFORMATION_SCHEMA), so BigQuery reads just those tables of `events_*`. All the rest reads
--- the collector's own tables: ga4_session_days and ga4_conversions (the export's days, boiled down), then
--- ga4_visits (GA4 sessions), chat_impact and chat_conversions, each for the days that can have changed.
+-- ga4_conversion_events changed, reads from ${ga4_start_date}. Which tables those are is found at run time
+-- (ga4_suffixes, from INFORMATION_SCHEMA); the two statements that read the export (ga4_session_days.sql and
+-- ga4_reads/conversions.sql) are run by EXECUTE IMMEDIATE with those suffixes written into their text as a
+-- literal list, at most ga4_tables_per_read at a time: BigQuery documents that a constant filter on a wildcard's
+-- table suffix limits the tables it reads, and says nothing of a script variable there. (Not each table by name,
+-- UNION ALL: the wildcard reads a column an older export table lacks as NULL, where naming that table fails.)
+-- All the rest reads the collector's own tables: ga4_session_days and ga4_conversions (the export's days, boiled
+-- down), then ga4_visits (GA4 sessions), chat_impact and chat_conversions, each for the days that can have
+-- changed.
 -- One block: the tables build on each other; a failure is recorded as chat_impact's and the next run, whose
 -- manifest then still has the last good position, reads the same GA4 days again.
 IF ${ga4} THEN
@@ -201,6 +206,11 @@ IF ${ga4} THEN
   DECLARE ga4_whole BOOL;
   DECLARE ga4_newest DATE;
   DECLARE ga4_suffixes ARRAY<STRING> DEFAULT [];
+  -- Export tables per reading statement: a first run from a start date years back is a few statements of a few
+  -- kilobytes each (BigQuery's limit: 1 MB of text), each with a bounded number of tables to read.
+  DECLARE ga4_tables_per_read INT64 DEFAULT ${ga4_tables_per_read};
+  DECLARE ga4_read_from INT64 DEFAULT 0;
+  DECLARE ga4_tables STRING;  -- the suffixes of one reading statement, as SQL string literals
   DECLARE ga4_days ARRAY<DATE> DEFAULT [];
   DECLARE ga4_first DATE;
   DECLARE ga4_last DATE;
@@ -213,11 +223,14 @@ IF ${ga4} THEN
   CREATE TABLE IF NOT EXISTS `${project}.${dataset}.ga4_manifest` (
     ran_at TIMESTAMP, daily_through DATE, conversion_events STRING, suffixes ARRAY<STRING>
   ) PARTITION BY DATE(ran_at);
-  CREATE TABLE IF NOT EXISTS `${project}.${dataset}.ga4_session_days` (
+  -- (ga4_session_days' statements add to its scratch table, which is made here, with the columns its SELECT
+  -- gives in their order, as is the table if missing: ga4_visits reads it whether or not this run reads GA4.)
+  CREATE OR REPLACE TABLE `${project}.${dataset}.ga4_session_days_this_run` (
     export_day DATE, from_intraday BOOL, ga_client_id STRING, ga_session_id INT64, first_ts TIMESTAMP,
     last_ts TIMESTAMP, events INT64, page_views INT64, device_category STRING, source STRING, medium STRING,
     campaign STRING, first_user_source STRING, first_user_medium STRING
-  ) PARTITION BY export_day CLUSTER BY ga_client_id;
+  );
+  ${create.ga4_session_days}
   CREATE TABLE IF NOT EXISTS `${project}.${dataset}.ga4_conversions` (
     export_day DATE, conversion_ts TIMESTAMP, event_name STRING, transaction_id STRING, revenue FLOAT64,
     ga_client_id STRING, ga_session_id INT64
@@ -254,7 +267,32 @@ IF ${ga4} THEN
   SET ga4_first = (SELECT MIN(d) FROM UNNEST(ga4_days) AS d);
   SET ga4_last = (SELECT MAX(d) FROM UNNEST(ga4_days) AS d);
   IF ARRAY_LENGTH(ga4_suffixes) > 0 THEN  -- (`events_*` must match some table)
-    ${steps.ga4_session_days}
+    CREATE OR REPLACE TABLE `${project}.${dataset}.ga4_conversion_hits_this_run` (
+      export_day DATE, event_timestamp INT64, event_name STRING, transaction_id STRING, revenue FLOAT64,
+      ga_client_id STRING, ga_session_id INT64
+    );
+    -- (The suffixes are table names INFORMATION_SCHEMA gave and the pattern above let through: digits and
+    -- `intraday_`, nothing to escape.)
+    WHILE ga4_read_from < ARRAY_LENGTH(ga4_suffixes) DO
+      SET ga4_tables = (
+        SELECT STRING_AGG(FORMAT("'%s'", s), ', ' ORDER BY i)
+        FROM UNNEST(ga4_suffixes) AS s WITH OFFSET AS i
+        WHERE i >= ga4_read_from AND i < ga4_read_from + ga4_tables_per_read
+      );
+      EXECUTE IMMEDIATE REPLACE(
+        r'''INSERT INTO `${project}.${dataset}.ga4_session_days_this_run`
+${sql.ga4_session_days}''',
+        '{{ga4_suffixes}}', ga4_tables
+      );
+      EXECUTE IMMEDIATE REPLACE(
+        r'''INSERT INTO `${project}.${dataset}.ga4_conversion_hits_this_run`
+${ga4_reads.conversions}''',
+        '{{ga4_suffixes}}', ga4_tables
+      );
+      SET ga4_read_from = ga4_read_from + ga4_tables_per_read;
+    END WHILE;
+    ${clear.ga4_session_days}
+    ${fill.ga4_session_days}
     ${steps.ga4_conversions}
   END IF;
   ${build.ga4_visits}

@@ -6,6 +6,8 @@ Each model's header says how its table is partitioned and clustered and which ro
 `failed`, what a step that fails records) are written once and filled in per model, as `${build.<table>}` and so
 on in refresh.sql: `${steps.<table>}` is the three, `${upsert.<table>}` the three in a block of their own whose
 failure `failed` records (`upsert/guard.sql`), so that one table's error leaves the others to be built.
+`${sql.<table>}` is a model's SQL whole and `${ga4_reads.<name>}` a statement of `models/ga4_reads/`: the texts
+refresh.sql runs by EXECUTE IMMEDIATE with the GA4 export tables of the run written into them.
 Terraform (infra/analytics.tf) renders it the same way, step for step.
 The script finds its own window (the manifest's watermark); this only fills in the knobs and reports.
 Bots are left out of the analyst tables unless `include_bots` is true; None keeps what the last run did, so a
@@ -34,6 +36,11 @@ _SESSION_TIMEOUT = re.compile(r"\.last>([0-9.e]+)\)")  # `now - current.last > S
 # One file per analyst table, named after it; refresh.sql is the script that builds them all.
 MODELS = tuple(sorted(path.stem for path in MODELS_DIR.glob("*.sql") if path.stem != "refresh"))
 UPSERT_STEPS = ("build", "clear", "fill")  # models/upsert/<step>.sql, in this order
+# What reads GA4's export besides ga4_session_days.sql: a SELECT refresh.sql runs with the run's export tables
+# written into its text (`{{ga4_suffixes}}`), filling a scratch table a model reads.
+GA4_READS_DIR = MODELS_DIR / "ga4_reads"
+GA4_READS = tuple(sorted(path.stem for path in GA4_READS_DIR.glob("*.sql")))
+CREATE_STEP = "create"  # models/upsert/create.sql: the table if missing, as its header says (within build)
 FAILED_STEP = "failed"  # models/upsert/failed.sql: what the exception handler of a table's block records
 # The caught error's text in an exception handler. bqemulator, the local BigQuery, has no @@error.message: its
 # script interpreter keeps the message in a variable of this name instead (a stand-in for local runs only).
@@ -70,6 +77,11 @@ def snippet_bounds() -> SnippetBounds:
 @cache
 def model_sql(name: str) -> str:
     return (MODELS_DIR / f"{name}.sql").read_text()
+
+
+@cache
+def ga4_read_sql(name: str) -> str:
+    return (GA4_READS_DIR / f"{name}.sql").read_text()
 
 
 def requires(name: str) -> str | None:
@@ -117,14 +129,16 @@ def settings(sql: str) -> dict[str, str]:
 
 def upserts(models: dict[str, str], values: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Each step of models/upsert/ per model; `steps`: the three, one after the other; `upsert`: the three in a
-    block whose exception handler is `failed` (upsert/guard.sql)."""
-    steps = {step: (MODELS_DIR / "upsert" / f"{step}.sql").read_text() for step in (*UPSERT_STEPS, FAILED_STEP)}
+    block whose exception handler is `failed` (upsert/guard.sql); `create`: the part of `build` that makes the
+    table if missing, from its scratch table, for a model whose scratch table refresh.sql fills itself."""
+    named = (CREATE_STEP, *UPSERT_STEPS, FAILED_STEP)  # create first: build includes it
+    steps = {step: (MODELS_DIR / "upsert" / f"{step}.sql").read_text() for step in named}
     guard = (MODELS_DIR / "upsert" / "guard.sql").read_text()
-    done: dict[str, dict[str, str]] = {step: {} for step in (*UPSERT_STEPS, FAILED_STEP, "steps", "upsert")}
+    done: dict[str, dict[str, str]] = {step: {} for step in (*named, "steps", "upsert")}
     for name, sql in models.items():
         model = values | settings(sql) | {"table": name, "sql": sql}
         for step, template in steps.items():
-            done[step][name] = render(template, model).strip()
+            done[step][name] = render(template, model | {"create": done[CREATE_STEP].get(name, "")}).strip()
         done["steps"][name] = "\n".join(done[step][name] for step in UPSERT_STEPS)
         done["upsert"][name] = render(guard, {"steps": done["steps"][name], "failed": done[FAILED_STEP][name]}).strip()
     return done
@@ -148,6 +162,7 @@ def script(
     ga4_start_date: date | None = None,
     ga4_conversion_events: tuple[str, ...] | list[str] = ("purchase", "generate_lead"),
     attribution_window_days: int = 30,
+    ga4_tables_per_read: int = 200,
     error_message: str = ERROR_MESSAGE,
     run_at: datetime | None = None,
 ) -> str:
@@ -155,8 +170,9 @@ def script(
     without it the script names this dataset in its place and never runs that step. `ga4_export_dataset` (a
     dataset of this project) builds the GA4 tables (ga4_visits, chat_impact, chat_conversions) and the GA4 outcome
     of experiments; without it, likewise, nothing reads GA4. `ga4_start_date`: where a first GA4 run starts
-    (None: GA4_START_DAYS before today). `run_at`: the time the run takes as now (default: BigQuery's clock),
-    so that a test can play runs hours or days apart."""
+    (None: GA4_START_DAYS before today); `ga4_tables_per_read`: the export tables one statement reads at most.
+    `run_at`: the time the run takes as now (default: BigQuery's clock), so that a test can play runs hours or
+    days apart."""
     export = loyjoy_export_dataset or ""
     qualified = export if "." in export or not export else f"{project}.{export}"
     values: dict[str, Any] = {"project": project, "dataset": dataset, "error_message": error_message}
@@ -168,6 +184,8 @@ def script(
     values["ga4_conversions"] = f"`{project}.{dataset}.ga4_conversions`" if ga4 else NO_GA4_CONVERSIONS
     values["attribution_window_days"] = attribution_window_days
     models = {name: render(model_sql(name), values).strip().rstrip(";") for name in MODELS}
+    events = sql_strings(ga4_conversion_events)
+    reads = {name: render(ga4_read_sql(name), values | {"ga4_conversion_events": events}).strip() for name in GA4_READS}
     knobs = {
         "recent_days": recent_days,
         "max_age_days": max_age_days,
@@ -177,9 +195,11 @@ def script(
         "max_queue": snippet_bounds().max_queue,
         "run_at": f"TIMESTAMP '{run_at.astimezone(UTC).isoformat()}'" if run_at else "CURRENT_TIMESTAMP()",
         "ga4_start_date": (ga4_start_date or date.today() - timedelta(days=GA4_START_DAYS)).isoformat(),
-        "ga4_conversion_events": sql_strings(ga4_conversion_events),
+        "ga4_conversion_events": events,
+        "ga4_tables_per_read": ga4_tables_per_read,
     }
-    return render(model_sql("refresh"), values | upserts(models, values) | knobs)
+    texts = {"sql": models, "ga4_reads": reads}  # ${sql.<table>}, ${ga4_reads.<name>}: whole, for EXECUTE IMMEDIATE
+    return render(model_sql("refresh"), values | upserts(models, values) | knobs | texts)
 
 
 def delivery_gap_check(project: str, dataset: str, *, threshold: float, min_clients: int) -> str:
@@ -236,6 +256,7 @@ def refresh(
         ga4_start_date=chosen.ga4_start_date,
         ga4_conversion_events=chosen.ga4_conversion_events,
         attribution_window_days=chosen.attribution_window_days,
+        ga4_tables_per_read=chosen.ga4_tables_per_read,
         error_message=LOCAL_ERROR_MESSAGE if sink._settings.bigquery_api_endpoint else ERROR_MESSAGE,
         run_at=run_at,
     )
