@@ -74,6 +74,7 @@ locals {
     error_message           = "@@error.message"
     recent_days             = 0
     max_age_days            = 31
+    max_event_age_days      = var.max_event_age_days
     lookback_minutes        = 60
     include_bots            = var.analytics_include_bots
     reconcile               = local.loyjoy_export != ""
@@ -83,6 +84,7 @@ locals {
     ga4_conversion_events   = format("[%s]", join(", ", [for name in var.ga4_conversion_events : "'${name}'"]))
     attribution_window_days = var.attribution_window_days
     max_queue               = local.snippet_max_queue
+    session_timeout_ms      = local.snippet_session_timeout_ms
     run_at                  = "CURRENT_TIMESTAMP()"
   }))
 }
