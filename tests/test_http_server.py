@@ -163,3 +163,65 @@ def test_functions_frameworks_own_app_answers_as_the_bare_path_does(
         assert labels == ["collector", "framework-collector"]
     finally:
         stop(framework.process)
+
+
+def test_each_answer_leaves_in_one_write_with_uvicorns_framing_kept() -> None:
+    """server_limits' protocol holds an answer's head until its body: one send system call per answer, not
+    two (uvloop sends each write at once). What uvicorn does with the answer is unchanged: keep-alive,
+    pipelining, an answer to HEAD (a head with no body to carry it), and `Connection: close` after the last."""
+    import asyncio
+
+    import uvloop
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from loyjoy_collector import asgi
+    from loyjoy_collector.server_limits import DeadlineHttpTools
+
+    writes: list[bytes] = []
+
+    class Recorded:
+        def __init__(self, transport: asyncio.Transport) -> None:
+            self.transport = transport
+
+        def write(self, data: bytes) -> None:
+            writes.append(bytes(data))
+            self.transport.write(data)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.transport, name)
+
+    class Counted(DeadlineHttpTools):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(Recorded(transport))  # type: ignore[arg-type]
+
+    get = b"GET /robots.txt HTTP/1.1\r\nHost: collector\r\n\r\n"
+    requests = [get, get.replace(b"GET", b"HEAD"), get + get.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")]
+
+    async def run() -> bytes:
+        config = Config(asgi.application, http=Counted, lifespan="off", log_config=None)
+        config.load()
+        state = ServerState()
+        server = await asyncio.get_running_loop().create_server(
+            lambda: Counted(config=config, server_state=state, app_state={}), "127.0.0.1", 0
+        )
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        received, expected = b"", 0
+        for request in requests:  # the last holds two pipelined requests
+            writer.write(request)
+            expected += request.count(b"GET") + request.count(b"HEAD")
+            while received.count(b"HTTP/1.1 ") < expected:
+                received += await asyncio.wait_for(reader.read(65536), 10)
+        received += await asyncio.wait_for(reader.read(), 10)  # the server closes after the last
+        writer.close()
+        server.close()
+        return received
+
+    received = uvloop.run(run())  # the loop the worker runs (uvicorn's `loop: auto`)
+    assert statuses(received) == [404, 404, 404, 404]
+    assert len(writes) == 4, writes  # one write per answer, head and body together
+    assert b"".join(writes) == received
+    assert [w.endswith(b"\r\n\r\nNot Found") for w in writes] == [True, False, True, True]
+    assert writes[1].endswith(b"\r\n\r\n") and b"content-length: 9\r\n" in writes[1]
+    assert b"connection: close\r\n" in writes[3] and b"connection: close" not in b"".join(writes[:3])
