@@ -25,7 +25,7 @@ import signal
 import sys
 from typing import Any, ClassVar
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
 from .settings import get_settings
@@ -71,73 +71,6 @@ class HeadRefused(Exception):
     """Raised from a parser callback: httptools turns it into the HttpParserError uvicorn answers."""
 
 
-class _HeadHeld:
-    """The connection's transport as an answer's cycle sees it from its head to its body: the head is held and
-    goes out with the body's first bytes, in one write."""
-
-    __slots__ = ("head", "transport")
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        self.head: bytes | None = None  # None until the head is written; b"" once it went out
-
-    def write(self, data: bytes) -> None:
-        head = self.head
-        if head is None:
-            self.head = data
-            return
-        if head:
-            self.head = b""
-            data = head + data
-        self.transport.write(data)
-
-    def flush(self) -> None:
-        """What is still held goes out (an answer to HEAD has no body to carry it)."""
-        head, self.head = self.head, b""
-        if head and not self.transport.is_closing():
-            self.transport.write(head)
-
-    def close(self) -> None:
-        self.flush()
-        self.transport.close()
-
-    def is_closing(self) -> bool:
-        return self.transport.is_closing()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
-
-
-class OneWriteCycle(RequestResponseCycle):
-    """uvicorn's request-response cycle, its answer's head and body sent in one system call rather than two.
-
-    uvicorn writes the head when the application sends `http.response.start` and the body at
-    `http.response.body`; uvloop sends each write at once, so a small answer cost two sends on the socket (the
-    largest single cost of a one-event request after the work itself). Here the head waits, in `_HeadHeld`,
-    for the next message of the answer, which the collector (asgi.py) and Starlette send right after it; all
-    of uvicorn's own handling of the answer (its checks, keep-alive, Content-Length, HEAD) is unchanged.
-    """
-
-    async def send(self, message: Any) -> None:
-        transport = self.transport
-        if type(transport) is _HeadHeld:  # the message after the head: the body (or what uvicorn refuses)
-            try:
-                await super().send(message)
-            finally:
-                self.transport = transport.transport
-                transport.flush()
-            return
-        if self.response_started or message.get("type") != "http.response.start":
-            await super().send(message)
-            return
-        held = self.transport = _HeadHeld(transport)
-        try:
-            await super().send(message)
-        finally:
-            if held.head is None:  # no head was written (a disconnected sender, an invalid header)
-                self.transport = transport
-
-
 class DeadlineHttpTools(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline and a size limit on each request's head."""
 
@@ -157,11 +90,6 @@ class DeadlineHttpTools(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
-
-    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        if type(cycle) is RequestResponseCycle:
-            cycle.__class__ = OneWriteCycle  # built by uvicorn's on_headers_complete, whose class it names
-        super()._start_asgi_task(cycle, app)
 
     def data_received(self, data: bytes) -> None:
         if self._head_bytes is not None:  # a head in progress since an earlier read: what it grows by
