@@ -92,6 +92,7 @@ locals {
     error_message           = "@@error.message"
     recent_days             = 0
     max_age_days            = 31
+    max_event_age_days      = var.max_event_age_days
     lookback_minutes        = 60
     include_bots            = var.analytics_include_bots
     reconcile               = local.loyjoy_export != ""
@@ -102,6 +103,7 @@ locals {
     attribution_window_days = var.attribution_window_days
     ga4_tables_per_read     = 200 # as GA4_TABLES_PER_READ's default
     max_queue               = local.snippet_max_queue
+    session_timeout_ms      = local.snippet_session_timeout_ms
     run_at                  = "CURRENT_TIMESTAMP()"
   }))
 }

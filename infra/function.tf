@@ -81,6 +81,7 @@ resource "google_cloudfunctions2_function" "collector" {
       DATA_PATHS         = join(",", var.data_paths)
       PATH_PREFIXES      = join(",", var.path_prefixes)
       NON_LOYJOY_HITS    = var.non_loyjoy_hits
+      MAX_EVENT_AGE_DAYS = tostring(var.max_event_age_days)
       # The flood limits; the client's address is the last X-Forwarded-For entry, or the one before the load
       # balancer's own with custom_domain.
       RATE_LIMIT_ADDRESS_PER_SECOND      = tostring(var.flood_limits.address_per_second)

@@ -295,6 +295,18 @@ variable "refresh_schedule" {
   }
 }
 
+variable "max_event_age_days" {
+  description = "Client event times older than this many days are clamped to the time received (the collector's MAX_EVENT_AGE_DAYS), and the analyst tables count a delivery delay only between 0 and this many days: a client clock is the sender's to set."
+  type        = number
+  default     = 28
+  nullable    = false
+
+  validation {
+    condition     = var.max_event_age_days >= 1 && var.max_event_age_days <= 30 && floor(var.max_event_age_days) == var.max_event_age_days
+    error_message = "max_event_age_days is a whole number of days from 1 to 30 (BigQuery streams into partitions up to 31 days old)."
+  }
+}
+
 variable "analytics_include_bots" {
   description = "Count bots (listed crawlers, headless browsers, HTTP clients such as curl on the browser protocol: events.is_bot) in the analyst tables. Rows are stored either way; changing it rebuilds the analyst tables' whole history on the next refresh."
   type        = bool

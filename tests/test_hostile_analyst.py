@@ -171,3 +171,98 @@ def test_one_client_sets_off_no_gap_alert_and_the_alert_quotes_no_sender_text(en
         local_bigquery.query(check)
     assert "by 10 clients" in str(fired.value) and "worst engine: Blink" in str(fired.value)
     assert "HYPERLINK" not in str(fired.value) and "example.com" not in str(fired.value)
+
+
+# ------------------------------------------------------------------------------- (4) sessions and funnel
+
+
+def chat(name: str, ts: datetime, session: str, bot: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "event": name,
+        "ts": ts.isoformat(),
+        "session_id": session,
+        "client_id": "c-" + session,
+        "bot_id": bot,
+        **extra,
+    }
+
+
+def test_a_session_lasts_no_month_a_late_event_renames_nothing_and_no_rate_passes_one(env, local_bigquery):
+    """A session from `load` 26 days ago to `sign_up` now lasted 26 days; one late event renamed a process for the
+    whole day (MAX(process_name)); one started session and twelve that only signed up made a sign_up_rate of 12."""
+    bot = f"b4-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)  # one day
+    today = now.date()
+    long_id = f"s-long-{uuid.uuid4().hex[:6]}"
+    rows = [
+        stored(chat("load", now - timedelta(days=26), long_id, bot, process_id="p-long")),
+        stored(chat("sign_up", now, long_id, bot, process_id="p-long")),
+    ]
+    # Process p-1, called "Shop" by ten events of real sessions; the funnel of one of them complete.
+    steps = ("load", "show", "open", "session_started")
+    for n in range(10):
+        names = (*steps, "sign_up") if n == 0 else ("load",)
+        at = now - timedelta(hours=2, minutes=n)
+        rows += [
+            stored(
+                chat(
+                    name,
+                    at + timedelta(seconds=i),
+                    f"s-real-{n}-{bot}",
+                    bot,
+                    process_id="p-1",
+                    detail={"process_name": "Shop"},
+                )
+            )
+            for i, name in enumerate(names)
+        ]
+    # Twelve sessions that only sign up, and one late event that names the process otherwise.
+    rows += [
+        stored(chat("sign_up", now - timedelta(hours=1), f"s-only-{n}-{bot}", bot, process_id="p-1")) for n in range(12)
+    ]
+    rows.append(
+        stored(
+            chat(
+                "load", now - timedelta(hours=3), f"s-late-{bot}", bot, process_id="p-1", detail={"process_name": "ZZZ"}
+            )
+        )
+    )
+    insert(local_bigquery, rows)
+    refresh(env)
+
+    parts = query(local_bigquery, f"SELECT * FROM `t.sessions` WHERE bot_id = '{bot}' AND process_id = 'p-long'")
+    assert sorted((p["day"], p["duration_seconds"]) for p in parts) == [(today - timedelta(days=26), 0), (today, 0)]
+    longest = query(local_bigquery, f"SELECT MAX(duration_seconds) AS s FROM `t.sessions` WHERE bot_id = '{bot}'")
+    assert longest[0]["s"] < 24 * 3600
+
+    named = query(
+        local_bigquery,
+        f"SELECT DISTINCT process_name FROM `t.daily_counts` WHERE bot_id = '{bot}' AND process_id = 'p-1'",
+    )
+    assert named == [{"process_name": "Shop"}]
+    [funnel] = query(local_bigquery, f"SELECT * FROM `t.funnel_daily` WHERE bot_id = '{bot}' AND process_id = 'p-1'")
+    assert funnel["process_name"] == "Shop"
+    assert (funnel["sessions"], funnel["loaded"], funnel["started"], funnel["signed_up"]) == (23, 11, 1, 1)
+    rates = ("show_rate", "open_rate", "start_rate", "sign_up_rate", "opt_in_rate", "conversion_rate")
+    assert all(0 <= funnel[rate] <= 1 for rate in rates), {rate: funnel[rate] for rate in rates}
+    assert funnel["sign_up_rate"] == 1.0
+
+
+# ------------------------------------------------------------------------------- (7) delays
+
+
+def test_delay_figures_come_only_from_clocks_within_the_event_age(env, local_bigquery):
+    """Delay percentiles came from raw client clocks: a p95 of 1,823 years and a negative p50. Two events sent on
+    time, one from a clock in the year 203 and four from clocks ten days ahead: the delays are the two real ones,
+    and the five others are counted as left out."""
+    host, now = f"delay-{uuid.uuid4().hex[:6]}.example.com", datetime.now(UTC).replace(microsecond=0)
+    received = now - timedelta(minutes=1)
+    client = f"d-{uuid.uuid4().hex[:6]}"
+    times = [received - timedelta(seconds=1), received - timedelta(seconds=3), datetime(203, 6, 1, tzinfo=UTC)]
+    times += [received + timedelta(days=10)] * 4
+    rows = [stored(numbered(client, n + 1, ts, host), received_at=received) for n, ts in enumerate(times)]
+    insert(local_bigquery, rows)
+    refresh(env)
+    [found] = query(local_bigquery, f"SELECT * FROM `t.delivery_health` WHERE page_hostname = '{host}'")
+    assert (found["events_received"], found["delays_left_out"]) == (7, 5)
+    assert (found["delay_p50_ms"], found["delay_p95_ms"]) == (2000, 2900)  # between 1 s and 3 s, as BigQuery

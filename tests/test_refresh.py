@@ -95,8 +95,10 @@ def test_incremental_refresh_late_events_midnight_sessions_and_a_second_run(env,
     send(
         local_bigquery,
         [
-            ("load", today - timedelta(minutes=2), midnight),  # yesterday 23:58
-            ("open", today - timedelta(minutes=1), midnight),
+            ("load", today - timedelta(minutes=4), midnight),  # yesterday 23:56
+            ("show", today - timedelta(minutes=3), midnight),
+            ("open", today - timedelta(minutes=2), midnight),
+            ("session_started", today - timedelta(minutes=1), midnight),
             ("sign_up", today + timedelta(minutes=1), midnight),  # today 00:01: the same session
             ("load", today + timedelta(hours=9), "s-other"),
         ],
@@ -106,13 +108,13 @@ def test_incremental_refresh_late_events_midnight_sessions_and_a_second_run(env,
     assert "rebuilt 2 event days" in first
     [session] = table(local_bigquery, "sessions", f"session_id = '{midnight}'")
     assert (session["events"], session["day"], session["outcome"]) == (
-        3,
+        5,
         (today - timedelta(days=1)).date(),
         "signed_up",
     )
     clean = local_bigquery.query(f"SELECT COUNT(*) AS n FROM `{PROJECT}.{DATASET}.events_clean`")[0]["n"]
     raw = local_bigquery.query(f"SELECT COUNT(*) AS n FROM `{PROJECT}.{DATASET}.events`")[0]["n"]
-    assert (clean, raw) == (4, 6)  # the copies count once
+    assert (clean, raw) == (6, 8)  # the copies count once
 
     before = snapshot(local_bigquery)
     refresh(env)  # nothing new: the window is what the lookback covers, rebuilt to the same numbers
@@ -129,7 +131,7 @@ def test_incremental_refresh_late_events_midnight_sessions_and_a_second_run(env,
     counts = {(r["day"], r["event_name"]): r["events"] for r in table(local_bigquery, "daily_counts")}
     assert counts[(late_day.date(), "load")] == 1
     [session] = table(local_bigquery, "sessions", f"session_id = '{midnight}'")
-    assert (session["events"], session["closed"]) == (4, True)  # rebuilt whole, still one row
+    assert (session["events"], session["closed"]) == (6, True)  # rebuilt whole, still one row
     funnel = {r["day"]: r for r in table(local_bigquery, "funnel_daily")}
     assert funnel[(today - timedelta(days=1)).date()]["signed_up"] == 1
     manifest = local_bigquery.query(
@@ -360,7 +362,7 @@ def test_a_failing_table_fails_alone_and_its_days_are_retried_by_the_next_run(lo
     )
     day = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) - timedelta(days=1)
     rows = []
-    for n, name in enumerate(("load", "open", "sign_up")):
+    for n, name in enumerate(("load", "show", "open", "session_started", "sign_up")):
         ts = day + timedelta(minutes=n)
         raw = {"event": name, "ts": ts.isoformat(), "session_id": "s-iso", "event_id": uuid.uuid4().hex}
         ctx = RequestContext(ts, "POST", "/", "", "text/plain", None, CHROME, None, None)
@@ -389,7 +391,7 @@ def test_a_failing_table_fails_alone_and_its_days_are_retried_by_the_next_run(lo
     assert failed.returncode == 1, failed.stderr[-3000:]
     assert "failed: daily_counts:" in failed.stderr and "retried by the next refresh" in failed.stdout
     [session] = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{dataset}.sessions`")
-    assert (session["events"], session["outcome"]) == (3, "signed_up")  # built after the failed step
+    assert (session["events"], session["outcome"]) == (5, "signed_up")  # built after the failed step
     [funnel] = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{dataset}.funnel_daily`")
     assert (funnel["day"], funnel["signed_up"]) == (day.date(), 1)
     written = manifest()
@@ -403,9 +405,7 @@ def test_a_failing_table_fails_alone_and_its_days_are_retried_by_the_next_run(lo
     assert "rebuilt 1 event days" in retried.stdout  # nothing new arrived: the pending day
     built = local_bigquery.query(f"SELECT day, event_name, events FROM {counts} ORDER BY event_name")
     assert [(r["day"], r["event_name"], r["events"]) for r in built] == [
-        (day.date(), "load", 1),
-        (day.date(), "open", 1),
-        (day.date(), "sign_up", 1),
+        (day.date(), name, 1) for name in ("load", "open", "session_started", "show", "sign_up")
     ]
     assert (manifest()["failures"], manifest()["pending_days"]) == ([], [])
 

@@ -41,7 +41,15 @@ WITH rows_rebuilt AS (
       ) THEN 'Blink'
       ELSE 'other'
     END AS engine,
-    TIMESTAMP_DIFF(received_at, client_ts, MILLISECOND) AS delay_ms
+    -- The client's clock is the sender's: a delay counts only between 0 and max_delay_ms (no event arrives
+    -- older, MAX_EVENT_AGE_DAYS); one outside is left out of the percentiles and counted in delays_left_out.
+    IF(
+      TIMESTAMP_DIFF(received_at, client_ts, MILLISECOND) BETWEEN 0 AND max_delay_ms,
+      TIMESTAMP_DIFF(received_at, client_ts, MILLISECOND),
+      NULL
+    ) AS delay_ms,
+    client_ts IS NOT NULL AND NOT TIMESTAMP_DIFF(received_at, client_ts, MILLISECOND) BETWEEN 0 AND max_delay_ms
+      AS delay_left_out
   FROM `${project}.${dataset}.events_clean`
   WHERE DATE(event_ts) IN UNNEST(health_days)
 ),
@@ -117,7 +125,8 @@ measured AS (
     IFNULL(c.resent, 0) AS resent,
     IFNULL(c.duplicates, 0) AS duplicates,
     r.delivered_later_page,
-    r.delay_ms
+    r.delay_ms,
+    r.delay_left_out
   FROM rows_rebuilt AS r
   LEFT JOIN gaps AS g ON g.event_id = r.event_id
   LEFT JOIN copies AS c ON c.event_id = r.event_id
@@ -157,6 +166,7 @@ SELECT
   SAFE_DIVIDE(COUNTIF(delivered_later_page), COUNT(*)) AS later_page_share,
   -- Columns added later stay at the end (refresh.sql adds them to a table built before them).
   SUM(resets) AS resets,
-  COUNTIF(first_gap) AS clients_with_gaps
+  COUNTIF(first_gap) AS clients_with_gaps,
+  COUNTIF(delay_left_out) AS delays_left_out
 FROM with_quantiles
 GROUP BY event_date, page_hostname, browser, engine, device_type, protocol

@@ -59,6 +59,10 @@ DECLARE rejected_days ARRAY<DATE> DEFAULT (
   )
 );
 DECLARE session_days ARRAY<DATE> DEFAULT [];
+-- A session ends after a pause longer than the snippet's (read from it), and lasts less than session_max_hours:
+-- no visitor chats for a day without a half-hour pause, and every duration figure stays under a day.
+DECLARE session_timeout_ms INT64 DEFAULT ${session_timeout_ms};
+DECLARE session_max_hours INT64 DEFAULT 24;
 DECLARE clean_columns STRING;
 -- delivery_health counts a sequence gap only between numbers at most late_days event days apart, so that a run
 -- reads no more than that around its days (${max_age_days}: no event is older when it arrives).
@@ -66,6 +70,9 @@ DECLARE late_days INT64 DEFAULT ${max_age_days};
 -- The most events the snippet holds back for a client (its maxQueue, read from the snippet itself): a jump in a
 -- client's numbers wider than that is a reset, not loss, and no drop report counts more.
 DECLARE queue_bound INT64 DEFAULT ${max_queue};
+-- Time figures count only within [0, MAX_EVENT_AGE_DAYS] (the collector's setting): a client clock is the sender's.
+-- (The CAST: the local BigQuery multiplies two small literals as INT32.)
+DECLARE max_delay_ms INT64 DEFAULT ${max_event_age_days} * CAST(86400000 AS INT64);
 DECLARE health_days ARRAY<DATE> DEFAULT [];
 DECLARE health_first DATE;
 DECLARE health_last DATE;
@@ -101,13 +108,14 @@ END;
 -- the sessions no event of events_clean has any more (all bots, when bots were counted before).
 BEGIN
 ${build.sessions}
+ALTER TABLE `${project}.${dataset}.sessions` ADD COLUMN IF NOT EXISTS sent_session_id STRING;  -- built before it
 SET session_days = (
   SELECT IFNULL(ARRAY_AGG(DISTINCT day), []) FROM (
     SELECT day FROM `${project}.${dataset}.sessions_this_run`
     UNION ALL
     SELECT day FROM `${project}.${dataset}.sessions`
     WHERE day BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY)
-      AND session_id IN (SELECT session_id FROM `${project}.${dataset}.sessions_this_run`)
+      AND IFNULL(sent_session_id, session_id) IN (SELECT sent_session_id FROM `${project}.${dataset}.sessions_this_run`)
   )
 );
 ${clear.sessions}
@@ -156,6 +164,7 @@ SET health_last = (SELECT MAX(d) FROM UNNEST(health_days) AS d);
 ${build.delivery_health}
 ALTER TABLE `${project}.${dataset}.delivery_health` ADD COLUMN IF NOT EXISTS resets INT64;  -- built before these
 ALTER TABLE `${project}.${dataset}.delivery_health` ADD COLUMN IF NOT EXISTS clients_with_gaps INT64;
+ALTER TABLE `${project}.${dataset}.delivery_health` ADD COLUMN IF NOT EXISTS delays_left_out INT64;
 ${clear.delivery_health}
 ${fill.delivery_health}
 EXCEPTION WHEN ERROR THEN

@@ -155,6 +155,7 @@ def script(
     *,
     recent_days: int = 0,
     max_age_days: int = 31,
+    max_event_age_days: int = 28,
     lookback_minutes: int = 60,
     include_bots: bool | None = None,
     loyjoy_export_dataset: str | None = None,
@@ -189,10 +190,12 @@ def script(
     knobs = {
         "recent_days": recent_days,
         "max_age_days": max_age_days,
+        "max_event_age_days": max_event_age_days,
         "lookback_minutes": lookback_minutes,
         "include_bots": sql_bool(include_bots),
         "reconcile": sql_bool(bool(export)),
         "max_queue": snippet_bounds().max_queue,
+        "session_timeout_ms": snippet_bounds().session_timeout_ms,
         "run_at": f"TIMESTAMP '{run_at.astimezone(UTC).isoformat()}'" if run_at else "CURRENT_TIMESTAMP()",
         "ga4_start_date": (ga4_start_date or date.today() - timedelta(days=GA4_START_DAYS)).isoformat(),
         "ga4_conversion_events": events,
@@ -259,6 +262,7 @@ def refresh(
         ga4_tables_per_read=chosen.ga4_tables_per_read,
         error_message=LOCAL_ERROR_MESSAGE if sink._settings.bigquery_api_endpoint else ERROR_MESSAGE,
         run_at=run_at,
+        max_event_age_days=sink._settings.max_event_age_days,
     )
     from google.api_core.exceptions import GoogleAPICallError
 
