@@ -94,6 +94,7 @@ locals {
     max_age_days            = 31
     max_event_age_days      = var.max_event_age_days
     lookback_minutes        = 60
+    late_days_per_run       = var.analytics_late_days_per_run
     include_bots            = var.analytics_include_bots
     reconcile               = local.loyjoy_export != ""
     ga4                     = local.ga4

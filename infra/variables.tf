@@ -295,6 +295,18 @@ variable "refresh_schedule" {
   }
 }
 
+variable "analytics_late_days_per_run" {
+  description = "Days before yesterday that one run of the analyst refresh rebuilds at most: late events (a queue that waited offline, or a sender's made-up times) change old days, and the days past this wait in refresh_manifest.pending_days for the next runs. Bounds what any sender can make an hourly run cost."
+  type        = number
+  default     = 3
+  nullable    = false
+
+  validation {
+    condition     = var.analytics_late_days_per_run >= 1 && var.analytics_late_days_per_run <= 400 && floor(var.analytics_late_days_per_run) == var.analytics_late_days_per_run
+    error_message = "analytics_late_days_per_run is a whole number of days from 1 to 400."
+  }
+}
+
 variable "max_event_age_days" {
   description = "Client event times older than this many days are clamped to the time received (the collector's MAX_EVENT_AGE_DAYS), and the analyst tables count a delivery delay only between 0 and this many days: a client clock is the sender's to set."
   type        = number

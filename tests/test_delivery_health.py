@@ -152,7 +152,7 @@ def snapshot(local_bigquery) -> list[str]:
 def test_gaps_within_a_day_across_days_late_fills_copies_and_incremental_equals_full(env, local_bigquery):
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     d = [today - timedelta(days=n) for n in (0, 1, 2, 3)]  # today, yesterday, ...
-    a, b, c, g = (f"{name}-{uuid.uuid4().hex[:6]}" for name in "abcg")
+    a, b, c, e, g = (f"{name}-{uuid.uuid4().hex[:6]}" for name in "abceg")
     h = "gaps.example.com"  # this test's host: the other tests' rows stay out of its numbers
     eight = Event(a, 8, d[1] + timedelta(hours=11), host=h)
     hours_ago = timedelta(hours=3)  # received before the next runs' lookback: they see only what comes later
@@ -170,9 +170,13 @@ def test_gaps_within_a_day_across_days_late_fills_copies_and_incremental_equals_
             Event(a, 12, d[0] + timedelta(minutes=20), host=h),
             # Client b, Chrome on an iPhone (WebKit, like every iOS browser): 1 2 3 _ 5 today; 4 comes later.
             *[Event(b, n, d[0] + timedelta(minutes=n), agent=CHROME_IOS, host=h) for n in (1, 2, 3, 5)],
-            # Client c, Firefox: 1 three days ago, _ 3 yesterday; 2 comes later, dated three days ago.
+            # Client c, Firefox: 1 three days ago, _ 3 the day after; 2 comes later, dated three days ago.
             Event(c, 1, d[3] + timedelta(hours=8), agent=FIREFOX, host=h),
-            Event(c, 3, d[1] + timedelta(hours=8), agent=FIREFOX, host=h),
+            Event(c, 3, d[2] + timedelta(hours=8), agent=FIREFOX, host=h),
+            # Client e: 1 three days ago, 5 yesterday: two days apart, no gap (a number is compared with those a
+            # day around it, so that it changes the figures of no more days than that).
+            Event(e, 1, d[3] + timedelta(hours=7), host=h),
+            Event(e, 5, d[1] + timedelta(hours=7), host=h),
             # Client g starts at 3 (numbers below a client's first count nothing: it may be a returning visitor).
             Event(g, 3, d[0] + timedelta(minutes=30), agent=SAFARI_MAC, host=h),
             Event(g, 4, d[0] + timedelta(minutes=31), agent=SAFARI_MAC, host=h),
@@ -187,9 +191,9 @@ def test_gaps_within_a_day_across_days_late_fills_copies_and_incremental_equals_
         return {day: (v["events_received"], v["seq_gaps"]) for day, v in days.items()}
 
     assert per_day() == {
-        d[3].date(): (1, 0),
-        d[2].date(): (3, 1),  # a: 3
-        d[1].date(): (3, 2 + 1),  # a: 5 6 (below 7), c: 2 (below 3, two days after 1)
+        d[3].date(): (2, 0),
+        d[2].date(): (4, 1 + 1),  # a: 3, c: 2 (below 3, a day after 1)
+        d[1].date(): (3, 2),  # a: 5 6 (below 7); e: none (5 is two days after 1)
         d[0].date(): (2 + 4 + 2, 2 + 1),  # a: 10 11, b: 4
     }
     copies = by(local_bigquery, "event_date", where=f"page_hostname = '{h}'")[d[1].date()]
@@ -206,11 +210,11 @@ def test_gaps_within_a_day_across_days_late_fills_copies_and_incremental_equals_
     refresh(env)
     assert snapshot(local_bigquery) == before  # idempotent
 
-    # A late event alone: c's 2, dated three days ago. The run rebuilds that day, and yesterday too, where the
+    # A late event alone: c's 2, dated three days ago. The run rebuilds that day, and the next too, where the
     # gap it fills was counted (on c's 3).
     send(local_bigquery, [Event(c, 2, d[3] + timedelta(hours=9), agent=FIREFOX, host=h, retry=2)])
     assert "rebuilt 1 event days" in refresh(env)
-    assert per_day() == {d[3].date(): (2, 0), d[2].date(): (3, 1), d[1].date(): (3, 2), d[0].date(): (8, 3)}
+    assert per_day() == {d[3].date(): (3, 0), d[2].date(): (4, 1), d[1].date(): (3, 2), d[0].date(): (8, 3)}
     resent = by(local_bigquery, "event_date", where=f"page_hostname = '{h}'")[d[3].date()]
     assert (resent["resent"], resent["duplicates"]) == (1, 0)  # sent again, yet the only copy that arrived
 
@@ -227,8 +231,8 @@ def test_gaps_within_a_day_across_days_late_fills_copies_and_incremental_equals_
     send(local_bigquery, [Event(a, 5, five.ts, host=h, retry=1, later_page=True, event_id=five.event_id)])
     refresh(env)
     assert per_day() == {
-        d[3].date(): (2, 0),
-        d[2].date(): (4, 0),  # a's 3 filled the gap below 4
+        d[3].date(): (3, 0),
+        d[2].date(): (5, 0),  # a's 3 filled the gap below 4
         d[1].date(): (4, 1),  # a's 6 is still missing (below 7)
         d[0].date(): (9, 2),  # b's 4 arrived; a's 10 and 11 did not
     }

@@ -266,3 +266,146 @@ def test_delay_figures_come_only_from_clocks_within_the_event_age(env, local_big
     [found] = query(local_bigquery, f"SELECT * FROM `t.delivery_health` WHERE page_hostname = '{host}'")
     assert (found["events_received"], found["delays_left_out"]) == (7, 5)
     assert (found["delay_p50_ms"], found["delay_p95_ms"]) == (2000, 2900)  # between 1 s and 3 s, as BigQuery
+
+
+# ------------------------------------------------------------------------------- (6) incremental against full
+
+
+def fresh_dataset(local_bigquery, env: dict[str, str], name: str) -> dict[str, str]:
+    """A dataset of the test's own, bootstrapped: its refresh's window is only what the test sends."""
+    dataset = f"{name}_{uuid.uuid4().hex[:6]}"
+    environment = env | {"BQ_DATASET": dataset}
+    subprocess.run(
+        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"],
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
+    return environment
+
+
+def tables_of(local_bigquery, dataset: str) -> dict[str, list[str]]:
+    """Every analyst table's rows (but LoyJoy's reconciliation, which needs its export), sorted, as text."""
+    from loyjoy_collector.ops.refresh import MODELS
+
+    found = {}
+    for name in MODELS:
+        if name != "loyjoy_reconciliation":
+            rows = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{dataset}.{name}`")
+            found[name] = sorted(repr(sorted(row.items())) for row in rows)
+    return found
+
+
+def test_incremental_runs_build_what_a_full_run_builds_with_ids_sent_again_and_sessions_across_runs(
+    env, local_bigquery
+):
+    """An event_id sent again with a time on the next day was counted twice by the run that got it, and a session
+    whose events came in two runs days apart stayed two rows (a full run built one, wherever a session began)."""
+    environment = fresh_dataset(local_bigquery, env, "drift")
+    dataset = environment["BQ_DATASET"]
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    event_id = uuid.uuid4().hex
+    earlier = datetime.now(UTC) - timedelta(hours=2)  # received before the second run's lookback: runs far apart
+    rows = [
+        stored(chat("load", today - timedelta(days=3, minutes=10), "s-across", "b-6"), earlier),
+        stored(
+            {**chat("open", today - timedelta(days=2) + timedelta(hours=23), "s-once", "b-6"), "event_id": event_id},
+            earlier,
+        ),
+    ]
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{dataset}.events", rows) == []
+    refresh(environment, "--full")  # the first run after these arrived (bootstrap ran one before)
+    rows = [
+        stored(chat("sign_up", today + timedelta(minutes=20), "s-across", "b-6")),
+        # the same event again, its time an hour later (the next day)
+        stored({**chat("open", today - timedelta(hours=1), "s-once", "b-6"), "event_id": event_id}),
+    ]
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{dataset}.events", rows) == []
+    refresh(environment)
+    incremental = tables_of(local_bigquery, dataset)
+    counted = local_bigquery.query(
+        f"SELECT COUNT(*) AS n FROM `{PROJECT}.{dataset}.events_clean` WHERE event_id = '{event_id}'"
+    )
+    refresh(environment, "--full")
+    full = tables_of(local_bigquery, dataset)
+    assert counted == [{"n": 1}]
+    for name in incremental:
+        assert incremental[name] == full[name], name
+
+
+# ------------------------------------------------------------------------------- (8) the refresh's cost
+
+
+def run(local_bigquery, dataset: str, at: datetime, *, full: bool = False, late_days_per_run: int = 3) -> Any:
+    """One refresh as the schedule runs it, at the time `at` (runs hours apart, without waiting hours)."""
+    from loyjoy_collector.ops.refresh import refresh as refreshed
+    from loyjoy_collector.sink import BigQuerySink
+
+    settings = Settings(
+        bigquery_api_endpoint=local_bigquery.url,
+        bq_project=PROJECT,
+        bq_dataset=dataset,
+        late_days_per_run=late_days_per_run,
+    )
+    return refreshed(BigQuerySink(settings), full=full, run_at=at)
+
+
+def test_one_request_with_events_on_28_past_days_costs_each_run_a_few_days(env, local_bigquery):
+    """One request with events on 28 past days made every run inside the lookback rebuild 29 days. Hourly runs
+    now rebuild today, yesterday and at most 3 late days each, the rest queued in the manifest, until every day
+    is done; then the tables are what a full run builds."""
+    environment = fresh_dataset(local_bigquery, env, "late")
+    dataset = environment["BQ_DATASET"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows = [
+        stored(chat("load", now - timedelta(days=k) + timedelta(minutes=1), f"s-{k}", "b-8"), now) for k in range(29)
+    ]
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{dataset}.events", rows) == []
+    at, runs = now + timedelta(minutes=5), []
+    for _ in range(30):
+        ran = run(local_bigquery, dataset, at)
+        runs.append((ran.days, ran.late_days_queued))
+        if ran.late_days_queued == 0 and ran.days <= 2:
+            break
+        at += timedelta(hours=1)
+    assert max(days for days, _ in runs) <= 2 + 3, runs
+    assert runs[0] == (5, 27 - 3) and runs[-1][1] == 0, runs
+    assert len(runs) <= 2 + 27 // 3 + 3, runs  # the lookback finds them all twice; a few runs do seconds
+    incremental = tables_of(local_bigquery, dataset)
+    run(local_bigquery, dataset, at, full=True)
+    full = tables_of(local_bigquery, dataset)
+    for name in incremental:
+        assert incremental[name] == full[name], name
+
+
+# ------------------------------------------------------------------------------- (9) example_detail
+
+
+def test_example_detail_is_the_days_first_refusal_not_the_text_a_sender_sorts_last(env, local_bigquery):
+    """rejected_by_reason.example_detail showed whatever text a sender chose: MAX(reason_detail), won by any
+    refusal whose text sorts last, at any time of the day. It is the day's first refusal of its row."""
+    from loyjoy_collector import __version__
+
+    reason, first = (
+        f"invalid_x_{uuid.uuid4().hex[:6]}",
+        datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30),
+    )
+
+    def refusal(detail: str, at: datetime) -> dict[str, Any]:
+        return {
+            "rejected_id": uuid.uuid4().hex,
+            "received_at": at.isoformat(),
+            "reason": reason,
+            "reason_detail": detail,
+            "http_status": 400,
+            "protocol": "loyjoy",
+            "raw_truncated": False,
+            "collector_version": __version__,
+        }
+
+    rows = [refusal("event must be a string", first)]
+    rows += [refusal(f"zzz {n} 'WIN THIS PRIZE: visit example.org", first + timedelta(minutes=n)) for n in range(1, 4)]
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{DATASET}.events_rejected", rows) == []
+    refresh(env)
+    [row] = query(local_bigquery, f"SELECT * FROM `t.rejected_by_reason` WHERE reason = '{reason}'")
+    assert (row["rejections"], row["example_detail"]) == (4, "event must be a string")

@@ -126,6 +126,13 @@ class Settings(BaseModel):
     max_nesting_depth: int = Field(default=16, ge=2)
     max_event_age_days: int = Field(default=28, ge=1, le=30, description="Older client times are clamped.")
     max_future_skew_seconds: int = Field(default=300, ge=0)
+    late_days_per_run: int = Field(
+        default=3,
+        ge=1,
+        le=400,
+        description="Days before yesterday that one refresh rebuilds at most (late events); the rest wait for the "
+        "next runs, so that no sender's late events set the refresh's cost.",
+    )
 
     rate_limit_address_per_second: float = Field(
         default=50.0, gt=0, description="Requests a second one client address may send to POST / (a NAT's worth)."

@@ -2,10 +2,11 @@
 -- changed (health_days): what arrived, and what provably did not. The snippet numbers each client's events
 -- 1, 2, ...; a number never received below a number that was is an event lost on the way (seq_gaps, counted
 -- on the row of the number just above the gap). Losses after a client's last received number leave no trace,
--- so seq_gaps is a lower bound. A gap counts only when the number below it was received at most late_days
--- days earlier (event days): numbers further apart, and those below a client's first number, count nothing,
--- because the client may have been seen before (a returning visitor) and only late_days days around the run's
--- days are read. Every row read comes from events_clean (every event once, bots left out as there), so a copy
+-- so seq_gaps is a lower bound. A gap counts only down to a number whose event day is at most gap_days from
+-- the day of the number above it: numbers further apart, and those below a client's first number, count
+-- nothing, because the client may have been seen before (a returning visitor). So a number changes figures of
+-- at most gap_days days around its own, and a run that rebuilds those (health_days) builds exactly what a full
+-- run builds. Every row read comes from events_clean (every event once, bots left out as there), so a copy
 -- the snippet sent again counts once; copies themselves are counted from `events` (resent, duplicates).
 -- No sender moves a figure by more than the snippet could: the snippet holds back at most queue_bound events
 -- (its maxQueue), so a jump in the numbers wider than that is a reset (another device, cleared storage, or a
@@ -54,57 +55,80 @@ WITH rows_rebuilt AS (
   WHERE DATE(event_ts) IN UNNEST(health_days)
 ),
 
--- Every number of those rows' clients, from late_days days before the first day rebuilt to a day after the
--- last (a number's neighbour may carry an event time a little out of order). One row per number: a second
--- event with the same number (two tabs numbering alike) is no lost event.
+-- One entry per number and event day of those rows' clients, from gap_days before the first day rebuilt to
+-- gap_days after the last: a second event with the same number on the same day (two tabs numbering alike) is
+-- no lost event, and the entry's row is the first of its events.
 numbers AS (
-  SELECT client_id, client_seq, MIN(DATE(event_ts)) AS event_date, MIN(event_id) AS event_id
+  SELECT client_id, client_seq, DATE(event_ts) AS event_date, MIN(event_id) AS event_id
   FROM `${project}.${dataset}.events_clean`
-  WHERE DATE(event_ts) BETWEEN DATE_SUB(health_first, INTERVAL late_days DAY) AND DATE_ADD(health_last, INTERVAL 1 DAY)
+  WHERE DATE(event_ts) BETWEEN DATE_SUB(health_first, INTERVAL gap_days DAY) AND DATE_ADD(health_last, INTERVAL gap_days DAY)
     AND client_seq IS NOT NULL
     AND client_id IN (SELECT client_id FROM rows_rebuilt WHERE client_seq IS NOT NULL)
-  GROUP BY client_id, client_seq
+  GROUP BY client_id, client_seq, event_date
 ),
 
--- The numbers missing just below each number (NULL: no number below it within late_days days). A difference
--- past INT64 (numbers stored before the collector bounded them) is a reset like any jump past the bound.
+-- The number below each number of the days rebuilt: the highest of the client's numbers below it whose day is at
+-- most gap_days from its own. Each number is offered to every day that near (event_id NULL), and each number of
+-- the days rebuilt takes the highest offer below it on its day: a window per client and day, no join of pairs.
+offers AS (
+  SELECT
+    client_id,
+    DATE_ADD(event_date, INTERVAL CAST(shift AS INT64) DAY) AS event_date,  -- (CAST: as in refresh.sql)
+    client_seq,
+    CAST(NULL AS STRING) AS event_id
+  FROM numbers, UNNEST(GENERATE_ARRAY(-gap_days, gap_days)) AS shift
+  UNION ALL
+  SELECT client_id, event_date, client_seq, event_id FROM numbers WHERE event_date IN UNNEST(health_days)
+),
+
+-- The numbers missing just below each number (NULL: none below it near enough). A difference past INT64
+-- (numbers stored before the collector bounded them) is a reset like any jump past the bound.
 missing AS (
   SELECT
     event_id,
+    event_date,
     IF(
-      previous_seq IS NOT NULL AND DATE_DIFF(event_date, previous_date, DAY) <= late_days,
+      previous_seq IS NOT NULL,
       IFNULL(SAFE_SUBTRACT(SAFE_SUBTRACT(client_seq, previous_seq), 1), queue_bound + 1),
       NULL
     ) AS missing
   FROM (
     SELECT
       *,
-      LAG(client_seq) OVER (PARTITION BY client_id ORDER BY client_seq) AS previous_seq,
-      LAG(event_date) OVER (PARTITION BY client_id ORDER BY client_seq) AS previous_date
-    FROM numbers
+      MAX(IF(event_id IS NULL, client_seq, NULL)) OVER (
+        PARTITION BY client_id, event_date ORDER BY client_seq, event_id IS NULL
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+      ) AS previous_seq
+    FROM offers
   )
+  WHERE event_id IS NOT NULL
 ),
 
 gaps AS (
   SELECT
     event_id,
+    event_date,
     IF(missing <= queue_bound, missing, 0) AS seq_gaps,
     IF(missing > queue_bound, 1, 0) AS resets
   FROM missing
 ),
 
 -- What the snippet sent more than once, from the raw rows (bots and check events left out as in events_clean):
--- rows flagged resent (sent again without a confirming answer), and rows beyond the first of an event_id.
+-- of each row counted, the copies of its event_id at most copy_days from its day (as events_clean dedupes),
+-- itself included: rows flagged resent (sent again without a confirming answer), and rows beyond the first.
 copies AS (
   SELECT
-    event_id,
-    COUNTIF('resent' IN UNNEST(quality_flags)) AS resent,
+    r.event_id,
+    DATE(r.event_ts) AS event_date,
+    COUNTIF('resent' IN UNNEST(e.quality_flags)) AS resent,
     COUNT(*) - 1 AS duplicates
-  FROM `${project}.${dataset}.events`
-  WHERE DATE(event_ts) IN UNNEST(health_days)
-    AND event_name != 'collector_check'
-    AND (include_bots OR NOT COALESCE(is_bot, device_type = 'bot', FALSE))
-  GROUP BY event_id
+  FROM `${project}.${dataset}.events` AS e
+  JOIN (SELECT event_id, event_ts FROM rows_rebuilt) AS r
+    ON e.event_id = r.event_id AND ABS(DATE_DIFF(DATE(e.event_ts), DATE(r.event_ts), DAY)) <= copy_days
+  WHERE DATE(e.event_ts) BETWEEN DATE_SUB(health_first, INTERVAL copy_days DAY) AND DATE_ADD(health_last, INTERVAL copy_days DAY)
+    AND e.event_name != 'collector_check'
+    AND (include_bots OR NOT COALESCE(e.is_bot, e.device_type = 'bot', FALSE))
+  GROUP BY r.event_id, event_date
 ),
 
 measured AS (
@@ -128,8 +152,9 @@ measured AS (
     r.delay_ms,
     r.delay_left_out
   FROM rows_rebuilt AS r
-  LEFT JOIN gaps AS g ON g.event_id = r.event_id
-  LEFT JOIN copies AS c ON c.event_id = r.event_id
+  -- By id and day: an id sent again with a time further than copy_days away is an event of its own.
+  LEFT JOIN gaps AS g ON g.event_id = r.event_id AND g.event_date = DATE(r.event_ts)
+  LEFT JOIN copies AS c ON c.event_id = r.event_id AND c.event_date = DATE(r.event_ts)
 ),
 
 with_quantiles AS (

@@ -19,7 +19,7 @@ DECLARE bots_before BOOL DEFAULT (
   SELECT bots_included FROM `${project}.${dataset}.refresh_manifest` ORDER BY watermark DESC LIMIT 1
 );
 DECLARE include_bots BOOL DEFAULT IFNULL(${include_bots}, IFNULL(bots_before, FALSE));
--- What the last run could not finish: the days of its failed steps.
+-- What the last run left to do: the days of its failed steps, and the late days past its bounded pass.
 DECLARE pending_before ARRAY<DATE> DEFAULT IFNULL((
   SELECT pending_days FROM `${project}.${dataset}.refresh_manifest` ORDER BY watermark DESC LIMIT 1
 ), []);
@@ -36,15 +36,56 @@ DECLARE oldest TIMESTAMP DEFAULT IF(
   TIMESTAMP '2000-01-01 00:00:00+00',
   TIMESTAMP_SUB(run_at, INTERVAL GREATEST(${max_age_days}, ${recent_days}) DAY)
 );
-DECLARE days ARRAY<DATE> DEFAULT (
+-- Two copies of an event_id are one event when their event days are at most copy_days apart (the snippet sends
+-- a copy with the same client time; only a made-up time moves it further): the copy received first counts.
+-- Beyond that an id sent again counts again, in an incremental run as in a full one.
+DECLARE copy_days INT64 DEFAULT 1;
+-- The days whose rows changed: those of the rows received since the last run (less the lookback, for rows then
+-- in flight), of the other copies of their events (which of two copies counts may change), the last recent_days
+-- days, and what the last run left to do.
+DECLARE found ARRAY<DATE> DEFAULT (
   SELECT IFNULL(ARRAY_AGG(DISTINCT d), []) FROM (
     SELECT DATE(event_ts) AS d
     FROM `${project}.${dataset}.events`
     WHERE event_ts >= oldest
       AND (whole OR received_at > since OR DATE(event_ts) > DATE_SUB(DATE(run_at), INTERVAL ${recent_days} DAY))
     UNION ALL
+    SELECT DATE(copy.event_ts) AS d
+    FROM `${project}.${dataset}.events` AS copy
+    JOIN (
+      SELECT event_id, DATE(event_ts) AS received_day
+      FROM `${project}.${dataset}.events`
+      WHERE NOT whole AND event_ts >= oldest AND received_at > since
+    ) AS arrived USING (event_id)
+    WHERE copy.event_ts >= TIMESTAMP_SUB(oldest, INTERVAL copy_days DAY)
+      AND ABS(DATE_DIFF(DATE(copy.event_ts), arrived.received_day, DAY)) <= copy_days
+    UNION ALL
     SELECT d FROM UNNEST(pending_before) AS d
   )
+);
+-- Today and yesterday (and the last recent_days days, when asked for) are rebuilt whenever they change. Older
+-- days, late ones, are rebuilt at most late_days_per_run a run (${late_days_per_run}): those no run has rebuilt
+-- since their rows arrived first (the rows received since `since`; a run after that rebuilt a day once), then
+-- the newest; the rest wait in the manifest's pending_days for the next runs. One request with events on 28 past
+-- days then costs a few runs a few days each, not 29 days a run for every run in the lookback. A whole run
+-- rebuilds every day at once.
+DECLARE normal_from DATE DEFAULT DATE_SUB(DATE(run_at), INTERVAL GREATEST(1, ${recent_days} - 1) DAY);
+DECLARE late_ranked ARRAY<DATE> DEFAULT (
+  SELECT IFNULL(ARRAY_AGG(d ORDER BY rebuilt IS NOT NULL, rebuilt, d DESC), []) FROM (
+    SELECT d, (
+      SELECT MAX(m.run_at) FROM `${project}.${dataset}.refresh_manifest` AS m
+      WHERE m.run_at > since AND d IN UNNEST(m.days)
+    ) AS rebuilt
+    FROM UNNEST(found) AS d
+    WHERE NOT whole AND d < normal_from
+  )
+);
+DECLARE days ARRAY<DATE> DEFAULT ARRAY_CONCAT(
+  ARRAY(SELECT d FROM UNNEST(found) AS d WHERE whole OR d >= normal_from),
+  ARRAY(SELECT d FROM UNNEST(late_ranked) AS d WITH OFFSET AS n WHERE n < ${late_days_per_run})
+);
+DECLARE late_queued ARRAY<DATE> DEFAULT ARRAY(
+  SELECT d FROM UNNEST(late_ranked) AS d WITH OFFSET AS n WHERE n >= ${late_days_per_run} ORDER BY d
 );
 DECLARE first_day DATE DEFAULT (SELECT MIN(d) FROM UNNEST(days) AS d);
 DECLARE last_day DATE DEFAULT (SELECT MAX(d) FROM UNNEST(days) AS d);
@@ -64,9 +105,9 @@ DECLARE session_days ARRAY<DATE> DEFAULT [];
 DECLARE session_timeout_ms INT64 DEFAULT ${session_timeout_ms};
 DECLARE session_max_hours INT64 DEFAULT 24;
 DECLARE clean_columns STRING;
--- delivery_health counts a sequence gap only between numbers at most late_days event days apart, so that a run
--- reads no more than that around its days (${max_age_days}: no event is older when it arrives).
-DECLARE late_days INT64 DEFAULT ${max_age_days};
+-- delivery_health compares two numbers of a client only when their event days are at most gap_days apart: a
+-- number changes the gaps of that many days around its own, and a run reads no more than that around its days.
+DECLARE gap_days INT64 DEFAULT 1;
 -- The most events the snippet holds back for a client (its maxQueue, read from the snippet itself): a jump in a
 -- client's numbers wider than that is a reset, not loss, and no drop report counts more.
 DECLARE queue_bound INT64 DEFAULT ${max_queue};
@@ -132,32 +173,12 @@ ${upsert.opt_ins}
 -- funnel_daily: the days whose sessions changed (a whole run: every day in its range).
 ${upsert.funnel_daily}
 
--- delivery_health: the days of this run, and the days of the numbers just above each number on them (a late
--- event that fills a gap takes it off the day of the number above, which may be a later day).
+-- delivery_health: the days of this run and gap_days around each (a number, or a copy, changes the figures of
+-- the numbers near it: a late event that fills a gap takes it off the number above, whose day may be the next).
 BEGIN
-SET health_days = (
-  SELECT IFNULL(ARRAY_AGG(DISTINCT d), []) FROM (
-    SELECT d FROM UNNEST(days) AS d
-    UNION ALL
-    SELECT next_date AS d FROM (
-      SELECT
-        on_days,
-        LEAD(event_date) OVER (PARTITION BY client_id ORDER BY client_seq) AS next_date
-      FROM (
-        SELECT client_id, client_seq, MIN(DATE(event_ts)) AS event_date,
-          LOGICAL_OR(DATE(event_ts) IN UNNEST(days)) AS on_days
-        FROM `${project}.${dataset}.events_clean`
-        WHERE DATE(event_ts) BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL late_days DAY)
-          AND client_seq IS NOT NULL
-          AND client_id IN (
-            SELECT client_id FROM `${project}.${dataset}.events_clean`
-            WHERE DATE(event_ts) IN UNNEST(days) AND client_seq IS NOT NULL
-          )
-        GROUP BY client_id, client_seq
-      )
-    )
-    WHERE on_days AND next_date IS NOT NULL
-  )
+SET health_days = (  -- (CASTs: the local BigQuery types neither an empty array's dates nor GENERATE_ARRAY's numbers)
+  SELECT IFNULL(ARRAY_AGG(DISTINCT DATE_ADD(CAST(d AS DATE), INTERVAL CAST(shift AS INT64) DAY)), [])
+  FROM UNNEST(days) AS d, UNNEST(GENERATE_ARRAY(-GREATEST(gap_days, copy_days), GREATEST(gap_days, copy_days))) AS shift
 );
 SET health_first = (SELECT MIN(d) FROM UNNEST(health_days) AS d);
 SET health_last = (SELECT MAX(d) FROM UNNEST(health_days) AS d);
@@ -385,13 +406,20 @@ ${upsert.loyjoy_kpis}
 ${upsert.experiments}
 END;
 
--- The manifest row, failed steps or not: the watermark moves on, and what failed is pending for the next run.
+-- The manifest row, failed steps or not: the watermark moves on, and the late days past this run's pass and what
+-- failed are pending for the next runs.
 INSERT INTO `${project}.${dataset}.refresh_manifest` (
   run_at, watermark, days, session_days, rejected_days, bots_included, failures, pending_days, pending_rejected_days
 )
 VALUES (
   run_at, run_at, days, session_days, rejected_days, include_bots, failures,
-  IF(EXISTS(SELECT 1 FROM UNNEST(failures) AS f WHERE NOT STARTS_WITH(f, 'rejected_by_reason:')), days, []),
+  ARRAY(
+    SELECT DISTINCT d FROM UNNEST(ARRAY_CONCAT(
+      late_queued,
+      IF(EXISTS(SELECT 1 FROM UNNEST(failures) AS f WHERE NOT STARTS_WITH(f, 'rejected_by_reason:')), days, [])
+    )) AS d
+    ORDER BY d
+  ),
   IF(EXISTS(SELECT 1 FROM UNNEST(failures) AS f WHERE STARTS_WITH(f, 'rejected_by_reason:')), rejected_days, [])
 );
 -- Only the names of the failed tables: an error message may quote a row's text (the manifest has them whole).
@@ -405,4 +433,4 @@ END IF;
 
 SELECT run_at, ARRAY_LENGTH(days) AS days, ARRAY_LENGTH(session_days) AS session_days,
   ARRAY_LENGTH(rejected_days) AS rejected_days, first_day, last_day, include_bots,
-  ARRAY_LENGTH(health_days) AS health_days;
+  ARRAY_LENGTH(health_days) AS health_days, ARRAY_LENGTH(late_queued) AS late_days_queued;

@@ -293,12 +293,13 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         print(f"{len(ran.failures)} step(s) failed; their {ran.days} event days are retried by the next refresh")
         return 1
     bots = "bots included" if ran.include_bots else "bots left out"
+    queued = f"; {ran.late_days_queued} late days left to the next runs" if ran.late_days_queued else ""
     if not ran.days and not ran.rejected_days:
-        print(f"nothing new since the last refresh ({bots}, {ran.seconds:.1f} s)")
+        print(f"nothing new since the last refresh ({bots}, {ran.seconds:.1f} s{queued})")
     else:
         print(
             f"rebuilt {ran.days} event days ({ran.first_day} to {ran.last_day}), {ran.session_days} session days, "
-            f"{ran.rejected_days} refusal days in {ran.seconds:.1f} s ({bots})"
+            f"{ran.rejected_days} refusal days in {ran.seconds:.1f} s ({bots}{queued})"
         )
     return 0
 

@@ -157,6 +157,7 @@ def script(
     max_age_days: int = 31,
     max_event_age_days: int = 28,
     lookback_minutes: int = 60,
+    late_days_per_run: int = 3,
     include_bots: bool | None = None,
     loyjoy_export_dataset: str | None = None,
     ga4_export_dataset: str | None = None,
@@ -192,11 +193,12 @@ def script(
         "max_age_days": max_age_days,
         "max_event_age_days": max_event_age_days,
         "lookback_minutes": lookback_minutes,
+        "late_days_per_run": late_days_per_run,
         "include_bots": sql_bool(include_bots),
         "reconcile": sql_bool(bool(export)),
         "max_queue": snippet_bounds().max_queue,
         "session_timeout_ms": snippet_bounds().session_timeout_ms,
-        "run_at": f"TIMESTAMP '{run_at.astimezone(UTC).isoformat()}'" if run_at else "CURRENT_TIMESTAMP()",
+        "run_at": f"TIMESTAMP '{run_at.astimezone(UTC).isoformat(sep=' ')}'" if run_at else "CURRENT_TIMESTAMP()",
         "ga4_start_date": (ga4_start_date or date.today() - timedelta(days=GA4_START_DAYS)).isoformat(),
         "ga4_conversion_events": events,
         "ga4_tables_per_read": ga4_tables_per_read,
@@ -222,8 +224,9 @@ class Refreshed:
     last_day: Any
     seconds: float
     include_bots: bool = False
-    health_days: int = 0  # days of delivery_health rebuilt: the run's days and those whose gaps a late event filled
+    health_days: int = 0  # days of delivery_health rebuilt: the run's days and the day around each
     failures: tuple[str, ...] = ()  # `table: error` of each step that failed (the others ran)
+    late_days_queued: int = 0  # late days past this run's bounded pass, left to the next runs (pending_days)
 
 
 class RefreshFailed(Exception):
@@ -263,6 +266,7 @@ def refresh(
         error_message=LOCAL_ERROR_MESSAGE if sink._settings.bigquery_api_endpoint else ERROR_MESSAGE,
         run_at=run_at,
         max_event_age_days=sink._settings.max_event_age_days,
+        late_days_per_run=sink._settings.late_days_per_run,
     )
     from google.api_core.exceptions import GoogleAPICallError
 
@@ -296,4 +300,5 @@ def summary(last: dict[str, Any], started: float) -> Refreshed:
         bool(last.get("include_bots")),
         int(last.get("health_days") or 0),
         tuple(last.get("failures") or ()),
+        int(last.get("late_days_queued") or 0),
     )
