@@ -35,12 +35,12 @@ output "rejected_table" {
 }
 
 output "views" {
-  description = "Ids of the views beside the analyst tables: events_dedup (every event once) and, with ga4_export_dataset, ga4_visits and ga4_sessions."
+  description = "Ids of the views beside the analyst tables: events_dedup (every event once) and, with ga4_export_dataset, ga4_sessions (chat sessions joined to the ga4_visits table)."
   value       = [for name in sort(keys(local.views)) : "${var.project_id}.${var.dataset_id}.${name}"]
 }
 
 output "looker_studio_url" {
-  description = "Opens a new Looker Studio report on the analyst tables (Linking API): funnel_daily, sessions, daily_counts, opt_ins, delivery_health and, with loyjoy_export_dataset, loyjoy_reconciliation. Each is day-partitioned and marked so (isPartitioned): its partition column is the report's date range, so each chart reads the days it shows."
+  description = "Opens a new Looker Studio report on the analyst tables (Linking API): with ga4_export_dataset chat_impact and chat_conversions first, then loyjoy_kpis, funnel_daily, sessions, daily_counts, opt_ins, delivery_health, experiments and, with loyjoy_export_dataset, loyjoy_reconciliation. Each is day-partitioned and marked so (isPartitioned): its partition column (`day`; `event_date` in delivery_health) is the report's date range dimension, so each chart reads the days it shows."
   value = join("&", concat(
     ["https://lookerstudio.google.com/reporting/create?c.mode=edit", "r.reportName=${urlencode("LoyJoy chats")}"],
     flatten([

@@ -459,13 +459,44 @@ variable "allow_unauthenticated" {
 }
 
 variable "ga4_export_dataset" {
-  description = "Dataset of your GA4 BigQuery export (analytics_<property id>) in this project; creates ga4_visits and ga4_sessions. Null: no GA4 join."
+  description = "Dataset of your GA4 BigQuery export (analytics_<property id>) in this project: the refresh builds ga4_visits, chat_impact and chat_conversions from it (each run reads the new export days and the last three), and the view ga4_sessions. Null: nothing reads GA4."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.ga4_export_dataset == null ? true : can(regex("^[A-Za-z0-9_]+$", var.ga4_export_dataset)) && length(var.ga4_export_dataset) <= 1024
+    error_message = "ga4_export_dataset is a dataset id (letters, digits, underscores) or null."
+  }
+}
+
+variable "ga4_conversion_events" {
+  description = "GA4 event names counted as conversions in chat_impact, chat_conversions and experiments (a purchase once per ecommerce.transaction_id). Changing them makes the next refresh read the export again from ga4_start_date."
+  type        = list(string)
+  default     = ["purchase", "generate_lead"]
+  nullable    = false
+
+  validation {
+    condition = length(var.ga4_conversion_events) >= 1 && length(var.ga4_conversion_events) <= 50 && alltrue([
+      for name in var.ga4_conversion_events : can(regex("^[A-Za-z][A-Za-z0-9_]{0,39}$", name))
+    ])
+    error_message = "ga4_conversion_events holds 1 to 50 GA4 event names (a letter, then letters, digits, underscores; 40 at most)."
+  }
+}
+
+variable "attribution_window_days" {
+  description = "chat_conversions attributes a conversion to a chat of its client at most this many days before it; a transaction id logged again within it counts once."
+  type        = number
+  default     = 30
+  nullable    = false
+
+  validation {
+    condition     = var.attribution_window_days >= 1 && var.attribution_window_days <= 90 && floor(var.attribution_window_days) == var.attribution_window_days
+    error_message = "attribution_window_days is a whole number of days from 1 to 90."
+  }
 }
 
 variable "ga4_start_date" {
-  description = "First GA4 export day (YYYY-MM-DD) the GA4 views read: the day the collector went live is right."
+  description = "First GA4 export day (YYYY-MM-DD) the refresh's first GA4 run reads: the day the collector went live is right. Later runs read only new days and the last three."
   type        = string
   default     = "2026-01-01"
 

@@ -59,6 +59,13 @@ class LocalBigQuery:
     url: str
     port: int
     client: bigquery.Client
+    reads: Path  # one JSON line per statement that read a wildcard table: the tables it read (ops/local_bigquery.py)
+
+    def wildcard_reads(self, after: int = 0) -> list[dict[str, Any]]:
+        """What each statement that read a wildcard table read, from the `after`-th on."""
+        if not self.reads.exists():
+            return []
+        return [json.loads(line) for line in self.reads.read_text().splitlines()[after:]]
 
     def table(self, name: str) -> str:
         return f"{PROJECT}.{DATASET}.{name}"
@@ -107,7 +114,9 @@ class LocalBigQuery:
 def local_bigquery() -> Iterator[LocalBigQuery]:
     LOGS.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    process = start_local_bigquery(port, None, LOGS / "bigquery.log")
+    reads = LOGS / f"wildcard-reads-{port}.jsonl"
+    reads.unlink(missing_ok=True)
+    process = start_local_bigquery(port, None, LOGS / "bigquery.log", reads)
     url = f"http://127.0.0.1:{port}"
     client = bigquery.Client(
         project=PROJECT, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=url)
@@ -117,7 +126,7 @@ def local_bigquery() -> Iterator[LocalBigQuery]:
         [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"], env=env, check=True, capture_output=True
     )
     try:
-        yield LocalBigQuery(url, port, client)
+        yield LocalBigQuery(url, port, client, reads)
     finally:
         stop(process)
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
@@ -635,11 +635,13 @@ def test_looker_studio_opens_delivery_health_with_every_partition_column_as_the_
 
     plain = sources()
     assert [s["tableId"] for s in plain.values()] == [
+        "loyjoy_kpis",
         "funnel_daily",
         "sessions",
         "daily_counts",
         "opt_ins",
         "delivery_health",
+        "experiments",
     ]
     assert all(s["isPartitioned"] == "true" and s["connector"] == "bigQuery" for s in plain.values())
     assert {s["datasetId"] for s in plain.values()} == {"loyjoy"}
@@ -663,7 +665,10 @@ def test_the_export_dataset_is_validated_and_the_scheduled_refresh_reconciles_wi
     # The scheduled refresh is the script `loyjoy-collector refresh` runs with the same setting, both ways.
     for export in ("", "loyjoy_export"):
         scheduled = evaluate(console, "local.refresh_script", loyjoy_export_dataset=export)
-        assert scheduled == script("my-project-1", "loyjoy", include_bots=False, loyjoy_export_dataset=export)
+        expected = script(
+            "my-project-1", "loyjoy", include_bots=False, loyjoy_export_dataset=export, ga4_start_date=date(2026, 1, 1)
+        )
+        assert scheduled == expected  # ga4_start_date: Terraform's default (no GA4 step runs without an export)
     assert "`my-project-1.loyjoy_export.facts`" in scheduled and "DECLARE reconcile BOOL DEFAULT true;" in scheduled
 
 

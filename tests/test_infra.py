@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -235,11 +236,13 @@ def planned_instances(
     return list(value.values()) if "for_each" in body else value if "count" in body else [value]
 
 
-def bindings(console: Path, infra: dict[str, list[dict[str, Any]]], member: str) -> set[tuple[str, str]]:
+def bindings(
+    console: Path, infra: dict[str, list[dict[str, Any]]], member: str, **variables: Any
+) -> set[tuple[str, str]]:
     """(resource type, role) of every IAM member binding granted to member."""
     found = set()
     for type_name, name in {(t, n) for k, t, n, b in objects(infra) if t.endswith("_iam_member")}:
-        for binding in planned_instances(console, infra, type_name, name):
+        for binding in planned_instances(console, infra, type_name, name, **variables):
             if binding["member"] == member:
                 found.add((type_name, binding["role"]))
     return found
@@ -456,9 +459,36 @@ def test_the_scheduled_refresh_runs_the_same_sql_as_the_command_line(infra, cons
         )
         assert (transfer["data_source_id"], transfer["schedule"]) == ("scheduled_query", "every 15 minutes")
         [query] = planned(console, infra, "google_bigquery_job", analytics_include_bots=bots)["query"]
-        assert query["query"] == transfer["params"]["query"] == script("my-project-1", "loyjoy", include_bots=bots)
+        expected = script("my-project-1", "loyjoy", include_bots=bots, ga4_start_date=date(2026, 1, 1))
+        assert query["query"] == transfer["params"]["query"] == expected
         scripts[bots] = query["query"]
     assert scripts[False] != scripts[True]  # the switch reaches the SQL
+    # With GA4's export and its settings: the same script as the command line's with the same settings.
+    ga4 = {
+        "ga4_export_dataset": "analytics_123",
+        "ga4_start_date": "2026-02-03",
+        "ga4_conversion_events": ["purchase", "sign_up"],
+        "attribution_window_days": 14,
+    }
+    [query] = planned(console, infra, "google_bigquery_job", **ga4)["query"]
+    assert query["query"] == script(
+        "my-project-1",
+        "loyjoy",
+        include_bots=False,
+        ga4_export_dataset="analytics_123",
+        ga4_start_date=date(2026, 2, 3),
+        ga4_conversion_events=("purchase", "sign_up"),
+        attribution_window_days=14,
+    )
+    assert "['purchase', 'sign_up']" in query["query"] and "INTERVAL 14 DAY" in query["query"]
+    assert "`my-project-1.analytics_123.events_*`" in query["query"] and "IF true THEN" in query["query"]
+    reads = bindings(console, infra, "serviceAccount:<google_service_account.refresh.email>", **ga4)
+    assert ("google_bigquery_dataset_iam_member", "roles/bigquery.dataViewer") in reads
+    for bad in ({"ga4_conversion_events": ["purchase'; DROP"]}, {"ga4_conversion_events": []}):
+        with pytest.raises(TerraformRefused, match="ga4_conversion_events"):
+            evaluate(console, "var.ga4_conversion_events", **bad)
+    with pytest.raises(TerraformRefused, match="attribution_window_days"):
+        evaluate(console, "var.attribution_window_days", attribution_window_days=0)
     rendered = scripts[False]
     assert "${" not in rendered and all(f"`my-project-1.loyjoy.{name}`" in rendered for name in MODELS)
     refresh = bindings(console, infra, "serviceAccount:<google_service_account.refresh.email>")
@@ -752,3 +782,22 @@ def test_cloud_armor_accepts_the_edges_of_its_ranges(console):
         {"requests_per_ip": 10_000, "action": "rate_based_ban", "ban_duration_sec": 86400},
     ):
         assert evaluate(console, "var.cloud_armor", cloud_armor=value).items() >= value.items()
+
+
+def test_the_looker_studio_link_opens_the_chat_impact_tables_with_their_date_dimension(infra, console):
+    """With GA4's export the report opens chat_impact and chat_conversions first, and loyjoy_kpis either way, each
+    as a day-partitioned table whose partition column is the date range (isPartitioned); every table it names is
+    one the refresh builds."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from loyjoy_collector.ops.refresh import built
+
+    for ga4 in (False, True):
+        url = output(console, infra, "looker_studio_url", **({"ga4_export_dataset": "analytics_123"} if ga4 else {}))
+        params = dict(parse_qsl(urlsplit(url).query))
+        sources = {key.split(".")[1] for key in params if key.startswith("ds.ds")}
+        opened = [params[f"ds.{s}.tableId"] for s in sorted(sources, key=lambda s: int(s[2:]))]
+        assert all(params[f"ds.{s}.isPartitioned"] == "true" for s in sources)
+        assert "loyjoy_kpis" in opened and set(opened) <= set(built(ga4=ga4))
+        assert (opened[:2] == ["chat_impact", "chat_conversions"]) is ga4
+        assert ("chat_impact" in opened) is ga4

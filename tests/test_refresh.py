@@ -12,7 +12,7 @@ import pytest
 
 from loyjoy_collector import __version__
 from loyjoy_collector.ops.cli import local_env
-from loyjoy_collector.ops.refresh import MODELS
+from loyjoy_collector.ops.refresh import MODELS, built
 from loyjoy_collector.privacy.keys import Scrubber
 from loyjoy_collector.protocol import LoyJoyEvent
 from loyjoy_collector.rows import RequestContext, event_row
@@ -82,7 +82,7 @@ def table(local_bigquery, name: str, where: str = "TRUE") -> list[dict]:
     return local_bigquery.query(f"SELECT * FROM `{PROJECT}.{DATASET}.{name}` WHERE {where} ORDER BY 1, 2, 3")
 
 
-BUILT = [name for name in MODELS if name != "loyjoy_reconciliation"]  # that one needs LoyJoy's export
+BUILT = built()  # without LoyJoy's export or GA4's: not loyjoy_reconciliation, not the GA4 tables
 
 
 def snapshot(local_bigquery) -> dict[str, list[str]]:
@@ -424,3 +424,30 @@ def test_the_queue_bound_and_the_session_pause_come_from_the_snippet_itself():
     factors = [int(factor) for factor in timeout.split("*")]
     assert snippet_bounds() == SnippetBounds(int(queue), factors[0] * factors[1] * factors[2])
     assert snippet_bounds() == SnippetBounds(500, 30 * 60 * 1000)
+
+
+def test_the_statements_that_read_ga4_export_are_literal_text_within_bigquerys_size():
+    """The two statements that read GA4's export run by EXECUTE IMMEDIATE with the run's tables written into them.
+    BigQuery runs such a statement apart from the script, so it may name no script variable (it is all literals:
+    were it not, the local BigQuery, which lets it read them, would not tell); and with as many tables as one
+    statement may be given, written as the longest suffixes (intraday ones), it stays far within BigQuery's 1 MB
+    of query text."""
+    import re
+    from datetime import date
+
+    from loyjoy_collector.ops.refresh import script
+
+    most = Settings.model_fields["ga4_tables_per_read"].metadata
+    per_read = max(getattr(bound, "le", 0) or 0 for bound in most)
+    sql = script(PROJECT, DATASET, ga4_export_dataset="analytics_123", ga4_tables_per_read=per_read)
+    texts = re.findall(r"EXECUTE IMMEDIATE REPLACE\(\s*r'''(.*?)''',\s*'\{\{ga4_suffixes\}\}', ga4_tables", sql, re.S)
+    assert len(texts) == 2 and all("{{ga4_suffixes}}" in text for text in texts)
+    declared = {name.lower() for name in re.findall(r"(?im)^\s*DECLARE\s+(\w+)", sql)}
+    assert {"ga4_suffixes", "ga4_days", "ga4_first", "ga4_conversion_events"} <= declared
+    suffixes = ", ".join(f"'intraday_{date(2020, 1, 1) + timedelta(days=k):%Y%m%d}'" for k in range(per_read))
+    for text in texts:
+        code = re.sub(r"--[^\n]*", "", text)
+        code = re.sub(r"`[^`]*`|'[^']*'|\{\{ga4_suffixes\}\}", "", code)  # names, literals, the slot
+        assert not {word.lower() for word in re.findall(r"[A-Za-z_]\w*", code)} & declared, code
+        assert "events_*" in text and "_TABLE_SUFFIX IN ({{ga4_suffixes}})" in text
+        assert len(text.replace("{{ga4_suffixes}}", suffixes).encode()) < 64 * 1024  # BigQuery's limit: 1 MB

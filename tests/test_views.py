@@ -13,13 +13,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from loyjoy_collector.ops.cli import local_env
-from loyjoy_collector.ops.refresh import MODELS
+from loyjoy_collector.ops.refresh import MODELS, built
 from loyjoy_collector.privacy.keys import Scrubber
 from loyjoy_collector.protocol import LoyJoyEvent
 from loyjoy_collector.rows import RequestContext, event_row, rejected_row
 from loyjoy_collector.schema import views
 from loyjoy_collector.settings import Settings
 
+from . import ga4_export
 from .conftest import PROJECT
 
 DATASET = "views_test"
@@ -103,33 +104,7 @@ def seeded(local_bigquery) -> Seeded:
     # A GA4 export: one daily table per day, page views in the sessions the chats happened in.
     from google.cloud import bigquery
 
-    ga_schema = [
-        bigquery.SchemaField("event_date", "STRING"),
-        bigquery.SchemaField("event_timestamp", "INTEGER"),
-        bigquery.SchemaField("event_name", "STRING"),
-        bigquery.SchemaField("user_pseudo_id", "STRING"),
-        bigquery.SchemaField(
-            "event_params",
-            "RECORD",
-            mode="REPEATED",
-            fields=[
-                bigquery.SchemaField("key", "STRING"),
-                bigquery.SchemaField(
-                    "value",
-                    "RECORD",
-                    fields=[
-                        bigquery.SchemaField("string_value", "STRING"),
-                        bigquery.SchemaField("int_value", "INTEGER"),
-                    ],
-                ),
-            ],
-        ),
-        bigquery.SchemaField(
-            "traffic_source",
-            "RECORD",
-            fields=[bigquery.SchemaField("source", "STRING"), bigquery.SchemaField("medium", "STRING")],
-        ),
-    ]
+    ga_schema = [bigquery.SchemaField.from_api_repr(spec) for spec in ga4_export.SCHEMA]  # the export's shape
     page_views: dict[tuple[str, int], int] = {}
     ga_rows: dict[str, list[dict]] = {}
     for session in sessions:
@@ -241,9 +216,9 @@ def current(name: str) -> str:
 def test_every_view_and_analyst_table_exists(local_bigquery, seeded):
     tables = {t.table_id: t.table_type for t in local_bigquery.client.list_tables(f"{PROJECT}.{DATASET}")}
     assert {spec.name for spec in views()} <= set(tables)
-    built = [name for name in MODELS if name != "loyjoy_reconciliation"]  # that one only with LoyJoy's export
-    assert {tables[name] for name in built} == {"TABLE"}
-    assert "loyjoy_reconciliation" not in tables
+    made = built(ga4=True)  # loyjoy_reconciliation only with LoyJoy's export
+    assert {tables[name] for name in made} == {"TABLE"}
+    assert set(MODELS) - set(made) == {"loyjoy_reconciliation"} and "loyjoy_reconciliation" not in tables
 
 
 def test_events_dedup_keeps_each_event_once(local_bigquery, seeded):

@@ -49,9 +49,28 @@ def _parser() -> Any:
     """ua-parser's rules on RE2 (its Re2Resolver, over the rules' patterns as text): built in about half the
     time of its default resolver, whose rules are compiled eagerly, and half as fast a parse, which the cache
     of `parse_user_agent` pays once per user agent."""
-    import ua_parser
-
+    ua_parser = _import_ua_parser()
     return ua_parser.Parser(ua_parser.Re2Resolver(ua_parser.load_lazy_builtins()))
+
+
+def _import_ua_parser() -> Any:
+    """ua-parser, without the optional modules its package imports when they are installed and the collector
+    never uses: PyYAML (a loader for `regexes.yaml` files; the rules here are ua-parser-builtins' module) and
+    its Rust resolver (the resolver here is RE2). Together about 20 ms of a cold start's import where they are
+    installed (PyYAML is, where the tests run); their names are free again afterwards for anyone who imports
+    them."""
+    import sys
+
+    hidden = [name for name in ("yaml", "ua_parser_rs") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # import fails: ua-parser's fallback
+    try:
+        import ua_parser
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return ua_parser
 
 
 @lru_cache(maxsize=4096)

@@ -10,6 +10,7 @@ milliseconds to import.
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from functools import lru_cache
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 CommaList = tuple[str, ...]  # written `a,b,c` in the environment
+GA4_EVENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
 
 
 def _from_environment(fields: dict[str, Any]) -> dict[str, str]:
@@ -52,7 +54,10 @@ class Settings(BaseModel):
     )
     bq_location: str = "EU"
     ga4_export_dataset: str | None = Field(
-        default=None, description="Dataset of the GA4 BigQuery export (analytics_<property id>), for ga4_sessions."
+        default=None,
+        pattern=r"^[A-Za-z0-9_]{1,1024}$",
+        description="Dataset of the GA4 BigQuery export (analytics_<property id>) in this project: builds ga4_visits, "
+        "chat_impact and chat_conversions.",
     )
     loyjoy_export_dataset: str = Field(
         default="",
@@ -60,7 +65,29 @@ class Settings(BaseModel):
         description="Dataset (or project.dataset) of LoyJoy's daily export, for loyjoy_reconciliation; empty: none.",
     )
     ga4_start_date: date | None = Field(
-        default=None, description="First GA4 export day ga4_sessions reads; default: 35 days before bootstrap."
+        default=None,
+        description="First GA4 export day the refresh reads (its first run only; later runs read new days and the "
+        "last three); default: 35 days before the run.",
+    )
+    ga4_conversion_events: CommaList = Field(
+        default=("purchase", "generate_lead"),
+        min_length=1,
+        max_length=50,
+        description="GA4 event names counted as conversions in chat_impact, chat_conversions and experiments.",
+    )
+    attribution_window_days: int = Field(
+        default=30,
+        ge=1,
+        le=90,
+        description="A conversion is attributed to a chat of its client this many days before it at most "
+        "(chat_conversions); a transaction id logged again within it counts once.",
+    )
+    ga4_tables_per_read: int = Field(
+        default=200,
+        ge=1,
+        le=1000,
+        description="GA4 export tables one statement of the refresh reads at most (their names are written into "
+        "its text); a first run over more reads them in turns.",
     )
 
     allowed_origins: CommaList = Field(
@@ -156,12 +183,28 @@ class Settings(BaseModel):
     )
 
     @field_validator(
-        "allowed_origins", "pii_allowed_keys", "url_allowed_params", "data_paths", "path_prefixes", mode="before"
+        "allowed_origins",
+        "pii_allowed_keys",
+        "url_allowed_params",
+        "data_paths",
+        "path_prefixes",
+        "ga4_conversion_events",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("ga4_conversion_events", mode="after")
+    @classmethod
+    def _event_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """GA4's event name rule (a letter, then letters, digits, underscores; 40 at most): the names are written
+        into the refresh's SQL as literals, so nothing else may pass."""
+        for name in value:
+            if not GA4_EVENT_NAME.fullmatch(name):
+                raise ValueError(f"not a GA4 event name: {name!r}")
         return value
 
     @field_validator("path_prefixes", mode="after")

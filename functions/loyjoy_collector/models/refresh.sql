@@ -218,6 +218,201 @@ IF reconcile THEN
   END;
 END IF;
 
+-- The GA4 tables, with GA4's export (ga4_export_dataset; without it nothing here runs or reads GA4). Each run
+-- reads from the export only the daily tables that are new since the last run (ga4_manifest) and those of the
+-- newest three days (GA4 adds late hits to a daily table for three days), and an intraday table only for a day
+-- after the newest daily table (while a day has both, the two would count it twice); a first run, or one after
+-- ga4_conversion_events changed, reads from ${ga4_start_date}. Which tables those are is found at run time
+-- (ga4_suffixes, from INFORMATION_SCHEMA); the two statements that read the export (ga4_session_days.sql and
+-- ga4_reads/conversions.sql) are run by EXECUTE IMMEDIATE with those suffixes written into their text as a
+-- literal list, at most ga4_tables_per_read at a time: BigQuery documents that a constant filter on a wildcard's
+-- table suffix limits the tables it reads, and says nothing of a script variable there. (Not each table by name,
+-- UNION ALL: the wildcard reads a column an older export table lacks as NULL, where naming that table fails.)
+-- All the rest reads the collector's own tables: ga4_session_days and ga4_conversions (the export's days, boiled
+-- down), then ga4_visits (GA4 sessions), chat_impact and chat_conversions, each for the days that can have
+-- changed.
+-- One block: the tables build on each other; a failure is recorded as chat_impact's and the next run, whose
+-- manifest then still has the last good position, reads the same GA4 days again.
+IF ${ga4} THEN
+  BEGIN
+  DECLARE ga4_conversion_events ARRAY<STRING> DEFAULT ${ga4_conversion_events};
+  DECLARE ga4_listed ARRAY<STRING>;
+  DECLARE ga4_ran BOOL;  -- (three, not a STRUCT: the local BigQuery cannot read a field of a STRUCT variable)
+  DECLARE ga4_daily_through DATE;
+  DECLARE ga4_events_before STRING;
+  DECLARE ga4_whole BOOL;
+  DECLARE ga4_newest DATE;
+  DECLARE ga4_suffixes ARRAY<STRING> DEFAULT [];
+  -- Export tables per reading statement: a first run from a start date years back is a few statements of a few
+  -- kilobytes each (BigQuery's limit: 1 MB of text), each with a bounded number of tables to read.
+  DECLARE ga4_tables_per_read INT64 DEFAULT ${ga4_tables_per_read};
+  DECLARE ga4_read_from INT64 DEFAULT 0;
+  DECLARE ga4_tables STRING;  -- the suffixes of one reading statement, as SQL string literals
+  DECLARE ga4_days ARRAY<DATE> DEFAULT [];
+  DECLARE ga4_first DATE;
+  DECLARE ga4_last DATE;
+  DECLARE impact_days ARRAY<DATE> DEFAULT [];
+  DECLARE impact_first DATE;
+  DECLARE impact_last DATE;
+  DECLARE conversion_days ARRAY<DATE> DEFAULT [];
+  DECLARE conversion_first DATE;
+  DECLARE conversion_last DATE;
+  CREATE TABLE IF NOT EXISTS `${project}.${dataset}.ga4_manifest` (
+    ran_at TIMESTAMP, daily_through DATE, conversion_events STRING, suffixes ARRAY<STRING>
+  ) PARTITION BY DATE(ran_at);
+  -- (ga4_session_days' statements add to its scratch table, which is made here, with the columns its SELECT
+  -- gives in their order, as is the table if missing: ga4_visits reads it whether or not this run reads GA4.)
+  CREATE OR REPLACE TABLE `${project}.${dataset}.ga4_session_days_this_run` (
+    export_day DATE, from_intraday BOOL, ga_client_id STRING, ga_session_id INT64, first_ts TIMESTAMP,
+    last_ts TIMESTAMP, events INT64, page_views INT64, device_category STRING, source STRING, medium STRING,
+    campaign STRING, first_user_source STRING, first_user_medium STRING
+  );
+  ${create.ga4_session_days}
+  CREATE TABLE IF NOT EXISTS `${project}.${dataset}.ga4_conversions` (
+    export_day DATE, conversion_ts TIMESTAMP, event_name STRING, transaction_id STRING, revenue FLOAT64,
+    ga_client_id STRING, ga_session_id INT64
+  ) PARTITION BY export_day CLUSTER BY ga_client_id, event_name;
+  SET ga4_listed = (
+    SELECT IFNULL(ARRAY_AGG(REGEXP_EXTRACT(table_name, r'^events_(.+)$')), [])
+    FROM `${ga4_export}.INFORMATION_SCHEMA.TABLES`
+    WHERE REGEXP_CONTAINS(table_name, r'^events_(intraday_)?[0-9]{8}$')
+  );
+  SET ga4_ran = (SELECT COUNT(*) > 0 FROM `${project}.${dataset}.ga4_manifest`);
+  SET ga4_daily_through = (
+    SELECT daily_through FROM `${project}.${dataset}.ga4_manifest` ORDER BY ran_at DESC LIMIT 1
+  );
+  SET ga4_events_before = (
+    SELECT conversion_events FROM `${project}.${dataset}.ga4_manifest` ORDER BY ran_at DESC LIMIT 1
+  );
+  SET ga4_whole = NOT ga4_ran OR ga4_events_before != ARRAY_TO_STRING(ga4_conversion_events, ',');
+  SET ga4_newest = (
+    SELECT MAX(PARSE_DATE('%Y%m%d', s)) FROM UNNEST(ga4_listed) AS s WHERE NOT STARTS_WITH(s, 'intraday_')
+  );
+  SET ga4_suffixes = ARRAY(
+    SELECT s FROM UNNEST(ga4_listed) AS s
+    WHERE PARSE_DATE('%Y%m%d', RIGHT(s, 8)) >= DATE '${ga4_start_date}'
+      AND IF(
+        STARTS_WITH(s, 'intraday_'),
+        PARSE_DATE('%Y%m%d', RIGHT(s, 8)) > IFNULL(ga4_newest, DATE '1970-01-01'),
+        ga4_whole
+          OR PARSE_DATE('%Y%m%d', s) > IFNULL(ga4_daily_through, DATE '1970-01-01')
+          OR PARSE_DATE('%Y%m%d', s) >= DATE_SUB(ga4_newest, INTERVAL 3 DAY)
+      )
+    ORDER BY s
+  );
+  SET ga4_days = ARRAY(SELECT DISTINCT PARSE_DATE('%Y%m%d', RIGHT(s, 8)) FROM UNNEST(ga4_suffixes) AS s);
+  SET ga4_first = (SELECT MIN(d) FROM UNNEST(ga4_days) AS d);
+  SET ga4_last = (SELECT MAX(d) FROM UNNEST(ga4_days) AS d);
+  IF ARRAY_LENGTH(ga4_suffixes) > 0 THEN  -- (`events_*` must match some table)
+    CREATE OR REPLACE TABLE `${project}.${dataset}.ga4_conversion_hits_this_run` (
+      export_day DATE, event_timestamp INT64, event_name STRING, transaction_id STRING, revenue FLOAT64,
+      ga_client_id STRING, ga_session_id INT64
+    );
+    -- (The suffixes are table names INFORMATION_SCHEMA gave and the pattern above let through: digits and
+    -- `intraday_`, nothing to escape.)
+    WHILE ga4_read_from < ARRAY_LENGTH(ga4_suffixes) DO
+      SET ga4_tables = (
+        SELECT STRING_AGG(FORMAT("'%s'", s), ', ' ORDER BY i)
+        FROM UNNEST(ga4_suffixes) AS s WITH OFFSET AS i
+        WHERE i >= ga4_read_from AND i < ga4_read_from + ga4_tables_per_read
+      );
+      EXECUTE IMMEDIATE REPLACE(
+        r'''INSERT INTO `${project}.${dataset}.ga4_session_days_this_run`
+${sql.ga4_session_days}''',
+        '{{ga4_suffixes}}', ga4_tables
+      );
+      EXECUTE IMMEDIATE REPLACE(
+        r'''INSERT INTO `${project}.${dataset}.ga4_conversion_hits_this_run`
+${ga4_reads.conversions}''',
+        '{{ga4_suffixes}}', ga4_tables
+      );
+      SET ga4_read_from = ga4_read_from + ga4_tables_per_read;
+    END WHILE;
+    ${clear.ga4_session_days}
+    ${fill.ga4_session_days}
+    ${steps.ga4_conversions}
+  END IF;
+  ${build.ga4_visits}
+  -- chat_impact's days: those of the GA4 sessions rebuilt (before and after), and those a chat of this run can mark
+  -- (its day, or the day before for a GA4 session across midnight). (CAST: the local BigQuery cannot type the
+  -- elements of an empty array.)
+  SET impact_days = (
+    SELECT IFNULL(ARRAY_AGG(DISTINCT d), []) FROM (
+      SELECT day AS d FROM `${project}.${dataset}.ga4_visits_this_run`
+      UNION ALL
+      SELECT day FROM `${project}.${dataset}.ga4_visits`
+      WHERE day BETWEEN DATE_SUB(ga4_first, INTERVAL 2 DAY) AND DATE_ADD(ga4_last, INTERVAL 2 DAY)
+        AND ga4_session_key IN (SELECT ga4_session_key FROM `${project}.${dataset}.ga4_visits_this_run`)
+      UNION ALL
+      SELECT d FROM UNNEST(days) AS d
+      UNION ALL
+      SELECT DATE_SUB(CAST(d AS DATE), INTERVAL 1 DAY) FROM UNNEST(days) AS d
+    )
+  );
+  SET impact_first = (SELECT MIN(d) FROM UNNEST(impact_days) AS d);
+  SET impact_last = (SELECT MAX(d) FROM UNNEST(impact_days) AS d);
+  ${clear.ga4_visits}
+  ${fill.ga4_visits}
+  ${steps.chat_impact}
+  -- chat_conversions' days: the conversions of the export days read (a day either side: UTC against the
+  -- property's time zone), and every day from the first of this run to as far as its chats reach (the window).
+  SET conversion_days = (
+    SELECT IFNULL(ARRAY_AGG(DISTINCT d), []) FROM (
+      SELECT d FROM UNNEST(ga4_days) AS d
+      UNION ALL
+      SELECT DATE_SUB(CAST(d AS DATE), INTERVAL 1 DAY) FROM UNNEST(ga4_days) AS d
+      UNION ALL
+      SELECT DATE_ADD(CAST(d AS DATE), INTERVAL 1 DAY) FROM UNNEST(ga4_days) AS d
+      UNION ALL
+      SELECT d FROM UNNEST(GENERATE_DATE_ARRAY(
+        first_day, LEAST(DATE_ADD(last_day, INTERVAL ${attribution_window_days} DAY), DATE(run_at))
+      )) AS d
+    )
+  );
+  SET conversion_first = (SELECT MIN(d) FROM UNNEST(conversion_days) AS d);
+  SET conversion_last = (SELECT MAX(d) FROM UNNEST(conversion_days) AS d);
+  ${steps.chat_conversions}
+  INSERT INTO `${project}.${dataset}.ga4_manifest` (ran_at, daily_through, conversion_events, suffixes)
+  VALUES (
+    run_at,
+    COALESCE(ga4_newest, ga4_daily_through),
+    ARRAY_TO_STRING(ga4_conversion_events, ','),
+    ga4_suffixes
+  );
+  EXCEPTION WHEN ERROR THEN
+  ${failed.chat_impact}
+  END;
+END IF;
+
+-- loyjoy_kpis and experiments: the days of this run, the day before each and the days whose sessions changed;
+-- experiments also every later day up to today (each day's figures are over its trailing 30 days).
+BEGIN
+DECLARE kpi_days ARRAY<DATE> DEFAULT (
+  SELECT IFNULL(ARRAY_AGG(DISTINCT d), []) FROM (
+    SELECT d FROM UNNEST(days) AS d
+    UNION ALL
+    SELECT DATE_SUB(CAST(d AS DATE), INTERVAL 1 DAY) FROM UNNEST(days) AS d
+    UNION ALL
+    SELECT d FROM UNNEST(session_days) AS d
+  )
+);
+DECLARE kpi_first DATE DEFAULT (SELECT MIN(d) FROM UNNEST(kpi_days) AS d);
+DECLARE kpi_last DATE DEFAULT (SELECT MAX(d) FROM UNNEST(kpi_days) AS d);
+DECLARE experiment_days ARRAY<DATE> DEFAULT IFNULL(
+  GENERATE_DATE_ARRAY(kpi_first, GREATEST(kpi_last, DATE(run_at))), []
+);
+DECLARE experiment_first DATE DEFAULT kpi_first;
+DECLARE experiment_last DATE DEFAULT (SELECT MAX(d) FROM UNNEST(experiment_days) AS d);
+CREATE TABLE IF NOT EXISTS `${project}.${dataset}.experiments` (
+  day DATE, bot_id STRING, process_id STRING, jump STRING, option INT64, outcome STRING, sessions INT64,
+  reached INT64, sessions_30d INT64, reached_30d INT64, rate FLOAT64, baseline_option INT64, baseline_rate FLOAT64,
+  difference FLOAT64, difference_low FLOAT64, difference_high FLOAT64, z FLOAT64, p_value FLOAT64
+) PARTITION BY day CLUSTER BY process_id, jump, outcome;
+${upsert.loyjoy_kpis}
+
+${upsert.experiments}
+END;
+
 -- The manifest row, failed steps or not: the watermark moves on, and the late days past this run's pass and what
 -- failed are pending for the next runs.
 INSERT INTO `${project}.${dataset}.refresh_manifest` (

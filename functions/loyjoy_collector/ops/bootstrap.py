@@ -12,7 +12,7 @@ from typing import Any
 from ..schema import tables, views
 from ..settings import Settings
 from ..sink import BigQuerySink
-from .refresh import MODELS, refresh
+from .refresh import MODELS, built, refresh
 
 
 def _schema(fields: list[dict[str, Any]]) -> list[Any]:
@@ -87,8 +87,8 @@ def bootstrap(settings: Settings, sink: BigQuerySink | None = None) -> list[str]
     ran = refresh(
         BigQuerySink(settings) if sink is None else sink, loyjoy_export_dataset=settings.loyjoy_export_dataset
     )
-    built = [name for name in MODELS if name != "loyjoy_reconciliation" or settings.loyjoy_export_dataset]
-    done.append(f"analyst tables: {', '.join(built)} refreshed ({ran.days} days)")
+    made = built(ga4=bool(settings.ga4_export_dataset), loyjoy_export=bool(settings.loyjoy_export_dataset))
+    done.append(f"analyst tables: {', '.join(made)} refreshed ({ran.days} days)")
 
     values = {
         "project": client.project,

@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .local_bigquery import READS_LOG
+
 if TYPE_CHECKING:
     from ..settings import Settings
 
@@ -43,8 +45,11 @@ def wait_for(url: str, timeout: float, process: subprocess.Popen[bytes] | None =
     raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
 
 
-def start_local_bigquery(port: int, data_dir: Path | None, log: Path | None = None) -> subprocess.Popen[bytes]:
-    """bqemulator on loopback; persistent under `data_dir`, in memory without one."""
+def start_local_bigquery(
+    port: int, data_dir: Path | None, log: Path | None = None, reads: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """bqemulator on loopback; persistent under `data_dir`, in memory without one. `reads`: a file where each
+    statement that reads a wildcard table records the tables it read (ops/local_bigquery.py)."""
     command = [
         sys.executable,
         "-m",
@@ -63,7 +68,8 @@ def start_local_bigquery(port: int, data_dir: Path | None, log: Path | None = No
         data_dir.mkdir(parents=True, exist_ok=True)
         command += ["--persistent", "--data-dir", str(data_dir)]
     out = log.open("ab") if log else subprocess.DEVNULL
-    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    env = os.environ | ({READS_LOG: str(reads)} if reads else {})
+    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     wait_for(f"http://127.0.0.1:{port}/bigquery/v2/projects/loyjoy-local/datasets", 60, process)
     return process
 

@@ -93,13 +93,24 @@ def analytics() -> dict[str, Any]:
         SUM(seq_gaps) AS gaps, SUM(dropped_overflow + dropped_quota + dropped_consent) AS dropped,
         SUM(resent) AS resent FROM `{sink.table_id("delivery_health")}`
         WHERE event_date >= DATE_SUB(CURRENT_DATE(), INTERVAL 30 DAY) GROUP BY day ORDER BY day"""
+    # LoyJoy's NPS per day (loyjoy_kpis), and conversion with and without a chat (chat_impact, with a GA4 export).
+    nps = f"""SELECT day, SUM(nps_responses) AS answers, SUM(promoters) AS promoters, SUM(detractors) AS detractors,
+        100 * SAFE_DIVIDE(SUM(promoters) - SUM(detractors), SUM(nps_responses)) AS nps
+        FROM `{sink.table_id("loyjoy_kpis")}` WHERE {window} GROUP BY day ORDER BY day"""
+    impact = f"""SELECT chatted, SUM(ga4_sessions) AS sessions, SUM(converting_sessions) AS converting,
+        SUM(revenue) AS revenue FROM `{sink.table_id("chat_impact")}` WHERE {window} GROUP BY chatted"""
     try:
         steps = [dict(row.items()) for row in sink.client.query(funnel).result()]
         days = [dict(row.items()) for row in sink.client.query(daily).result()]
         delivered = [dict(row.items()) for row in sink.client.query(delivery).result()]
+        scores = [dict(row.items()) for row in sink.client.query(nps).result()]
     except Exception as exc:  # tables not built yet: the page says so
         return {"error": str(exc)[:200]}
-    return {"funnel": steps[0] if steps else {}, "daily": days, "delivery": delivered}
+    try:
+        chats = [dict(row.items()) for row in sink.client.query(impact).result()]
+    except Exception:  # no GA4 export configured: no chat_impact
+        chats = None
+    return {"funnel": steps[0] if steps else {}, "daily": days, "delivery": delivered, "nps": scores, "impact": chats}
 
 
 def main() -> None:

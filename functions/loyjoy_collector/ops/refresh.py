@@ -6,6 +6,8 @@ Each model's header says how its table is partitioned and clustered and which ro
 `failed`, what a step that fails records) are written once and filled in per model, as `${build.<table>}` and so
 on in refresh.sql: `${steps.<table>}` is the three, `${upsert.<table>}` the three in a block of their own whose
 failure `failed` records (`upsert/guard.sql`), so that one table's error leaves the others to be built.
+`${sql.<table>}` is a model's SQL whole and `${ga4_reads.<name>}` a statement of `models/ga4_reads/`: the texts
+refresh.sql runs by EXECUTE IMMEDIATE with the GA4 export tables of the run written into them.
 Terraform (infra/analytics.tf) renders it the same way, step for step.
 The script finds its own window (the manifest's watermark); this only fills in the knobs and reports.
 Bots are left out of the analyst tables unless `include_bots` is true; None keeps what the last run did, so a
@@ -17,7 +19,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,11 @@ _SESSION_TIMEOUT = re.compile(r"\.last>([0-9.e]+)\)")  # `now - current.last > S
 # One file per analyst table, named after it; refresh.sql is the script that builds them all.
 MODELS = tuple(sorted(path.stem for path in MODELS_DIR.glob("*.sql") if path.stem != "refresh"))
 UPSERT_STEPS = ("build", "clear", "fill")  # models/upsert/<step>.sql, in this order
+# What reads GA4's export besides ga4_session_days.sql: a SELECT refresh.sql runs with the run's export tables
+# written into its text (`{{ga4_suffixes}}`), filling a scratch table a model reads.
+GA4_READS_DIR = MODELS_DIR / "ga4_reads"
+GA4_READS = tuple(sorted(path.stem for path in GA4_READS_DIR.glob("*.sql")))
+CREATE_STEP = "create"  # models/upsert/create.sql: the table if missing, as its header says (within build)
 FAILED_STEP = "failed"  # models/upsert/failed.sql: what the exception handler of a table's block records
 # The caught error's text in an exception handler. bqemulator, the local BigQuery, has no @@error.message: its
 # script interpreter keeps the message in a variable of this name instead (a stand-in for local runs only).
@@ -43,7 +50,15 @@ MARKER = "LoyJoy analyst refresh:"  # how the error a run with failed steps ends
 _PLACEHOLDER = re.compile(r"\$\{([\w.]+)\}")
 # A model's settings, one a line of its header: the same pattern as Terraform's regexall() in analytics.tf.
 _SETTING = re.compile(r"(?m)^-- (partition by|cluster by|replaces): (.+)$")
+NO_GA4_CONVERSIONS = (
+    "(SELECT CAST(NULL AS DATE) AS export_day, CAST(NULL AS STRING) AS ga_client_id, "
+    "CAST(NULL AS INT64) AS ga_session_id, CAST(NULL AS TIMESTAMP) AS conversion_ts FROM UNNEST([1]) WHERE FALSE)"
+)
 FULL_DAYS = 36500  # `--full`: every day since 2000
+# A model that needs GA4's export says so in its header (`-- requires: ga4_export_dataset`); without the export
+# the script never runs its step, and the table is not made.
+_REQUIRES = re.compile(r"(?m)^-- requires: (\w+)$")
+GA4_START_DAYS = 35  # without ga4_start_date, the first GA4 run reads the export from this many days back
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,31 @@ def snippet_bounds() -> SnippetBounds:
 @cache
 def model_sql(name: str) -> str:
     return (MODELS_DIR / f"{name}.sql").read_text()
+
+
+@cache
+def ga4_read_sql(name: str) -> str:
+    return (GA4_READS_DIR / f"{name}.sql").read_text()
+
+
+def requires(name: str) -> str | None:
+    found = _REQUIRES.search(model_sql(name))
+    return found.group(1) if found else None
+
+
+def built(*, ga4: bool = False, loyjoy_export: bool = False) -> list[str]:
+    """The tables a refresh makes with these exports configured."""
+    have = {"ga4_export_dataset": ga4}
+    return [
+        name
+        for name in MODELS
+        if (name != "loyjoy_reconciliation" or loyjoy_export) and have.get(requires(name) or "", True)
+    ]
+
+
+def sql_strings(values: tuple[str, ...] | list[str]) -> str:
+    """An ARRAY<STRING> literal of names already checked to be plain identifiers (settings, Terraform)."""
+    return "[" + ", ".join(f"'{value}'" for value in values) + "]"
 
 
 def render(template: str, values: dict[str, Any]) -> str:
@@ -89,14 +129,16 @@ def settings(sql: str) -> dict[str, str]:
 
 def upserts(models: dict[str, str], values: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Each step of models/upsert/ per model; `steps`: the three, one after the other; `upsert`: the three in a
-    block whose exception handler is `failed` (upsert/guard.sql)."""
-    steps = {step: (MODELS_DIR / "upsert" / f"{step}.sql").read_text() for step in (*UPSERT_STEPS, FAILED_STEP)}
+    block whose exception handler is `failed` (upsert/guard.sql); `create`: the part of `build` that makes the
+    table if missing, from its scratch table, for a model whose scratch table refresh.sql fills itself."""
+    named = (CREATE_STEP, *UPSERT_STEPS, FAILED_STEP)  # create first: build includes it
+    steps = {step: (MODELS_DIR / "upsert" / f"{step}.sql").read_text() for step in named}
     guard = (MODELS_DIR / "upsert" / "guard.sql").read_text()
-    done: dict[str, dict[str, str]] = {step: {} for step in (*UPSERT_STEPS, FAILED_STEP, "steps", "upsert")}
+    done: dict[str, dict[str, str]] = {step: {} for step in (*named, "steps", "upsert")}
     for name, sql in models.items():
         model = values | settings(sql) | {"table": name, "sql": sql}
         for step, template in steps.items():
-            done[step][name] = render(template, model).strip()
+            done[step][name] = render(template, model | {"create": done[CREATE_STEP].get(name, "")}).strip()
         done["steps"][name] = "\n".join(done[step][name] for step in UPSERT_STEPS)
         done["upsert"][name] = render(guard, {"steps": done["steps"][name], "failed": done[FAILED_STEP][name]}).strip()
     return done
@@ -119,17 +161,34 @@ def script(
     ids_per_day: int = 500,
     include_bots: bool | None = None,
     loyjoy_export_dataset: str | None = None,
+    ga4_export_dataset: str | None = None,
+    ga4_start_date: date | None = None,
+    ga4_conversion_events: tuple[str, ...] | list[str] = ("purchase", "generate_lead"),
+    attribution_window_days: int = 30,
+    ga4_tables_per_read: int = 200,
     error_message: str = ERROR_MESSAGE,
     run_at: datetime | None = None,
 ) -> str:
     """`loyjoy_export_dataset` (dataset or project.dataset of LoyJoy's own export) builds loyjoy_reconciliation;
-    without it the script names this dataset in its place and never runs that step. `run_at`: the time the run
-    takes as now (default: BigQuery's clock), so that a test can play runs hours or days apart."""
+    without it the script names this dataset in its place and never runs that step. `ga4_export_dataset` (a
+    dataset of this project) builds the GA4 tables (ga4_visits, chat_impact, chat_conversions) and the GA4 outcome
+    of experiments; without it, likewise, nothing reads GA4. `ga4_start_date`: where a first GA4 run starts
+    (None: GA4_START_DAYS before today); `ga4_tables_per_read`: the export tables one statement reads at most.
+    `run_at`: the time the run takes as now (default: BigQuery's clock), so that a test can play runs hours or
+    days apart."""
     export = loyjoy_export_dataset or ""
     qualified = export if "." in export or not export else f"{project}.{export}"
     values: dict[str, Any] = {"project": project, "dataset": dataset, "error_message": error_message}
     values["loyjoy_export"] = qualified or f"{project}.{dataset}"
+    ga4 = bool(ga4_export_dataset)
+    values["ga4"] = sql_bool(ga4)
+    values["ga4_export"] = f"{project}.{ga4_export_dataset or dataset}"
+    # What experiments reads for its GA4 outcome: the conversions table, or no rows of its shape without GA4.
+    values["ga4_conversions"] = f"`{project}.{dataset}.ga4_conversions`" if ga4 else NO_GA4_CONVERSIONS
+    values["attribution_window_days"] = attribution_window_days
     models = {name: render(model_sql(name), values).strip().rstrip(";") for name in MODELS}
+    events = sql_strings(ga4_conversion_events)
+    reads = {name: render(ga4_read_sql(name), values | {"ga4_conversion_events": events}).strip() for name in GA4_READS}
     knobs = {
         "recent_days": recent_days,
         "max_age_days": max_age_days,
@@ -142,8 +201,12 @@ def script(
         "max_queue": snippet_bounds().max_queue,
         "session_timeout_ms": snippet_bounds().session_timeout_ms,
         "run_at": f"TIMESTAMP '{run_at.astimezone(UTC).isoformat(sep=' ')}'" if run_at else "CURRENT_TIMESTAMP()",
+        "ga4_start_date": (ga4_start_date or date.today() - timedelta(days=GA4_START_DAYS)).isoformat(),
+        "ga4_conversion_events": events,
+        "ga4_tables_per_read": ga4_tables_per_read,
     }
-    return render(model_sql("refresh"), values | upserts(models, values) | knobs)
+    texts = {"sql": models, "ga4_reads": reads}  # ${sql.<table>}, ${ga4_reads.<name>}: whole, for EXECUTE IMMEDIATE
+    return render(model_sql("refresh"), values | upserts(models, values) | knobs | texts)
 
 
 def delivery_gap_check(project: str, dataset: str, *, threshold: float, min_clients: int) -> str:
@@ -185,16 +248,23 @@ def refresh(
     loyjoy_export_dataset: str | None = None,
     run_at: datetime | None = None,
 ) -> Refreshed:
-    """`loyjoy_export_dataset`: None takes the sink's settings (LOYJOY_EXPORT_DATASET). `run_at`: see script()."""
+    """`loyjoy_export_dataset`: None takes the sink's settings (LOYJOY_EXPORT_DATASET); the GA4 settings are the
+    sink's too. `run_at`: see script()."""
     started = time.monotonic()
+    chosen = sink._settings  # the settings the sink was made with
     if loyjoy_export_dataset is None:
-        loyjoy_export_dataset = sink._settings.loyjoy_export_dataset  # the settings the sink was made with
+        loyjoy_export_dataset = chosen.loyjoy_export_dataset
     sql = script(
         sink.client.project,
         sink.dataset,
         recent_days=FULL_DAYS if full else recent_days,
         include_bots=include_bots,
         loyjoy_export_dataset=loyjoy_export_dataset,
+        ga4_export_dataset=chosen.ga4_export_dataset,
+        ga4_start_date=chosen.ga4_start_date,
+        ga4_conversion_events=chosen.ga4_conversion_events,
+        attribution_window_days=chosen.attribution_window_days,
+        ga4_tables_per_read=chosen.ga4_tables_per_read,
         error_message=LOCAL_ERROR_MESSAGE if sink._settings.bigquery_api_endpoint else ERROR_MESSAGE,
         run_at=run_at,
         max_event_age_days=sink._settings.max_event_age_days,

@@ -1,4 +1,3 @@
 CREATE OR REPLACE TABLE `${project}.${dataset}.${table}_this_run` AS
 ${sql};
-CREATE TABLE IF NOT EXISTS `${project}.${dataset}.${table}` PARTITION BY ${partition_by} CLUSTER BY ${cluster_by}
-AS SELECT * FROM `${project}.${dataset}.${table}_this_run` WHERE FALSE;
+${create}
