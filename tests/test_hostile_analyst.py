@@ -449,3 +449,38 @@ def test_one_request_with_a_hundred_new_process_ids_adds_no_groups_past_the_boun
         assert all(counted[f"p-real-{p}"] == per_real for p in range(5)), (table, counted)
         assert sum(counted.values()) == (5 * 9 + 100 if table == "daily_counts" else 5 * 3 + 100)
         assert counted["(other)"] == 100 - (20 - 5), (table, counted)
+
+
+# ------------------------------------------------------------------------------- (11) visitor numbers
+
+
+def test_no_visitor_number_moves_a_sum_past_its_bound(env, local_bigquery):
+    """A visitor's numbers, at the ends of INT64, as rows stored before the gate bounded them (`value` 2^63-1 and
+    `nps` 1e308 in detail, numbers and drop reports at INT64's ends): no step of the refresh fails on them (real
+    BigQuery fails a SUM or a subtraction past INT64; the local one does not, so the figures are checked against
+    the capped ones), and every figure stays within the events sent times its bound."""
+    bound = snippet_bounds().max_queue
+    host, at = f"numbers-{uuid.uuid4().hex[:6]}.example.com", datetime.now(UTC) - timedelta(hours=1)
+    rows = []
+    for n, (low, high) in enumerate(((1, INT64_MAX), (-(2**63), INT64_MAX), (5, 7))):
+        client = f"n{n}-{uuid.uuid4().hex[:6]}"
+        for i, seq in enumerate((low, high)):
+            row = stored(numbered(client, 1, at + timedelta(seconds=i), host, detail={"label": "x"}))
+            rows.append(
+                row
+                | {
+                    "client_seq": seq,
+                    "dropped_overflow": INT64_MAX,
+                    "dropped_quota": INT64_MAX,
+                    "detail": '{"nps": 1e308, "value": 9223372036854775807}',
+                    "ga_session_id": INT64_MAX,
+                }
+            )
+    insert(local_bigquery, rows)
+    refresh(env)
+    found = health(local_bigquery, host)
+    assert (found["events_received"], found["resets"], found["seq_gaps"]) == (6, 2, 1)
+    assert (found["dropped_overflow"], found["dropped_quota"]) == (6 * bound, 6 * bound)
+    [row] = query(local_bigquery, f"SELECT * FROM `t.delivery_health` WHERE page_hostname = '{host}'")
+    numbers = [v for v in row.values() if isinstance(v, int | float) and not isinstance(v, bool)]
+    assert all(abs(v) <= 6 * bound for v in numbers if v not in (row["delay_p50_ms"], row["delay_p95_ms"])), row
