@@ -285,14 +285,13 @@ def fresh_dataset(local_bigquery, env: dict[str, str], name: str) -> dict[str, s
 
 
 def tables_of(local_bigquery, dataset: str) -> dict[str, list[str]]:
-    """Every analyst table's rows (but LoyJoy's reconciliation, which needs its export), sorted, as text."""
-    from loyjoy_collector.ops.refresh import MODELS
+    """Every analyst table a refresh builds without LoyJoy's or GA4's export, its rows sorted, as text."""
+    from loyjoy_collector.ops.refresh import built
 
     found = {}
-    for name in MODELS:
-        if name != "loyjoy_reconciliation":
-            rows = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{dataset}.{name}`")
-            found[name] = sorted(repr(sorted(row.items())) for row in rows)
+    for name in built():
+        rows = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{dataset}.{name}`")
+        found[name] = sorted(repr(sorted(row.items())) for row in rows)
     return found
 
 
