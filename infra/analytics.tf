@@ -1,4 +1,4 @@
-# The analyst tables (events_clean, sessions, daily_counts, opt_ins, funnel_daily, rejected_by_reason,
+# The analyst tables (events_clean, daily_ids, sessions, daily_counts, opt_ins, funnel_daily, rejected_by_reason,
 # delivery_health, loyjoy_kpis, experiments; loyjoy_reconciliation with var.loyjoy_export_dataset; ga4_visits,
 # chat_impact and chat_conversions, with ga4_session_days and ga4_conversions under them, with
 # var.ga4_export_dataset):
@@ -95,6 +95,7 @@ locals {
     max_event_age_days      = var.max_event_age_days
     lookback_minutes        = 60
     late_days_per_run       = var.analytics_late_days_per_run
+    ids_per_day             = var.analytics_ids_per_day
     include_bots            = var.analytics_include_bots
     reconcile               = local.loyjoy_export != ""
     ga4                     = local.ga4

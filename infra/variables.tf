@@ -307,6 +307,18 @@ variable "analytics_late_days_per_run" {
   }
 }
 
+variable "analytics_ids_per_day" {
+  description = "Bots and processes a day that the analyst tables (daily_counts, funnel_daily, opt_ins, loyjoy_reconciliation) name, per dimension, ranked by distinct clients that day, then first seen; the events of the rest are counted under '(other)'. A sender chooses its ids: this bounds the groups it can add. The ranking is in the daily_ids table."
+  type        = number
+  default     = 500
+  nullable    = false
+
+  validation {
+    condition     = var.analytics_ids_per_day >= 1 && floor(var.analytics_ids_per_day) == var.analytics_ids_per_day
+    error_message = "analytics_ids_per_day is a whole number of 1 or more."
+  }
+}
+
 variable "max_event_age_days" {
   description = "Client event times older than this many days are clamped to the time received (the collector's MAX_EVENT_AGE_DAYS), and the analyst tables count a delivery delay only between 0 and this many days: a client clock is the sender's to set."
   type        = number

@@ -335,17 +335,13 @@ def test_incremental_runs_build_what_a_full_run_builds_with_ids_sent_again_and_s
 # ------------------------------------------------------------------------------- (8) the refresh's cost
 
 
-def run(local_bigquery, dataset: str, at: datetime, *, full: bool = False, late_days_per_run: int = 3) -> Any:
-    """One refresh as the schedule runs it, at the time `at` (runs hours apart, without waiting hours)."""
+def run(local_bigquery, dataset: str, at: datetime | None = None, *, full: bool = False, **settings: Any) -> Any:
+    """One refresh as the schedule runs it, at the time `at` (runs hours apart, without waiting hours), with
+    the settings given (LATE_DAYS_PER_RUN, IDS_PER_DAY, ...)."""
     from loyjoy_collector.ops.refresh import refresh as refreshed
     from loyjoy_collector.sink import BigQuerySink
 
-    settings = Settings(
-        bigquery_api_endpoint=local_bigquery.url,
-        bq_project=PROJECT,
-        bq_dataset=dataset,
-        late_days_per_run=late_days_per_run,
-    )
+    settings = Settings(bigquery_api_endpoint=local_bigquery.url, bq_project=PROJECT, bq_dataset=dataset, **settings)
     return refreshed(BigQuerySink(settings), full=full, run_at=at)
 
 
@@ -408,3 +404,82 @@ def test_example_detail_is_the_days_first_refusal_not_the_text_a_sender_sorts_la
     refresh(env)
     [row] = query(local_bigquery, f"SELECT * FROM `t.rejected_by_reason` WHERE reason = '{reason}'")
     assert (row["rejections"], row["example_detail"]) == (4, "event must be a string")
+
+
+# ------------------------------------------------------------------------------- (10) new ids
+
+
+def test_one_request_with_a_hundred_new_process_ids_adds_no_groups_past_the_bound(env, local_bigquery):
+    """One request added 100 new groups to daily_counts and funnel_daily. Per day, the analyst tables name
+    IDS_PER_DAY bots and processes (here 20), ranked by distinct clients, and count the rest under '(other)':
+    the five real processes, each with three visitors, keep their names and their counts."""
+    environment = fresh_dataset(local_bigquery, env, "ids")
+    dataset = environment["BQ_DATASET"]
+    at = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    rows = []
+    for p in range(5):
+        for v in range(3):
+            session = f"s-real-{p}-{v}"
+            rows += [
+                stored(chat(name, at + timedelta(minutes=p, seconds=n), session, "b-10", process_id=f"p-real-{p}"))
+                for n, name in enumerate(("load", "show", "open"))
+            ]
+    # One request: one client, a hundred made-up process ids, a session each.
+    rows += [
+        stored({**chat("load", at + timedelta(hours=1), f"s-x-{n}", "b-10", process_id=f"x{n:03}"), "client_id": "c-x"})
+        for n in range(100)
+    ]
+    assert local_bigquery.client.insert_rows_json(f"{PROJECT}.{dataset}.events", rows) == []
+    run(local_bigquery, dataset, ids_per_day=20)
+
+    def groups(table: str) -> dict[str, int]:
+        found = local_bigquery.query(f"SELECT * FROM `{PROJECT}.{dataset}.{table}` WHERE bot_id = 'b-10'")
+        counted: dict[str, int] = {}
+        for row in found:
+            counted[row["process_id"]] = (
+                counted.get(row["process_id"], 0) + row["events" if "events" in row else "sessions"]
+            )
+        return counted
+
+    for table in ("daily_counts", "funnel_daily"):
+        counted = groups(table)
+        assert len(counted) <= 20 + 1, (table, len(counted))
+        per_real = 9 if table == "daily_counts" else 3  # three events or one session of each of three visitors
+        assert all(counted[f"p-real-{p}"] == per_real for p in range(5)), (table, counted)
+        assert sum(counted.values()) == (5 * 9 + 100 if table == "daily_counts" else 5 * 3 + 100)
+        assert counted["(other)"] == 100 - (20 - 5), (table, counted)
+
+
+# ------------------------------------------------------------------------------- (11) visitor numbers
+
+
+def test_no_visitor_number_moves_a_sum_past_its_bound(env, local_bigquery):
+    """A visitor's numbers, at the ends of INT64, as rows stored before the gate bounded them (`value` 2^63-1 and
+    `nps` 1e308 in detail, numbers and drop reports at INT64's ends): no step of the refresh fails on them (real
+    BigQuery fails a SUM or a subtraction past INT64; the local one does not, so the figures are checked against
+    the capped ones), and every figure stays within the events sent times its bound."""
+    bound = snippet_bounds().max_queue
+    host, at = f"numbers-{uuid.uuid4().hex[:6]}.example.com", datetime.now(UTC) - timedelta(hours=1)
+    rows = []
+    for n, (low, high) in enumerate(((1, INT64_MAX), (-(2**63), INT64_MAX), (5, 7))):
+        client = f"n{n}-{uuid.uuid4().hex[:6]}"
+        for i, seq in enumerate((low, high)):
+            row = stored(numbered(client, 1, at + timedelta(seconds=i), host, detail={"label": "x"}))
+            rows.append(
+                row
+                | {
+                    "client_seq": seq,
+                    "dropped_overflow": INT64_MAX,
+                    "dropped_quota": INT64_MAX,
+                    "detail": '{"nps": 1e308, "value": 9223372036854775807}',
+                    "ga_session_id": INT64_MAX,
+                }
+            )
+    insert(local_bigquery, rows)
+    refresh(env)
+    found = health(local_bigquery, host)
+    assert (found["events_received"], found["resets"], found["seq_gaps"]) == (6, 2, 1)
+    assert (found["dropped_overflow"], found["dropped_quota"]) == (6 * bound, 6 * bound)
+    [row] = query(local_bigquery, f"SELECT * FROM `t.delivery_health` WHERE page_hostname = '{host}'")
+    numbers = [v for v in row.values() if isinstance(v, int | float) and not isinstance(v, bool)]
+    assert all(abs(v) <= 6 * bound for v in numbers if v not in (row["delay_p50_ms"], row["delay_p95_ms"])), row

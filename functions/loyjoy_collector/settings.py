@@ -133,6 +133,12 @@ class Settings(BaseModel):
         description="Days before yesterday that one refresh rebuilds at most (late events); the rest wait for the "
         "next runs, so that no sender's late events set the refresh's cost.",
     )
+    ids_per_day: int = Field(
+        default=500,
+        ge=1,
+        description="Bots and processes a day that the analyst tables name, per dimension, ranked by distinct "
+        "clients (then first seen); the rest are counted under '(other)', so no sender adds groups without bound.",
+    )
 
     rate_limit_address_per_second: float = Field(
         default=50.0, gt=0, description="Requests a second one client address may send to POST / (a NAT's worth)."

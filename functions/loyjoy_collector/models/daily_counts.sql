@@ -1,42 +1,37 @@
--- Events per day, bot, process and event name, for the days of this run: the table behind most charts. The
--- process name is the most frequent among the day's events of the process (ties: the smallest), the same on
--- every row of the process and day, so that one late event cannot rename a process for the day.
+-- Events per day, bot, process and event name, for the days of this run: the table behind most charts. Bots and
+-- processes past the day's ids_per_day (daily_ids) are counted under '(other)', so no sender adds groups without
+-- bound. The process name is the one daily_ids gives the process that day (its most frequent), so that one late
+-- event cannot rename a process for the day.
 -- partition by: day
 -- cluster by: bot_id, process_id, event_name
 -- replaces: day IN UNNEST(days)
-WITH named AS (
+WITH mapped AS (
   SELECT
-    *,
-    FIRST_VALUE(process_name) OVER (
-      PARTITION BY day, bot_id, process_id
-      ORDER BY process_name IS NULL, name_events DESC, process_name
-      ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-    ) AS day_process_name
-  FROM (
-    SELECT
-      DATE(event_ts) AS day,
-      bot_id,
-      process_id,
-      process_name,
-      event_name,
-      event_known,
-      session_id,
-      client_id,
-      COUNT(*) OVER (PARTITION BY DATE(event_ts), bot_id, process_id, process_name) AS name_events
-    FROM `${project}.${dataset}.events_clean`
-    WHERE DATE(event_ts) IN UNNEST(days)
-  )
+    DATE(e.event_ts) AS day,
+    IF(e.bot_id IS NULL OR IFNULL(b.kept, TRUE), e.bot_id, '(other)') AS bot_id,
+    IF(e.process_id IS NULL OR IFNULL(p.kept, TRUE), e.process_id, '(other)') AS process_id,
+    IF(p.kept, p.name, NULL) AS process_name,
+    e.event_name,
+    e.event_known,
+    e.session_id,
+    e.client_id
+  FROM `${project}.${dataset}.events_clean` AS e
+  LEFT JOIN `${project}.${dataset}.daily_ids` AS b
+    ON b.day = DATE(e.event_ts) AND b.dimension = 'bot_id' AND b.id = e.bot_id
+  LEFT JOIN `${project}.${dataset}.daily_ids` AS p
+    ON p.day = DATE(e.event_ts) AND p.dimension = 'process_id' AND p.id = e.process_id
+  WHERE DATE(e.event_ts) IN UNNEST(days)
 )
 
 SELECT
   day,
   bot_id,
   process_id,
-  ANY_VALUE(day_process_name) AS process_name,
+  MAX(process_name) AS process_name,  -- one name per process and day (daily_ids): the same on every row
   event_name,
   LOGICAL_OR(event_known) AS event_known,
   COUNT(*) AS events,
   COUNT(DISTINCT session_id) AS sessions,
   COUNT(DISTINCT client_id) AS clients
-FROM named
+FROM mapped
 GROUP BY day, bot_id, process_id, event_name

@@ -43,16 +43,26 @@ processes AS (
   GROUP BY process_id
 ),
 
+-- Processes past the day's ids_per_day (daily_ids) are counted under '(other)', as in daily_counts.
 collector AS (
   SELECT
-    DATE(event_ts) AS day,
+    day,
     process_id,
     event_name,
     COUNT(*) AS collector_events,
     COUNT(DISTINCT session_id) AS collector_sessions
-  FROM `${project}.${dataset}.events_clean`
-  WHERE DATE(event_ts) IN UNNEST(reconciled_days)
-    AND event_name IN (SELECT event_name FROM shared)
+  FROM (
+    SELECT
+      DATE(e.event_ts) AS day,
+      IF(e.process_id IS NULL OR IFNULL(p.kept, TRUE), e.process_id, '(other)') AS process_id,
+      e.event_name,
+      e.session_id
+    FROM `${project}.${dataset}.events_clean` AS e
+    LEFT JOIN `${project}.${dataset}.daily_ids` AS p
+      ON p.day = DATE(e.event_ts) AND p.dimension = 'process_id' AND p.id = e.process_id
+    WHERE DATE(e.event_ts) IN UNNEST(reconciled_days)
+      AND e.event_name IN (SELECT event_name FROM shared)
+  )
   GROUP BY day, process_id, event_name
 )
 

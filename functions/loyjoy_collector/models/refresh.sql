@@ -100,6 +100,8 @@ DECLARE rejected_days ARRAY<DATE> DEFAULT (
   )
 );
 DECLARE session_days ARRAY<DATE> DEFAULT [];
+-- The bots and processes a day that the analyst tables name, per dimension; the rest are counted under '(other)'.
+DECLARE ids_per_day INT64 DEFAULT ${ids_per_day};
 -- A session ends after a pause longer than the snippet's (read from it), and lasts less than session_max_hours:
 -- no visitor chats for a day without a half-hour pause, and every duration figure stays under a day.
 DECLARE session_timeout_ms INT64 DEFAULT ${session_timeout_ms};
@@ -145,6 +147,9 @@ EXCEPTION WHEN ERROR THEN
 ${failed.events_clean}
 END;
 
+-- daily_ids: the bots and processes of those days, and which the analyst tables name (the rest: '(other)').
+${upsert.daily_ids}
+
 -- sessions: every session with an event on those days, whole, wherever it started. A whole run also drops
 -- the sessions no event of events_clean has any more (all bots, when bots were counted before).
 BEGIN
@@ -157,6 +162,8 @@ SET session_days = (
     SELECT day FROM `${project}.${dataset}.sessions`
     WHERE day BETWEEN DATE_SUB(first_day, INTERVAL 1 DAY) AND DATE_ADD(last_day, INTERVAL 1 DAY)
       AND IFNULL(sent_session_id, session_id) IN (SELECT sent_session_id FROM `${project}.${dataset}.sessions_this_run`)
+    UNION ALL
+    SELECT d FROM UNNEST(days) AS d  -- their daily_ids, which funnel_daily's groups and names come from
   )
 );
 ${clear.sessions}

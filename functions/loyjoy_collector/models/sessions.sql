@@ -76,20 +76,57 @@ grouped AS (
     LOGICAL_OR(event_name IN ('start', 'session_started', 'session_interacted')) AS started,
     LOGICAL_OR(event_name IN ('sign_up', 'customer_created')) AS signed_up,
     LOGICAL_OR(REGEXP_CONTAINS(event_name, r'^(newsletter|profiling|reminder)_(single|double)_opt_in$')) AS opted_in,
-    LOGICAL_OR(event_name = 'close') AS closed,
-    ARRAY_AGG(client_id IGNORE NULLS) AS client_ids,
-    ARRAY_AGG(bot_id IGNORE NULLS) AS bot_ids,
-    ARRAY_AGG(process_id IGNORE NULLS) AS process_ids,
-    ARRAY_AGG(process_name IGNORE NULLS) AS process_names,
-    ARRAY_AGG(ga_client_id IGNORE NULLS) AS ga_client_ids,
-    ARRAY_AGG(ga_session_id IGNORE NULLS) AS ga_session_ids,
-    ARRAY_AGG(utm_source IGNORE NULLS) AS utm_sources,
-    ARRAY_AGG(utm_medium IGNORE NULLS) AS utm_mediums,
-    ARRAY_AGG(utm_campaign IGNORE NULLS) AS utm_campaigns,
-    ARRAY_AGG(device_type IGNORE NULLS) AS device_types,
-    ARRAY_AGG(page_hostname IGNORE NULLS) AS page_hostnames
+    LOGICAL_OR(event_name = 'close') AS closed
   FROM parts
   GROUP BY session_id, part
+),
+
+-- Each label of a part: its most frequent value among the part's events, ties by the smallest (as text).
+-- Counted per value rather than gathered into arrays: a part of a million events stays a million rows.
+label_values AS (
+  SELECT session_id AS sent_session_id, part, kv.name, kv.value, COUNT(*) AS n
+  FROM parts
+  CROSS JOIN UNNEST([
+    STRUCT('client_id' AS name, client_id AS value),
+    STRUCT('bot_id' AS name, bot_id AS value),
+    STRUCT('process_id' AS name, process_id AS value),
+    STRUCT('process_name' AS name, process_name AS value),
+    STRUCT('ga_client_id' AS name, ga_client_id AS value),
+    STRUCT('ga_session_id' AS name, CAST(ga_session_id AS STRING) AS value),
+    STRUCT('utm_source' AS name, utm_source AS value),
+    STRUCT('utm_medium' AS name, utm_medium AS value),
+    STRUCT('utm_campaign' AS name, utm_campaign AS value),
+    STRUCT('device_type' AS name, device_type AS value),
+    STRUCT('page_hostname' AS name, page_hostname AS value)
+  ]) AS kv  -- (not `label`: events has a column of that name)
+  WHERE kv.value IS NOT NULL
+  GROUP BY sent_session_id, part, kv.name, kv.value
+),
+
+top_values AS (
+  SELECT *
+  FROM label_values
+  WHERE TRUE
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY sent_session_id, part, name ORDER BY n DESC, value) = 1
+),
+
+labels AS (
+  SELECT
+    sent_session_id,
+    part,
+    MAX(IF(name = 'client_id', value, NULL)) AS client_id,
+    MAX(IF(name = 'bot_id', value, NULL)) AS bot_id,
+    MAX(IF(name = 'process_id', value, NULL)) AS process_id,
+    MAX(IF(name = 'process_name', value, NULL)) AS process_name,
+    MAX(IF(name = 'ga_client_id', value, NULL)) AS ga_client_id,
+    CAST(MAX(IF(name = 'ga_session_id', value, NULL)) AS INT64) AS ga_session_id,
+    MAX(IF(name = 'utm_source', value, NULL)) AS utm_source,
+    MAX(IF(name = 'utm_medium', value, NULL)) AS utm_medium,
+    MAX(IF(name = 'utm_campaign', value, NULL)) AS utm_campaign,
+    MAX(IF(name = 'device_type', value, NULL)) AS device_type,
+    MAX(IF(name = 'page_hostname', value, NULL)) AS page_hostname
+  FROM top_values
+  GROUP BY sent_session_id, part
 ),
 
 numbered AS (
@@ -102,31 +139,32 @@ numbered AS (
 
 labelled AS (
   SELECT
-    IF(nth = 1, sent_session_id, CONCAT(sent_session_id, '#', CAST(nth AS STRING))) AS session_id,
-    (SELECT v FROM UNNEST(client_ids) AS v GROUP BY v ORDER BY COUNT(*) DESC, v LIMIT 1) AS client_id,
-    (SELECT v FROM UNNEST(bot_ids) AS v GROUP BY v ORDER BY COUNT(*) DESC, v LIMIT 1) AS bot_id,
-    (SELECT v FROM UNNEST(process_ids) AS v GROUP BY v ORDER BY COUNT(*) DESC, v LIMIT 1) AS process_id,
-    (SELECT v FROM UNNEST(process_names) AS v GROUP BY v ORDER BY COUNT(*) DESC, v LIMIT 1) AS process_name,
-    started_at,
-    ended_at,
-    TIMESTAMP_DIFF(ended_at, started_at, SECOND) AS duration_seconds,
-    events,
-    loaded,
-    shown,
-    opened,
-    started,
-    signed_up,
-    opted_in,
-    closed,
-    (SELECT v FROM UNNEST(ga_client_ids) AS v GROUP BY v ORDER BY COUNT(*) DESC, v LIMIT 1) AS ga_client_id,
-    (SELECT v FROM UNNEST(ga_session_ids) AS v GROUP BY v ORDER BY COUNT(*) DESC, v LIMIT 1) AS ga_session_id,
-    (SELECT v FROM UNNEST(utm_sources) AS v GROUP BY v ORDER BY COUNT(*) DESC, v LIMIT 1) AS utm_source,
-    (SELECT v FROM UNNEST(utm_mediums) AS v GROUP BY v ORDER BY COUNT(*) DESC, v LIMIT 1) AS utm_medium,
-    (SELECT v FROM UNNEST(utm_campaigns) AS v GROUP BY v ORDER BY COUNT(*) DESC, v LIMIT 1) AS utm_campaign,
-    (SELECT v FROM UNNEST(device_types) AS v GROUP BY v ORDER BY COUNT(*) DESC, v LIMIT 1) AS device_type,
-    (SELECT v FROM UNNEST(page_hostnames) AS v GROUP BY v ORDER BY COUNT(*) DESC, v LIMIT 1) AS page_hostname,
-    sent_session_id
-  FROM numbered
+    IF(n.nth = 1, n.sent_session_id, CONCAT(n.sent_session_id, '#', CAST(n.nth AS STRING))) AS session_id,
+    l.client_id,
+    l.bot_id,
+    l.process_id,
+    l.process_name,
+    n.started_at,
+    n.ended_at,
+    TIMESTAMP_DIFF(n.ended_at, n.started_at, SECOND) AS duration_seconds,
+    n.events,
+    n.loaded,
+    n.shown,
+    n.opened,
+    n.started,
+    n.signed_up,
+    n.opted_in,
+    n.closed,
+    l.ga_client_id,
+    l.ga_session_id,
+    l.utm_source,
+    l.utm_medium,
+    l.utm_campaign,
+    l.device_type,
+    l.page_hostname,
+    n.sent_session_id
+  FROM numbered AS n
+  LEFT JOIN labels AS l USING (sent_session_id, part)
 )
 
 SELECT

@@ -158,6 +158,7 @@ def script(
     max_event_age_days: int = 28,
     lookback_minutes: int = 60,
     late_days_per_run: int = 3,
+    ids_per_day: int = 500,
     include_bots: bool | None = None,
     loyjoy_export_dataset: str | None = None,
     ga4_export_dataset: str | None = None,
@@ -194,6 +195,7 @@ def script(
         "max_event_age_days": max_event_age_days,
         "lookback_minutes": lookback_minutes,
         "late_days_per_run": late_days_per_run,
+        "ids_per_day": ids_per_day,
         "include_bots": sql_bool(include_bots),
         "reconcile": sql_bool(bool(export)),
         "max_queue": snippet_bounds().max_queue,
@@ -267,6 +269,7 @@ def refresh(
         run_at=run_at,
         max_event_age_days=sink._settings.max_event_age_days,
         late_days_per_run=sink._settings.late_days_per_run,
+        ids_per_day=sink._settings.ids_per_day,
     )
     from google.api_core.exceptions import GoogleAPICallError
 
