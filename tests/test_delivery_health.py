@@ -695,7 +695,7 @@ def test_the_demo_page_charts_delivery_health(env, local_bigquery, browser):
                 events.append(Event(client, seq, at, agent=agent, host=host, dropped=dropped))
         expected[day.date()] = gaps
     send(local_bigquery, events)
-    refresh(env)
+    refresh(env, "--full")  # two weeks arriving at once: an hourly run takes a few late days each (LATE_DAYS_PER_RUN)
     found = by(local_bigquery, "event_date", where=f"page_hostname = '{host}'")
     assert {day: v["seq_gaps"] for day, v in found.items()} == expected
     assert sum(v["events_received"] for v in found.values()) == len(events)
