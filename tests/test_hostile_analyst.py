@@ -33,7 +33,11 @@ INT64_MAX = 2**63 - 1
 
 @pytest.fixture(scope="module")
 def env(local_bigquery) -> dict[str, str]:
-    environment = local_env(local_bigquery.port, "") | {"BQ_DATASET": DATASET}
+    return bootstrapped(local_env(local_bigquery.port, "") | {"BQ_DATASET": DATASET})
+
+
+def bootstrapped(environment: dict[str, str]) -> dict[str, str]:
+    """The environment, once `loyjoy-collector bootstrap` has made its dataset's tables."""
     subprocess.run(
         [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"],
         env=environment,
@@ -273,15 +277,7 @@ def test_delay_figures_come_only_from_clocks_within_the_event_age(env, local_big
 
 def fresh_dataset(local_bigquery, env: dict[str, str], name: str) -> dict[str, str]:
     """A dataset of the test's own, bootstrapped: its refresh's window is only what the test sends."""
-    dataset = f"{name}_{uuid.uuid4().hex[:6]}"
-    environment = env | {"BQ_DATASET": dataset}
-    subprocess.run(
-        [sys.executable, "-m", "loyjoy_collector.ops.cli", "bootstrap"],
-        env=environment,
-        check=True,
-        capture_output=True,
-    )
-    return environment
+    return bootstrapped(env | {"BQ_DATASET": f"{name}_{uuid.uuid4().hex[:6]}"})
 
 
 def tables_of(local_bigquery, dataset: str) -> dict[str, list[str]]:
